@@ -1,0 +1,33 @@
+// OpenMP, optional. seqgen uses OpenMP when the build finds it (the seqgen::seqgen target then
+// defines SEQGEN_OPENMP); without it every loop below runs serially and gives the same results.
+#pragma once
+
+#if defined(SEQGEN_OPENMP) && defined(_OPENMP)
+#include <omp.h>
+#define SEQGEN_PRAGMA(x) _Pragma(#x)
+#define SEQGEN_OMP(x) SEQGEN_PRAGMA(omp x)
+#else
+#define SEQGEN_OMP(x)
+#endif
+
+namespace seqgen {
+
+// Number of threads seqgen's loops and Eigen's GEMMs use.
+inline int num_threads() {
+#if defined(SEQGEN_OPENMP) && defined(_OPENMP)
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+// Sets the thread count for seqgen's loops and for Eigen's GEMMs.
+inline void set_num_threads(int n) {
+#if defined(SEQGEN_OPENMP) && defined(_OPENMP)
+  omp_set_num_threads(n < 1 ? 1 : n);
+#else
+  (void)n;
+#endif
+}
+
+}  // namespace seqgen

@@ -1,0 +1,85 @@
+// Linear layer:  y = W x + b
+//
+//   x: (in, N)   W: (out, in)   b: (out)   y: (out, N)
+// Backward, with dy = ∂L/∂y:
+//   dW += dy xᵀ      db += Σ_n dy[:, n]      dx = Wᵀ dy
+// Each is one GEMM (or a row sum) over all N tokens.
+//
+// Contract: forward ASSIGNS y (resized if needed). backward ADDS into weight.grad and bias.grad and
+// ASSIGNS dx. Linear keeps no cache: backward reads the same x that forward was given.
+#pragma once
+
+#include <string>
+
+#include "seqgen/core/error.hpp"
+#include "seqgen/core/init.hpp"
+#include "seqgen/core/param.hpp"
+
+namespace seqgen {
+
+template <typename Scalar>
+struct Linear {
+  Param<Scalar> weight;  // (out, in)
+  Param<Scalar> bias;    // (out, 1), or (0, 0) when the layer has no bias
+  std::string name;
+
+  Linear() = default;
+  // PyTorch's default initialisation: W and b ~ U(-1/sqrt(in), 1/sqrt(in)).
+  Linear(std::string name_, Index in, Index out, Rng& rng, bool with_bias = true)
+      : weight(join_name(name_, "weight"), out, in), name(std::move(name_)) {
+    check<ConfigError>(in > 0 && out > 0, "Linear '", name, "': sizes must be positive, got in=", in, " out=", out);
+    fan_in_uniform_init(weight.value, rng);
+    if (with_bias) {
+      bias = Param<Scalar>(join_name(name, "bias"), out, 1);
+      uniform_init(bias.value, rng, 1.0 / std::sqrt(static_cast<double>(in)));
+    }
+  }
+
+  Index in_features() const { return weight.value.cols(); }
+  Index out_features() const { return weight.value.rows(); }
+  bool has_bias() const { return bias.size() > 0; }
+
+  // x: (in, N) -> y: (out, N)
+  void forward(const ConstMatRef<Scalar>& x, Mat<Scalar>& y) const {
+    check_input(x);
+    ensure_shape(y, out_features(), x.cols());
+    y.noalias() = weight.value * x;
+    if (has_bias()) y.colwise() += bias.value.col(0);
+  }
+
+  // Same as above into a pre-sized view, e.g. a block of a bigger workspace.
+  void forward_into(const ConstMatRef<Scalar>& x, MatRef<Scalar> y) const {
+    check_input(x);
+    check<ShapeError>(y.rows() == out_features() && y.cols() == x.cols(), "Linear '", name, "': output is (", y.rows(),
+                      ", ", y.cols(), "), expected (", out_features(), ", ", x.cols(), ")");
+    y.noalias() = weight.value * x;
+    if (has_bias()) y.colwise() += bias.value.col(0);
+  }
+
+  // x: (in, N), dy: (out, N) -> dx: (in, N). Pass dx = nullptr to skip the input gradient.
+  void backward(const ConstMatRef<Scalar>& x, const ConstMatRef<Scalar>& dy, Mat<Scalar>* dx) {
+    check_input(x);
+    check<ShapeError>(dy.rows() == out_features() && dy.cols() == x.cols(), "Linear '", name, "': dy is (", dy.rows(),
+                      ", ", dy.cols(), "), expected (", out_features(), ", ", x.cols(), ")");
+    weight.grad.noalias() += dy * x.transpose();
+    if (has_bias()) bias.grad.col(0) += dy.rowwise().sum();
+    if (dx) {
+      ensure_shape(*dx, in_features(), x.cols());
+      dx->noalias() = weight.value.transpose() * dy;
+    }
+  }
+
+  template <class Visit>
+  void for_each_param(Visit&& visit) {
+    visit(weight);
+    if (has_bias()) visit(bias);
+  }
+
+ private:
+  void check_input(const ConstMatRef<Scalar>& x) const {
+    check<ShapeError>(x.rows() == in_features(), "Linear '", name, "': input has ", x.rows(), " rows, expected ",
+                      in_features(), " (in_features)");
+  }
+};
+
+}  // namespace seqgen

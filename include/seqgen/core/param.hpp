@@ -19,10 +19,16 @@ struct Param {
   std::string name;
   Mat<Scalar> value;  // vectors (biases, gains) are stored as (n, 1)
   Mat<Scalar> grad;   // same shape as value; backward passes ADD into it
+  // Whether AdamW/SGD weight decay applies. By default matrices decay and vectors (biases, gains)
+  // do not, as in nanoGPT; Embedding turns it off for its table. Users may flip it per parameter.
+  bool decay = false;
 
   Param() = default;
   Param(std::string name_, Index rows, Index cols)
-      : name(std::move(name_)), value(Mat<Scalar>::Zero(rows, cols)), grad(Mat<Scalar>::Zero(rows, cols)) {}
+      : name(std::move(name_)),
+        value(Mat<Scalar>::Zero(rows, cols)),
+        grad(Mat<Scalar>::Zero(rows, cols)),
+        decay(rows > 1 && cols > 1) {}
 
   Index size() const { return value.size(); }
   void zero_grad() { grad.setZero(); }

@@ -1,0 +1,21 @@
+# Sourced by the scripts: installs missing Debian packages when run as root, otherwise prints
+# the apt command and fails.
+ensure_packages() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" -eq 0 ]; then
+    echo "seqgen: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null ||
+      { apt-get update >/dev/null && apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null; }
+  else
+    echo "seqgen: missing packages; run: sudo apt-get install -y ${missing[*]}" >&2
+    return 1
+  fi
+}
+
+# Debian packages every build needs.
+SEQGEN_BUILD_PACKAGES=(cmake make g++ pkg-config libeigen3-dev catch2 libcli11-dev libbenchmark-dev)

@@ -1,0 +1,31 @@
+// Uses seqgen through its umbrella header: one Linear layer, forward and backward, checked
+// against a hand computation. Exits non-zero on a wrong answer.
+#include <seqgen/seqgen.hpp>
+
+#include <cmath>
+#include <cstdio>
+
+int main() {
+  seqgen::Rng rng(42);
+  seqgen::Linear<float> layer("fc", 3, 2, rng);
+  seqgen::Mat<float> x(3, 1), y;
+  x << 1, 2, 3;
+  layer.forward(x, y);
+  for (int o = 0; o < 2; ++o) {
+    float expected = layer.bias.value(o, 0);
+    for (int i = 0; i < 3; ++i) expected += layer.weight.value(o, i) * x(i, 0);
+    if (std::abs(y(o, 0) - expected) > 1e-5f) {
+      std::printf("consumer: wrong output %g, expected %g\n", y(o, 0), expected);
+      return 1;
+    }
+  }
+  try {
+    seqgen::Mat<float> bad(4, 1);
+    layer.forward(bad, y);
+    std::printf("consumer: a wrong shape was not rejected\n");
+    return 1;
+  } catch (const seqgen::ShapeError&) {
+  }
+  std::printf("consumer: seqgen works (%ld parameters)\n", static_cast<long>(seqgen::count_params(layer)));
+  return 0;
+}

@@ -46,7 +46,9 @@ std::string cat(Parts&&... parts) {
 }
 }  // namespace detail
 
-// Throws ErrorType with the message built from `parts` unless `cond` holds.
+// Throws ErrorType with the message built from `parts` unless `cond` holds. The parts are
+// evaluated even when `cond` holds (only the formatting is skipped), so pass cheap values: never
+// an expression that is only valid when the check fails, and no string building in hot loops.
 //   check<ShapeError>(x.rows() == in, "Linear '", name, "': input has ", x.rows(), " rows, expected ", in);
 template <typename ErrorType, typename... Parts>
 void check(bool cond, Parts&&... parts) {

@@ -1,0 +1,202 @@
+// Adam and AdamW, PyTorch's torch.optim.Adam / torch.optim.AdamW updates (Kingma & Ba, 2015;
+// Loshchilov & Hutter, 2019). At step t = 1, 2, ...:
+//
+//   g = g + λ p                   Adam (decoupled = false): L2 added to the gradient
+//   p = p - lr λ p                AdamW (decoupled = true): decay applied to the weights first
+//   m = β1 m + (1 - β1) g
+//   v = β2 v + (1 - β2) g²
+//   p = p - (lr / (1 - β1^t)) m / (sqrt(v) / sqrt(1 - β2^t) + ε)
+//
+// λ applies only where p.decay is true (matrices; not vectors or embeddings), which plays the role
+// of nanoGPT's two parameter groups. AdamW<Scalar> is Adam with decoupled = true and
+// weight_decay = 0.1 by default (nanoGPT's value; PyTorch's AdamW default is 0.01).
+//
+// Usage with a schedule:
+//   AdamW<float> opt;  WarmupCosineLr schedule(6e-4, 6e-5, 100, 5000);
+//   zero_grad(model); ... backward ...; opt.options.lr = schedule(opt.steps()); opt.step(model);
+//
+// The first step() allocates m and v; later steps never allocate and check that the module still
+// has the same parameters (count, names, shapes). The update is one pass over each parameter,
+// parallel over chunks for large parameters.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "seqgen/core/error.hpp"
+#include "seqgen/core/parallel.hpp"
+#include "seqgen/core/param.hpp"
+
+namespace seqgen {
+
+template <typename Scalar>
+class Adam {
+ public:
+  struct Options {
+    double lr = 1e-3;
+    double beta1 = 0.9;
+    double beta2 = 0.999;
+    double eps = 1e-8;
+    double weight_decay = 0;
+    bool decoupled = false;  // true: AdamW
+  };
+
+  // Public so that a schedule can set options.lr before each step; checked again by every step().
+  Options options;
+
+  Adam() : Adam(Options()) {}
+  explicit Adam(const Options& o) : options(o) { validate(); }
+
+  // Updates every parameter of `module` from its gradient.
+  template <class Module>
+  void step(Module& module) {
+    validate();
+    if (!initialized_) init_state(module);
+    check_params(module);
+    ++steps_;
+
+    // Scalars of the update, computed once in double.
+    const Options& o = options;
+    const double t = static_cast<double>(steps_);
+    const Scalar b1 = static_cast<Scalar>(o.beta1), one_b1 = static_cast<Scalar>(1 - o.beta1);
+    const Scalar b2 = static_cast<Scalar>(o.beta2), one_b2 = static_cast<Scalar>(1 - o.beta2);
+    const Scalar step_size = static_cast<Scalar>(o.lr / (1 - std::pow(o.beta1, t)));
+    const Scalar inv_sqrt_bc2 = static_cast<Scalar>(1 / std::sqrt(1 - std::pow(o.beta2, t)));
+    const Scalar eps = static_cast<Scalar>(o.eps);
+    std::size_t k = 0;
+    module.for_each_param([&](Param<Scalar>& p) {
+      Slot& s = slots_[k++];
+      const double wd = p.decay ? o.weight_decay : 0.0;
+      const Scalar l2 = static_cast<Scalar>(o.decoupled ? 0.0 : wd);
+      const Scalar shrink = static_cast<Scalar>(o.decoupled ? 1 - o.lr * wd : 1.0);
+      const Index n = p.size();
+      Scalar* pv = p.value.data();
+      const Scalar* pg = p.grad.data();
+      Scalar* pm = s.exp_avg.data();
+      Scalar* ps = s.exp_avg_sq.data();
+      const Index chunks = (n + kChunk - 1) / kChunk;
+      // Each chunk of p, g, m and v stays in cache across the three statements: one pass over memory.
+      // m and v are updated before p, so the L2 term reads the old p as PyTorch does.
+      SEQGEN_OMP(parallel for schedule(static) if (n >= kParallelMin))
+      for (Index c = 0; c < chunks; ++c) {
+        const Index i = c * kChunk, len = std::min(kChunk, n - i);
+        auto P = Map(pv + i, len);
+        auto G = ConstMap(pg + i, len);
+        auto M = Map(pm + i, len);
+        auto V = Map(ps + i, len);
+        M = b1 * M + one_b1 * (G + l2 * P);
+        V = b2 * V + one_b2 * (G + l2 * P).square();
+        P = shrink * P - step_size * M / (V.sqrt() * inv_sqrt_bc2 + eps);
+      }
+    });
+  }
+
+  // Number of step() calls so far (or the value restored by set_steps); drives bias correction.
+  std::int64_t steps() const { return steps_; }
+  // Restores the step count from a checkpoint.
+  void set_steps(std::int64_t steps) {
+    check<ConfigError>(steps >= 0, kind(), ": steps must be >= 0, got ", steps);
+    steps_ = steps;
+  }
+
+  // Sizes the state for `module` with zero m and v and records its parameter list; step() calls it
+  // on first use. Call it yourself before loading a checkpoint into a fresh optimizer. steps() is
+  // left unchanged.
+  template <class Module>
+  void init_state(Module& module) {
+    slots_.clear();
+    module.for_each_param([&](Param<Scalar>& p) {
+      Slot s;
+      s.name = p.name;
+      s.exp_avg = Mat<Scalar>::Zero(p.value.rows(), p.value.cols());
+      s.exp_avg_sq = Mat<Scalar>::Zero(p.value.rows(), p.value.cols());
+      slots_.push_back(std::move(s));
+    });
+    initialized_ = true;
+  }
+
+  // Visits the checkpointable state as visit(const std::string& name, Mat<Scalar>& tensor), in
+  // parameter order: "<param name>.exp_avg" then "<param name>.exp_avg_sq" (PyTorch's names).
+  template <class Visit>
+  void for_each_state(Visit&& visit) {
+    for (Slot& s : slots_) {
+      visit(s.name + ".exp_avg", s.exp_avg);
+      visit(s.name + ".exp_avg_sq", s.exp_avg_sq);
+    }
+  }
+  template <class Visit>
+  void for_each_state(Visit&& visit) const {
+    for (const Slot& s : slots_) {
+      visit(s.name + ".exp_avg", s.exp_avg);
+      visit(s.name + ".exp_avg_sq", s.exp_avg_sq);
+    }
+  }
+
+ private:
+  using Array = Eigen::Array<Scalar, Eigen::Dynamic, 1>;
+  using Map = Eigen::Map<Array>;
+  using ConstMap = Eigen::Map<const Array>;
+  static constexpr Index kChunk = 1024;                  // elements per chunk: a few KB of each array
+  static constexpr Index kParallelMin = Index(1) << 16;  // smaller parameters are not worth a thread team
+
+  struct Slot {
+    std::string name;
+    Mat<Scalar> exp_avg;     // m, same shape as the parameter
+    Mat<Scalar> exp_avg_sq;  // v, same shape as the parameter
+  };
+  std::vector<Slot> slots_;
+  std::int64_t steps_ = 0;
+  bool initialized_ = false;
+
+  const char* kind() const { return options.decoupled ? "AdamW" : "Adam"; }
+
+  void validate() const {
+    const Options& o = options;
+    check<ConfigError>(std::isfinite(o.lr) && o.lr >= 0, kind(), ": lr must be finite and >= 0, got ", o.lr);
+    check<ConfigError>(o.beta1 >= 0 && o.beta1 < 1, kind(), ": beta1 must be in [0, 1), got ", o.beta1);
+    check<ConfigError>(o.beta2 >= 0 && o.beta2 < 1, kind(), ": beta2 must be in [0, 1), got ", o.beta2);
+    check<ConfigError>(std::isfinite(o.eps) && o.eps > 0, kind(), ": eps must be finite and > 0, got ", o.eps);
+    check<ConfigError>(std::isfinite(o.weight_decay) && o.weight_decay >= 0, kind(),
+                       ": weight_decay must be finite and >= 0, got ", o.weight_decay);
+  }
+
+  // The module must have the parameters it had at the first step, in the same order.
+  template <class Module>
+  void check_params(Module& module) const {
+    std::size_t k = 0;
+    module.for_each_param([&](Param<Scalar>& p) {
+      check<ConfigError>(k < slots_.size(), kind(), ": the module has more parameters than the ", slots_.size(),
+                         " it had at the first step");
+      const Slot& s = slots_[k++];
+      const Index rows = s.exp_avg.rows(), cols = s.exp_avg.cols();
+      check<ConfigError>(p.name == s.name && p.value.rows() == rows && p.value.cols() == cols, kind(),
+                         ": parameter ", k - 1, " is '", p.name, "' (", p.value.rows(), ", ", p.value.cols(),
+                         "), expected '", s.name, "' (", rows, ", ", cols, ") as at the first step");
+      check<ShapeError>(p.grad.rows() == rows && p.grad.cols() == cols, kind(), ": gradient of '", p.name, "' is (",
+                        p.grad.rows(), ", ", p.grad.cols(), "), expected (", rows, ", ", cols, ")");
+    });
+    check<ConfigError>(k == slots_.size(), kind(), ": the module has ", k, " parameters, expected ", slots_.size(),
+                       " as at the first step");
+  }
+};
+
+// Adam with decoupled weight decay, nanoGPT's defaults: lr 1e-3, betas (0.9, 0.999), eps 1e-8,
+// weight_decay 0.1 on the parameters whose decay flag is set.
+template <typename Scalar>
+class AdamW : public Adam<Scalar> {
+ public:
+  struct Options : Adam<Scalar>::Options {
+    Options() {
+      this->decoupled = true;
+      this->weight_decay = 0.1;
+    }
+  };
+
+  AdamW() : AdamW(Options()) {}
+  explicit AdamW(const Options& o) : Adam<Scalar>(o) {}
+};
+
+}  // namespace seqgen

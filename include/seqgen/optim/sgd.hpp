@@ -1,0 +1,186 @@
+// Stochastic gradient descent with momentum, PyTorch's torch.optim.SGD update exactly:
+//
+//   d = g + λ p                       coupled weight decay (L2), only where p.decay is true
+//   buf = d                           at the first step
+//   buf = μ buf + (1 - τ) d           at later steps            (μ momentum, τ dampening)
+//   d = d + μ buf   if nesterov,  else  d = buf                 (when μ != 0)
+//   p = p - lr d
+//
+// Weight decay follows Param::decay (matrices decay, vectors and embeddings do not), which plays
+// the role of PyTorch's two parameter groups in nanoGPT.
+//
+// Usage (the optimizer only ever sees for_each_param):
+//   Sgd<float> opt;  opt.options.lr = 0.1;  opt.options.momentum = 0.9;
+//   zero_grad(model); ... backward ...; opt.step(model);
+//
+// The first step() allocates the momentum buffers; later steps never allocate and check that the
+// module still has the same parameters (count, names, shapes). The update is one pass over each
+// parameter, parallel over chunks for large parameters.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "seqgen/core/error.hpp"
+#include "seqgen/core/parallel.hpp"
+#include "seqgen/core/param.hpp"
+
+namespace seqgen {
+
+template <typename Scalar>
+class Sgd {
+ public:
+  struct Options {
+    double lr = 1e-2;
+    double momentum = 0;
+    double dampening = 0;
+    double weight_decay = 0;
+    bool nesterov = false;
+  };
+
+  // Public so that a schedule can set options.lr before each step; checked again by every step().
+  Options options;
+
+  Sgd() : Sgd(Options()) {}
+  explicit Sgd(const Options& o) : options(o) { validate(); }
+
+  // Updates every parameter of `module` from its gradient.
+  template <class Module>
+  void step(Module& module) {
+    validate();
+    if (!initialized_) init_state(module);
+    check_params(module);
+
+    const Options& o = options;
+    const Scalar lr = static_cast<Scalar>(o.lr), mu = static_cast<Scalar>(o.momentum);
+    const Scalar keep = static_cast<Scalar>(1 - o.dampening);
+    const bool first = steps_ == 0;
+    std::size_t k = 0;
+    module.for_each_param([&](Param<Scalar>& p) {
+      Slot& s = slots_[k++];
+      const Scalar wd = static_cast<Scalar>(p.decay ? o.weight_decay : 0.0);
+      const Index n = p.size();
+      Scalar* pv = p.value.data();
+      const Scalar* pg = p.grad.data();
+      if (o.momentum == 0) {
+        // p = p - lr (g + λ p): already a single pass.
+        Map(pv, n) -= lr * (ConstMap(pg, n) + wd * Map(pv, n));
+        return;
+      }
+      // The buffer is missing only if momentum was switched on after the first step; PyTorch then
+      // starts it from the gradient too.
+      const bool start = first || s.momentum_buffer.size() != n;
+      if (s.momentum_buffer.size() != n) s.momentum_buffer.resize(p.value.rows(), p.value.cols());
+      Scalar* pb = s.momentum_buffer.data();
+      const Index chunks = (n + kChunk - 1) / kChunk;
+      // Each chunk of p, g and buf stays in cache between the two statements: one pass over memory.
+      SEQGEN_OMP(parallel for schedule(static) if (n >= kParallelMin))
+      for (Index c = 0; c < chunks; ++c) {
+        const Index i = c * kChunk, len = std::min(kChunk, n - i);
+        auto P = Map(pv + i, len);
+        auto G = ConstMap(pg + i, len);
+        auto B = Map(pb + i, len);
+        if (start)
+          B = G + wd * P;
+        else
+          B = mu * B + keep * (G + wd * P);
+        if (o.nesterov)
+          P -= lr * ((G + wd * P) + mu * B);
+        else
+          P -= lr * B;
+      }
+    });
+    ++steps_;
+  }
+
+  // Number of step() calls so far (or the value restored by set_steps).
+  std::int64_t steps() const { return steps_; }
+  // Restores the step count from a checkpoint. With momentum, steps() == 0 means "the next step
+  // starts the buffers from the gradient", so restore it after the buffers.
+  void set_steps(std::int64_t steps) {
+    check<ConfigError>(steps >= 0, "Sgd: steps must be >= 0, got ", steps);
+    steps_ = steps;
+  }
+
+  // Sizes the state for `module` with zero buffers and records its parameter list; step() calls it
+  // on first use. Call it yourself before loading a checkpoint into a fresh optimizer. steps() is
+  // left unchanged.
+  template <class Module>
+  void init_state(Module& module) {
+    slots_.clear();
+    module.for_each_param([&](Param<Scalar>& p) {
+      Slot s;
+      s.name = p.name;
+      s.rows = p.value.rows();
+      s.cols = p.value.cols();
+      if (options.momentum != 0) s.momentum_buffer = Mat<Scalar>::Zero(s.rows, s.cols);
+      slots_.push_back(std::move(s));
+    });
+    initialized_ = true;
+  }
+
+  // Visits the checkpointable state as visit(const std::string& name, Mat<Scalar>& tensor), in
+  // parameter order, with names "<param name>.momentum_buffer". Visits nothing without momentum.
+  template <class Visit>
+  void for_each_state(Visit&& visit) {
+    for (Slot& s : slots_)
+      if (s.momentum_buffer.size() > 0) visit(s.name + ".momentum_buffer", s.momentum_buffer);
+  }
+  template <class Visit>
+  void for_each_state(Visit&& visit) const {
+    for (const Slot& s : slots_)
+      if (s.momentum_buffer.size() > 0) visit(s.name + ".momentum_buffer", s.momentum_buffer);
+  }
+
+ private:
+  using Array = Eigen::Array<Scalar, Eigen::Dynamic, 1>;
+  using Map = Eigen::Map<Array>;
+  using ConstMap = Eigen::Map<const Array>;
+  static constexpr Index kChunk = 1024;             // elements per chunk: a few KB of each array
+  static constexpr Index kParallelMin = Index(1) << 16;  // smaller parameters are not worth a thread team
+
+  struct Slot {
+    std::string name;
+    Index rows = 0, cols = 0;
+    Mat<Scalar> momentum_buffer;  // (rows, cols), or empty without momentum
+  };
+  std::vector<Slot> slots_;
+  std::int64_t steps_ = 0;
+  bool initialized_ = false;
+
+  void validate() const {
+    const Options& o = options;
+    check<ConfigError>(std::isfinite(o.lr) && o.lr >= 0, "Sgd: lr must be finite and >= 0, got ", o.lr);
+    check<ConfigError>(std::isfinite(o.momentum) && o.momentum >= 0, "Sgd: momentum must be finite and >= 0, got ",
+                       o.momentum);
+    check<ConfigError>(o.dampening >= 0 && o.dampening <= 1, "Sgd: dampening must be in [0, 1], got ", o.dampening);
+    check<ConfigError>(std::isfinite(o.weight_decay) && o.weight_decay >= 0,
+                       "Sgd: weight_decay must be finite and >= 0, got ", o.weight_decay);
+    check<ConfigError>(!o.nesterov || (o.momentum > 0 && o.dampening == 0),
+                       "Sgd: nesterov requires momentum > 0 and dampening == 0, got momentum ", o.momentum,
+                       " and dampening ", o.dampening);
+  }
+
+  // The module must have the parameters it had at the first step, in the same order.
+  template <class Module>
+  void check_params(Module& module) const {
+    std::size_t k = 0;
+    module.for_each_param([&](Param<Scalar>& p) {
+      check<ConfigError>(k < slots_.size(), "Sgd: the module has more parameters than the ", slots_.size(),
+                         " it had at the first step");
+      const Slot& s = slots_[k++];
+      check<ConfigError>(p.name == s.name && p.value.rows() == s.rows && p.value.cols() == s.cols,
+                         "Sgd: parameter ", k - 1, " is '", p.name, "' (", p.value.rows(), ", ", p.value.cols(),
+                         "), expected '", s.name, "' (", s.rows, ", ", s.cols, ") as at the first step");
+      check<ShapeError>(p.grad.rows() == s.rows && p.grad.cols() == s.cols, "Sgd: gradient of '", p.name, "' is (",
+                        p.grad.rows(), ", ", p.grad.cols(), "), expected (", s.rows, ", ", s.cols, ")");
+    });
+    check<ConfigError>(k == slots_.size(), "Sgd: the module has ", k, " parameters, expected ", slots_.size(),
+                       " as at the first step");
+  }
+};
+
+}  // namespace seqgen

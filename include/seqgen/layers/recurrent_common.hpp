@@ -1,0 +1,68 @@
+// Pieces shared by the recurrent layers (rnn.hpp, lstm.hpp, gru.hpp): input checks with messages
+// that name the layer, a time-step view of a Ref, and the size above which the element-wise gate
+// loops use OpenMP.
+//
+// Every recurrent layer reads a batch in the seqgen layout (core/tensor.hpp): x is (D, B*T) with
+// token (b, t) in column b*T + t, and the B columns of step t are the strided view time_slice(x, t, B, T).
+#pragma once
+
+#include <string>
+
+#include "seqgen/core/error.hpp"
+#include "seqgen/core/parallel.hpp"
+#include "seqgen/core/tensor.hpp"
+
+namespace seqgen {
+namespace detail {
+
+// An element-wise gate loop over a (H, B) step uses OpenMP from this many elements on. Below it the
+// cost of waking the threads (a few µs, paid T times per sequence) exceeds the work.
+constexpr Index kRecurrentParallelMin = 16384;
+
+// time_slice() for a Ref, whose columns may be further apart than rows() (a block of a taller matrix).
+template <typename Scalar>
+ConstTimeSlice<Scalar> time_slice_ref(const ConstMatRef<Scalar>& m, Index t, Index B, Index T) {
+  return ConstTimeSlice<Scalar>(m.data() + t * m.outerStride(), m.rows(), B, Eigen::OuterStride<>(T * m.outerStride()));
+}
+
+// x: (D, B*T) with B, T > 0.
+template <typename Scalar>
+void check_sequence(const char* kind, const std::string& name, const ConstMatRef<Scalar>& x, Index D, Index B,
+                    Index T) {
+  check<ShapeError>(B > 0 && T > 0, kind, " '", name, "': B and T must be positive, got B=", B, ", T=", T);
+  check<ShapeError>(x.rows() == D, kind, " '", name, "': input has ", x.rows(), " rows, expected ", D,
+                    " (input_size)");
+  check<ShapeError>(x.cols() == B * T, kind, " '", name, "': input has ", x.cols(), " columns, expected B*T = ",
+                    B * T, " (B=", B, ", T=", T, ")");
+}
+
+// A (rows, cols) argument such as dh_all; `what` names it in the message.
+template <typename Scalar>
+void check_shape(const char* kind, const std::string& name, const char* what, const ConstMatRef<Scalar>& m,
+                 Index rows, Index cols) {
+  check<ShapeError>(m.rows() == rows && m.cols() == cols, kind, " '", name, "': ", what, " is (", m.rows(), ", ",
+                    m.cols(), "), expected (", rows, ", ", cols, ")");
+}
+
+// One part of a state, (H, B); with empty_ok an empty matrix also passes (it stands for zeros).
+template <typename Scalar>
+void check_state(const char* kind, const std::string& name, const char* what, const Mat<Scalar>& m, Index H,
+                 Index B, bool empty_ok = false) {
+  check<ShapeError>((empty_ok && m.size() == 0) || (m.rows() == H && m.cols() == B), kind, " '", name, "': ", what,
+                    " is (", m.rows(), ", ", m.cols(), "), expected (", H, ", ", B, ") = (hidden_size, B)",
+                    empty_ok ? " or empty" : "");
+}
+
+// backward needs the cache of a forward over the same B and T.
+inline void check_cache(const char* kind, const std::string& name, Index cache_B, Index cache_T, Index B, Index T) {
+  check<ShapeError>(cache_B == B && cache_T == T, kind, " '", name, "': backward called with B=", B, ", T=", T,
+                    " but the cache holds a forward with B=", cache_B, ", T=", cache_T, " (run forward first)");
+}
+
+inline void check_sizes(const char* kind, const std::string& name, Index D, Index H) {
+  check<ConfigError>(D > 0 && H > 0, kind, " '", name, "': sizes must be positive, got input_size=", D,
+                     " hidden_size=", H);
+}
+
+}  // namespace detail
+}  // namespace seqgen

@@ -1,0 +1,385 @@
+#include <seqgen/layers/rnn.hpp>
+
+#include <cmath>
+#include <tuple>
+#include <vector>
+
+#include "test_util.hpp"
+
+using namespace seqgen;
+using seqgen_test::random_mat;
+
+namespace {
+
+using Layer = RnnLayer<double>;
+
+// h_t = tanh(W_hh h_{t−1} + W_ih x_t + b) one scalar at a time, written independently of rnn.hpp.
+// x: (D, B*T) in the seqgen layout; returns h_all and overwrites h (H, B) with the final state.
+Mat<double> reference_rnn(const RnnCell<double>& cell, const Mat<double>& x, Index B, Index T, Mat<double>& h) {
+  const Index D = x.rows(), H = h.rows();
+  Mat<double> h_all(H, B * T);
+  std::vector<double> next(H);
+  for (Index b = 0; b < B; ++b) {
+    for (Index t = 0; t < T; ++t) {
+      const Index n = b * T + t;
+      for (Index k = 0; k < H; ++k) {
+        double sum = cell.bias.value(k, 0);
+        for (Index d = 0; d < D; ++d) sum += cell.weight_ih.value(k, d) * x(d, n);
+        for (Index j = 0; j < H; ++j) sum += cell.weight_hh.value(k, j) * h(j, b);
+        next[k] = std::tanh(sum);
+      }
+      for (Index k = 0; k < H; ++k) h(k, b) = h_all(k, n) = next[k];
+    }
+  }
+  return h_all;
+}
+
+// Steps [t0, t0 + len) of every sequence of a (rows, B*T) matrix, as a (rows, B*len) matrix.
+Mat<double> chunk(const Mat<double>& m, Index B, Index T, Index t0, Index len) {
+  Mat<double> out(m.rows(), B * len);
+  for (Index b = 0; b < B; ++b) out.middleCols(b * len, len) = m.middleCols(b * T + t0, len);
+  return out;
+}
+
+double max_abs_diff(const Mat<double>& a, const Mat<double>& b) { return (a - b).cwiseAbs().maxCoeff(); }
+
+}  // namespace
+
+TEST_CASE("RNN: gradient check of parameters, x and s0, through h_all and the final state", "[rnn][gradcheck]") {
+  // (D, H, B, T): D != H both ways, B = 1, T = 1. Plain variables, not structured bindings: the loss
+  // lambda captures them, which C++17 does not allow for bindings.
+  for (const auto& shape :
+       {std::tuple<Index, Index, Index, Index>{3, 4, 2, 3}, {5, 2, 1, 4}, {2, 3, 3, 1}, {1, 1, 1, 1}}) {
+    Index D, H, B, T;
+    std::tie(D, H, B, T) = shape;
+    INFO("D=" << D << " H=" << H << " B=" << B << " T=" << T);
+    Rng rng(41);
+    Layer layer("rnn", D, H, rng);
+    Mat<double> x = random_mat(D, B * T, 1), R = random_mat(H, B * T, 2), h_all, dx;
+    Layer::State s0{random_mat(H, B, 3)}, sT, ds0;
+    const Layer::State R_T{random_mat(H, B, 4)};
+    Layer::Cache cache;
+    layer.forward(x, B, T, s0, h_all, sT, cache);
+    zero_grad(layer);
+    layer.backward(x, B, T, s0, R, R_T, cache, dx, ds0);
+
+    GradCheck check;
+    check.add("x", x, dx);
+    check.add("s0.h", s0.h, ds0.h);
+    check.add_params(layer);
+    seqgen_test::require_grad_ok(check.run([&] {
+      layer.forward(x, B, T, s0, h_all, sT, cache);
+      return (h_all.array() * R.array()).sum() + (sT.h.array() * R_T.h.array()).sum();
+    }));
+  }
+}
+
+TEST_CASE("RNN: an empty dsT stands for a zero gradient into the final state", "[rnn][gradcheck]") {
+  const Index D = 2, H = 3, B = 2, T = 3;
+  Rng rng(42);
+  Layer layer("rnn", D, H, rng);
+  Mat<double> x = random_mat(D, B * T, 5), R = random_mat(H, B * T, 6), h_all, dx;
+  Layer::State s0{random_mat(H, B, 7)}, sT, ds0;
+  Layer::Cache cache;
+  layer.forward(x, B, T, s0, h_all, sT, cache);
+  zero_grad(layer);
+  layer.backward(x, B, T, s0, R, Layer::State{}, cache, dx, ds0);
+
+  GradCheck check;
+  check.add("x", x, dx);
+  check.add("s0.h", s0.h, ds0.h);
+  check.add_params(layer);
+  seqgen_test::require_grad_ok(check.run([&] {
+    layer.forward(x, B, T, s0, h_all, sT, cache);
+    return (h_all.array() * R.array()).sum();
+  }));
+}
+
+TEST_CASE("RNN: forward matches a scalar implementation of the equation", "[rnn]") {
+  const Index D = 3, H = 5, B = 3, T = 4;
+  Rng rng(43);
+  Layer layer("rnn", D, H, rng);
+  layer.for_each_param([](Param<double>& p) { p.value *= 3.0; });  // out of tanh's linear range
+  Mat<double> x = random_mat(D, B * T, 8), h_all;
+  Layer::State s0{random_mat(H, B, 9)}, sT;
+  Layer::Cache cache;
+  layer.forward(x, B, T, s0, h_all, sT, cache);
+  Mat<double> h = s0.h;
+  const Mat<double> expected = reference_rnn(layer.cell, x, B, T, h);
+  REQUIRE(max_abs_diff(h_all, expected) < 1e-13);
+  REQUIRE(max_abs_diff(sT.h, h) < 1e-13);
+}
+
+TEST_CASE("RNN: closed forms with zero and with scalar weights", "[rnn]") {
+  SECTION("zero weights: h_t = tanh(b) at every step, whatever x and s0") {
+    const Index D = 3, H = 4, B = 2, T = 3;
+    Rng rng(44);
+    Layer layer("rnn", D, H, rng);
+    layer.cell.weight_ih.value.setZero();
+    layer.cell.weight_hh.value.setZero();
+    layer.cell.bias.value << 0.5, -1.0, 2.0, 0.0;
+    Mat<double> x = random_mat(D, B * T, 10), h_all;
+    Layer::State s0{random_mat(H, B, 11)}, sT;
+    Layer::Cache cache;
+    layer.forward(x, B, T, s0, h_all, sT, cache);
+    const double expected[4] = {std::tanh(0.5), std::tanh(-1.0), std::tanh(2.0), 0.0};
+    for (Index n = 0; n < B * T; ++n)
+      for (Index k = 0; k < H; ++k) REQUIRE(h_all(k, n) == Approx(expected[k]).epsilon(1e-15).margin(1e-300));
+  }
+  SECTION("D = H = 1: h_1 = tanh(0.5 x_1 − 0.8 h_0 + 0.1), h_2 = tanh(0.5 x_2 − 0.8 h_1 + 0.1)") {
+    Rng rng(45);
+    Layer layer("rnn", 1, 1, rng);
+    layer.cell.weight_ih.value(0, 0) = 0.5;
+    layer.cell.weight_hh.value(0, 0) = -0.8;
+    layer.cell.bias.value(0, 0) = 0.1;
+    Mat<double> x(1, 2), h_all;
+    x << 2.0, -1.0;
+    Layer::State s0{Mat<double>::Constant(1, 1, 0.3)}, sT;
+    Layer::Cache cache;
+    layer.forward(x, 1, 2, s0, h_all, sT, cache);
+    const double h1 = std::tanh(0.5 * 2.0 - 0.8 * 0.3 + 0.1), h2 = std::tanh(0.5 * -1.0 - 0.8 * h1 + 0.1);
+    REQUIRE(h_all(0, 0) == Approx(h1).epsilon(1e-15));
+    REQUIRE(h_all(0, 1) == Approx(h2).epsilon(1e-15));
+    REQUIRE(sT.h(0, 0) == Approx(h2).epsilon(1e-15));
+  }
+}
+
+TEST_CASE("RNN: step() applied T times equals forward()", "[rnn]") {
+  const Index D = 4, H = 3, B = 2, T = 5;
+  Rng rng(46);
+  Layer layer("rnn", D, H, rng);
+  Mat<double> x = random_mat(D, B * T, 12), h_all;
+  Layer::State s0{random_mat(H, B, 13)}, sT;
+  Layer::Cache cache;
+  layer.forward(x, B, T, s0, h_all, sT, cache);
+
+  Layer::State s = s0;
+  Layer::StepWorkspace ws;
+  const double* buffer = nullptr;
+  for (Index t = 0; t < T; ++t) {
+    const Mat<double> x_t = time_slice(x, t, B, T);
+    layer.step(x_t, s, ws);
+    if (t == 0) buffer = ws.a.data();
+    REQUIRE(ws.a.data() == buffer);  // reused, not reallocated
+    REQUIRE(max_abs_diff(s.h, time_slice(h_all, t, B, T)) < 1e-12);
+  }
+  REQUIRE(max_abs_diff(s.h, sT.h) < 1e-12);
+}
+
+TEST_CASE("RNN: two chunks with the state carried equal one call, forward and backward", "[rnn]") {
+  const Index D = 3, H = 4, B = 2, T = 3;
+  Rng rng(47);
+  Layer full("rnn", D, H, rng);
+  Layer chunked = full;
+  Mat<double> x = random_mat(D, B * 2 * T, 14), dh = random_mat(H, B * 2 * T, 15);
+  const Layer::State s0{random_mat(H, B, 16)}, dsT{random_mat(H, B, 17)};
+
+  Mat<double> h_full, dx_full;
+  Layer::State sT_full, ds0_full;
+  Layer::Cache cache_full;
+  full.forward(x, B, 2 * T, s0, h_full, sT_full, cache_full);
+  zero_grad(full);
+  full.backward(x, B, 2 * T, s0, dh, dsT, cache_full, dx_full, ds0_full);
+
+  const Mat<double> x1 = chunk(x, B, 2 * T, 0, T), x2 = chunk(x, B, 2 * T, T, T);
+  Mat<double> h1, h2, dx1, dx2;
+  Layer::State s = s0, s1;
+  Layer::Cache cache1, cache2;
+  chunked.forward(x1, B, T, s, h1, s, cache1);  // sT aliases s0
+  s1 = s;
+  chunked.forward(x2, B, T, s1, h2, s, cache2);
+  REQUIRE(max_abs_diff(h1, chunk(h_full, B, 2 * T, 0, T)) < 1e-14);
+  REQUIRE(max_abs_diff(h2, chunk(h_full, B, 2 * T, T, T)) < 1e-14);
+  REQUIRE(max_abs_diff(s.h, sT_full.h) < 1e-14);
+
+  zero_grad(chunked);
+  Layer::State ds = dsT;
+  chunked.backward(x2, B, T, s1, chunk(dh, B, 2 * T, T, T), ds, cache2, dx2, ds);  // ds0 aliases dsT
+  chunked.backward(x1, B, T, s0, chunk(dh, B, 2 * T, 0, T), ds, cache1, dx1, ds);
+  REQUIRE(max_abs_diff(dx1, chunk(dx_full, B, 2 * T, 0, T)) < 1e-12);
+  REQUIRE(max_abs_diff(dx2, chunk(dx_full, B, 2 * T, T, T)) < 1e-12);
+  REQUIRE(max_abs_diff(ds.h, ds0_full.h) < 1e-12);
+  REQUIRE(max_abs_diff(chunked.cell.weight_ih.grad, full.cell.weight_ih.grad) < 1e-12);
+  REQUIRE(max_abs_diff(chunked.cell.weight_hh.grad, full.cell.weight_hh.grad) < 1e-12);
+  REQUIRE(max_abs_diff(chunked.cell.bias.grad, full.cell.bias.grad) < 1e-12);
+}
+
+TEST_CASE("RNN: float and double agree", "[rnn]") {
+  const Index D = 6, H = 16, B = 3, T = 10;
+  Rng rng_d(48), rng_f(48);
+  Layer layer_d("rnn", D, H, rng_d);
+  RnnLayer<float> layer_f("rnn", D, H, rng_f);  // the same draws, rounded to float
+  const Mat<double> x = random_mat(D, B * T, 18), dh = random_mat(H, B * T, 19);
+  Mat<double> h_d, dx_d;
+  Mat<float> h_f, dx_f;
+  Layer::State s_d = layer_d.zero_state(B), sT_d, ds0_d;
+  RnnLayer<float>::State s_f = layer_f.zero_state(B), sT_f, ds0_f;
+  Layer::Cache cache_d;
+  RnnLayer<float>::Cache cache_f;
+  layer_d.forward(x, B, T, s_d, h_d, sT_d, cache_d);
+  layer_f.forward(x.cast<float>(), B, T, s_f, h_f, sT_f, cache_f);
+  REQUIRE(max_abs_diff(h_f.cast<double>(), h_d) < 1e-5);
+
+  zero_grad(layer_d);
+  zero_grad(layer_f);
+  layer_d.backward(x, B, T, s_d, dh, Layer::State{}, cache_d, dx_d, ds0_d);
+  layer_f.backward(x.cast<float>(), B, T, s_f, dh.cast<float>(), RnnLayer<float>::State{}, cache_f, dx_f, ds0_f);
+  REQUIRE(max_abs_diff(dx_f.cast<double>(), dx_d) < 1e-4);
+  REQUIRE(max_abs_diff(layer_f.cell.weight_hh.grad.cast<double>(), layer_d.cell.weight_hh.grad) < 1e-4);
+}
+
+TEST_CASE("RNN: names and shapes, U(-1/sqrt(H), 1/sqrt(H)) initialisation", "[rnn]") {
+  const Index D = 7, H = 16;
+  Rng rng(49);
+  Layer layer("enc", D, H, rng);
+  REQUIRE(count_params(layer) == H * (D + H + 1));
+  std::vector<std::tuple<std::string, Index, Index>> seen;
+  layer.for_each_param([&](Param<double>& p) {
+    seen.emplace_back(p.name, p.value.rows(), p.value.cols());
+    REQUIRE(p.value.cwiseAbs().maxCoeff() <= 0.25);  // 1/sqrt(16)
+    REQUIRE(p.value.cwiseAbs().maxCoeff() > 0.2);
+  });
+  REQUIRE(seen == std::vector<std::tuple<std::string, Index, Index>>{
+                      {"enc.weight_ih", H, D}, {"enc.weight_hh", H, H}, {"enc.bias", H, 1}});
+}
+
+TEST_CASE("RNN: backward adds into gradients and a reused cache keeps its buffers", "[rnn]") {
+  const Index D = 3, H = 4, B = 2, T = 3;
+  Rng rng(50);
+  Layer layer("rnn", D, H, rng);
+  const Mat<double> x = random_mat(D, B * T, 20), dh = random_mat(H, B * T, 21);
+  const Layer::State s0 = layer.zero_state(B);
+  Mat<double> h_all, dx;
+  Layer::State sT, ds0;
+  Layer::Cache cache;
+  zero_grad(layer);
+  layer.forward(x, B, T, s0, h_all, sT, cache);
+  layer.backward(x, B, T, s0, dh, Layer::State{}, cache, dx, ds0);
+  const Mat<double> once = layer.cell.weight_hh.grad, bias_once = layer.cell.bias.grad;
+  const double* buffers[] = {cache.h.data(), cache.h_prev.data(), cache.da.data(), h_all.data(), dx.data()};
+  layer.forward(x, B, T, s0, h_all, sT, cache);
+  layer.backward(x, B, T, s0, dh, Layer::State{}, cache, dx, ds0);
+  REQUIRE(max_abs_diff(layer.cell.weight_hh.grad, 2 * once) < 1e-14);
+  REQUIRE(max_abs_diff(layer.cell.bias.grad, 2 * bias_once) < 1e-14);
+  const double* again[] = {cache.h.data(), cache.h_prev.data(), cache.da.data(), h_all.data(), dx.data()};
+  for (int k = 0; k < 5; ++k) REQUIRE(again[k] == buffers[k]);
+}
+
+TEST_CASE("RNN: wrong shapes and sizes are clear errors", "[rnn][errors]") {
+  Rng rng(51);
+  RnnLayer<float> layer("enc", 4, 3, rng);
+  const Index B = 2, T = 5;
+  Mat<float> x = Mat<float>::Zero(4, B * T), h_all, dx, dh(3, B * T);
+  RnnLayer<float>::State s0 = layer.zero_state(B), sT, ds0;
+  RnnLayer<float>::Cache cache;
+  RnnLayer<float>::StepWorkspace ws;
+
+  SEQGEN_THROWS_WITH(RnnLayer<float>("enc", 4, -1, rng), ConfigError,
+                     "RNN 'enc': sizes must be positive, got input_size=4 hidden_size=-1");
+  SEQGEN_THROWS_WITH(layer.forward(Mat<float>(5, B * T), B, T, s0, h_all, sT, cache), ShapeError,
+                     "RNN 'enc': input has 5 rows, expected 4 (input_size)");
+  SEQGEN_THROWS_WITH(layer.forward(x, 3, T, s0, h_all, sT, cache), ShapeError,
+                     "RNN 'enc': input has 10 columns, expected B*T = 15 (B=3, T=5)");
+  SEQGEN_THROWS_WITH(layer.forward(x, -2, -5, s0, h_all, sT, cache), ShapeError,
+                     "RNN 'enc': B and T must be positive, got B=-2, T=-5");
+  SEQGEN_THROWS_WITH(layer.forward(x, B, T, RnnLayer<float>::State{Mat<float>(2, 2)}, h_all, sT, cache), ShapeError,
+                     "RNN 'enc': s0.h is (2, 2), expected (3, 2) = (hidden_size, B)");
+  SEQGEN_THROWS_WITH(layer.backward(x, B, T, s0, dh, RnnLayer<float>::State{}, cache, dx, ds0), ShapeError,
+                     "RNN 'enc': backward called with B=2, T=5 but the cache holds a forward with B=0, T=0");
+  layer.forward(x, B, T, s0, h_all, sT, cache);
+  SEQGEN_THROWS_WITH(layer.backward(x, B, T, s0, Mat<float>(4, 10), RnnLayer<float>::State{}, cache, dx, ds0),
+                     ShapeError, "RNN 'enc': dh_all is (4, 10), expected (3, 10)");
+  SEQGEN_THROWS_WITH(layer.backward(x, B, T, s0, dh, RnnLayer<float>::State{Mat<float>(3, 3)}, cache, dx, ds0),
+                     ShapeError, "RNN 'enc': dsT.h is (3, 3), expected (3, 2) = (hidden_size, B) or empty");
+  SEQGEN_THROWS_WITH(layer.step(Mat<float>(2, B), s0, ws), ShapeError,
+                     "RNN 'enc': input has 2 rows, expected 4 (input_size)");
+  SEQGEN_THROWS_WITH(layer.step(Mat<float>(4, 3), s0, ws), ShapeError,
+                     "RNN 'enc': state h is (3, 2), expected (3, 3) = (hidden_size, B)");
+}
+
+// ---- ElmanRnn: RnnLayer + Linear read-out ----
+
+TEST_CASE("ElmanRnn: gradient check of every parameter, x and s0, through y and the final state",
+          "[rnn][elman][gradcheck]") {
+  for (const auto& shape :
+       {std::tuple<Index, Index, Index, Index, Index>{3, 4, 5, 2, 3}, {2, 3, 1, 1, 1}, {4, 2, 3, 3, 2}}) {
+    Index D, H, O, B, T;
+    std::tie(D, H, O, B, T) = shape;
+    INFO("D=" << D << " H=" << H << " O=" << O << " B=" << B << " T=" << T);
+    Rng rng(52);
+    ElmanRnn<double> net("elman", D, H, O, rng);
+    Mat<double> x = random_mat(D, B * T, 22), R = random_mat(O, B * T, 23), y, dx;
+    ElmanRnn<double>::State s0{random_mat(H, B, 24)}, sT, ds0;
+    const ElmanRnn<double>::State R_T{random_mat(H, B, 25)};
+    ElmanRnn<double>::Cache cache;
+    net.forward(x, B, T, s0, y, sT, cache);
+    zero_grad(net);
+    net.backward(x, B, T, s0, R, R_T, cache, dx, ds0);
+
+    GradCheck check;
+    check.add("x", x, dx);
+    check.add("s0.h", s0.h, ds0.h);
+    check.add_params(net);
+    seqgen_test::require_grad_ok(check.run([&] {
+      net.forward(x, B, T, s0, y, sT, cache);
+      return (y.array() * R.array()).sum() + (sT.h.array() * R_T.h.array()).sum();
+    }));
+  }
+}
+
+TEST_CASE("ElmanRnn: y_t = W_hy h_t + b_y on the reference h_t; step() gives the same y; names", "[rnn][elman]") {
+  const Index D = 3, H = 4, O = 2, B = 2, T = 3;
+  Rng rng(53);
+  ElmanRnn<double> net("lm", D, H, O, rng);
+  REQUIRE(net.output_size() == O);
+  std::vector<std::string> names;
+  net.for_each_param([&](Param<double>& p) { names.push_back(p.name); });
+  REQUIRE(names == std::vector<std::string>{"lm.rnn.weight_ih", "lm.rnn.weight_hh", "lm.rnn.bias",
+                                            "lm.readout.weight", "lm.readout.bias"});
+
+  Mat<double> x = random_mat(D, B * T, 26), y;
+  ElmanRnn<double>::State s0{random_mat(H, B, 27)}, sT;
+  ElmanRnn<double>::Cache cache;
+  net.forward(x, B, T, s0, y, sT, cache);
+  Mat<double> h = s0.h;
+  const Mat<double> h_all = reference_rnn(net.rnn.cell, x, B, T, h);
+  for (Index n = 0; n < B * T; ++n)
+    for (Index o = 0; o < O; ++o) {
+      double expected = net.readout.bias.value(o, 0);
+      for (Index k = 0; k < H; ++k) expected += net.readout.weight.value(o, k) * h_all(k, n);
+      REQUIRE(y(o, n) == Approx(expected).epsilon(1e-13));
+    }
+
+  ElmanRnn<double>::State s = s0;
+  ElmanRnn<double>::StepWorkspace ws;
+  Mat<double> y_t;
+  for (Index t = 0; t < T; ++t) {
+    net.step(time_slice(x, t, B, T), s, ws, y_t);
+    REQUIRE(max_abs_diff(y_t, time_slice(y, t, B, T)) < 1e-12);
+  }
+}
+
+TEST_CASE("ElmanRnn: errors are caught before any gradient is touched", "[rnn][elman][errors]") {
+  Rng rng(54);
+  ElmanRnn<double> net("lm", 3, 4, 2, rng);
+  const Index B = 2, T = 3;
+  Mat<double> x = random_mat(3, B * T, 28), y, dx, dy = random_mat(2, B * T, 29);
+  ElmanRnn<double>::State s0 = net.zero_state(B), sT, ds0;
+  ElmanRnn<double>::Cache cache;
+  net.forward(x, B, T, s0, y, sT, cache);
+  zero_grad(net);
+  SEQGEN_THROWS_WITH(net.backward(Mat<double>(3, 5), B, T, s0, dy, ElmanRnn<double>::State{}, cache, dx, ds0),
+                     ShapeError, "ElmanRnn 'lm': input has 5 columns, expected B*T = 6");
+  SEQGEN_THROWS_WITH(net.backward(x, B, T, net.zero_state(1), dy, ElmanRnn<double>::State{}, cache, dx, ds0),
+                     ShapeError, "ElmanRnn 'lm': s0.h is (4, 1), expected (4, 2)");
+  SEQGEN_THROWS_WITH(net.backward(x, B, T, s0, dy, ElmanRnn<double>::State{Mat<double>(1, 1)}, cache, dx, ds0),
+                     ShapeError, "ElmanRnn 'lm': dsT.h is (1, 1), expected (4, 2) = (hidden_size, B) or empty");
+  SEQGEN_THROWS_WITH(net.backward(x, 3, 2, net.zero_state(3), dy, ElmanRnn<double>::State{}, cache, dx, ds0),
+                     ShapeError,
+                     "ElmanRnn 'lm': backward called with B=3, T=2 but the cache holds a forward with B=2, T=3");
+  SEQGEN_THROWS_WITH(net.backward(x, B, T, s0, Mat<double>(3, 6), ElmanRnn<double>::State{}, cache, dx, ds0),
+                     ShapeError, "Linear 'lm.readout': dy is (3, 6), expected (2, 6)");
+  double grad_norm = 0;
+  net.for_each_param([&](Param<double>& p) { grad_norm += p.grad.norm(); });
+  REQUIRE(grad_norm == 0.0);
+}

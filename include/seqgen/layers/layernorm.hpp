@@ -1,0 +1,123 @@
+// Layer normalisation over the channels of each token (Ba, Kiros & Hinton, 2016), as PyTorch's
+// nn.LayerNorm(C) with eps 1e-5 and the biased variance:
+//
+//   x: (C, N)   g, b: (C)   y: (C, N)      for each column n:
+//   μ = mean(x)   σ² = mean((x − μ)²)   rstd = 1 / sqrt(σ² + eps)
+//   x̂ = (x − μ) · rstd                    y = g ⊙ x̂ + b
+// Backward, with dy = ∂L/∂y, per column:
+//   dg += dy ⊙ x̂       db += dy
+//   dx = rstd · (g⊙dy − mean(g⊙dy) − x̂ · mean(g⊙dy ⊙ x̂))
+//
+// The variance is computed from the centred column (a second pass over C values that are already
+// in cache) rather than as E[x²] − μ², which cancels catastrophically in float for |x| ~ 1e4.
+// A constant column has σ² = 0, rstd = 1/sqrt(eps) and x̂ = 0: y = b, still finite.
+//
+// Contract: forward ASSIGNS y and the cache (mean and rstd per column). backward ADDS into
+// weight.grad and bias.grad and ASSIGNS dx. backward reads the same x forward was given and
+// recomputes x̂ from it and the cache.
+#pragma once
+
+#include <cmath>
+#include <string>
+
+#include "seqgen/core/error.hpp"
+#include "seqgen/core/param.hpp"
+#include "seqgen/core/parallel.hpp"
+
+namespace seqgen {
+
+template <typename Scalar>
+struct LayerNorm {
+  Param<Scalar> weight;  // (C, 1), the gain g
+  Param<Scalar> bias;    // (C, 1)
+  std::string name;
+  static constexpr double kEps = 1e-5;
+
+  struct Cache {
+    Vec<Scalar> mean;  // (N)
+    Vec<Scalar> rstd;  // (N)
+  };
+
+  LayerNorm() = default;
+  // PyTorch's initialisation: g = 1, b = 0.
+  LayerNorm(std::string name_, Index C)
+      : weight(join_name(name_, "weight"), C, 1), bias(join_name(name_, "bias"), C, 1), name(std::move(name_)) {
+    check<ConfigError>(C > 0, "LayerNorm '", name, "': size must be positive, got C=", C);
+    weight.value.setOnes();
+  }
+
+  Index dim() const { return weight.value.rows(); }
+
+  // x: (C, N) -> y: (C, N), cache.mean and cache.rstd: (N)
+  void forward(const ConstMatRef<Scalar>& x, Mat<Scalar>& y, Cache& cache) const {
+    check_input(x);
+    ensure_shape(cache.mean, x.cols(), 1);
+    ensure_shape(cache.rstd, x.cols(), 1);
+    normalize(x, y, cache.mean.data(), cache.rstd.data());
+  }
+
+  // Inference: the same y, no cache.
+  void forward(const ConstMatRef<Scalar>& x, Mat<Scalar>& y) const {
+    check_input(x);
+    normalize(x, y, nullptr, nullptr);
+  }
+
+  // x, dy: (C, N) -> dx: (C, N)
+  void backward(const ConstMatRef<Scalar>& x, const ConstMatRef<Scalar>& dy, const Cache& cache, Mat<Scalar>& dx) {
+    check_input(x);
+    const Index C = dim(), N = x.cols();
+    check<ShapeError>(dy.rows() == C && dy.cols() == N, "LayerNorm '", name, "': dy is (", dy.rows(), ", ", dy.cols(),
+                      "), expected (", C, ", ", N, ")");
+    check<ShapeError>(cache.mean.size() == N && cache.rstd.size() == N, "LayerNorm '", name, "': cache holds ",
+                      cache.mean.size(), " columns, expected ", N, " (call forward with this x first)");
+    ensure_shape(dx, C, N);
+
+    // dx first holds x̂, so that the parameter gradients are plain row sums: race-free and the same
+    // for any thread count.
+    SEQGEN_OMP(parallel for)
+    for (Index n = 0; n < N; ++n) dx.col(n) = (x.col(n).array() - cache.mean(n)) * cache.rstd(n);
+    weight.grad.col(0) += (dy.array() * dx.array()).matrix().rowwise().sum();
+    bias.grad.col(0) += dy.rowwise().sum();
+
+    const auto g = weight.value.col(0).array();
+    SEQGEN_OMP(parallel for)
+    for (Index n = 0; n < N; ++n) {
+      auto xhat = dx.col(n).array();  // overwritten below, after both means are read
+      const auto gdy = g * dy.col(n).array();
+      const Scalar mean_gdy = gdy.mean();
+      const Scalar mean_gdy_xhat = (gdy * xhat).mean();
+      xhat = cache.rstd(n) * (gdy - mean_gdy - xhat * mean_gdy_xhat);
+    }
+  }
+
+  template <class Visit>
+  void for_each_param(Visit&& visit) {
+    visit(weight);
+    visit(bias);
+  }
+
+ private:
+  void check_input(const ConstMatRef<Scalar>& x) const {
+    check<ShapeError>(x.rows() == dim(), "LayerNorm '", name, "': input has ", x.rows(), " rows, expected ", dim());
+  }
+
+  // One column per iteration: mean, centred variance, output. mean/rstd may be null (inference).
+  void normalize(const ConstMatRef<Scalar>& x, Mat<Scalar>& y, Scalar* mean, Scalar* rstd) const {
+    const Index N = x.cols();
+    ensure_shape(y, dim(), N);
+    const auto g = weight.value.col(0).array();
+    const auto b = bias.value.col(0).array();
+    SEQGEN_OMP(parallel for)
+    for (Index n = 0; n < N; ++n) {
+      const auto xn = x.col(n).array();
+      const Scalar mu = xn.mean();
+      const Scalar var = (xn - mu).square().mean();
+      const Scalar rs = Scalar(1) / std::sqrt(var + Scalar(kEps));
+      y.col(n) = ((xn - mu) * rs * g + b).matrix();
+      if (mean) mean[n] = mu;
+      if (rstd) rstd[n] = rs;
+    }
+  }
+};
+
+}  // namespace seqgen

@@ -1,0 +1,182 @@
+// Causal multi-head self-attention, as GPT-2's (Vaswani et al., 2017; Radford et al., 2019).
+//
+//   x: (C, N), N = B·T      NH heads of size HS = C / NH
+//   qkv = W_qkv x + b_qkv                                    (3C, N)
+//     rows [0, C) are Q, [C, 2C) are K, [2C, 3C) are V; head h owns rows h·HS .. (h+1)·HS − 1 of
+//     each, so token (b, t) of head h is column b·T + t of three (HS)-row slices of qkv. This is
+//     the layout of PyTorch's c_attn split into q, k, v and .view(B, T, NH, HS); a KV cache for
+//     decoding can keep rows [C, 3C) of each past token's column as they are.
+//   For each sequence b and head h, with Q, K, V the (HS, T) blocks of that sequence and head:
+//     S = Kᵀ Q / √HS                        (T, T): S[j, i] = score of key j for query i
+//     P[:, i] = softmax(S[0..i, i]), P[j, i] = 0 for j > i     (causal: query i sees keys j ≤ i)
+//     Y = V P                               (HS, T): column i = Σ_j P[j, i] V[:, j]
+//   y = W_proj Y + b_proj                                    (C, N)
+// One column per query, so each softmax runs down a contiguous column; P is upper triangular.
+//
+// Backward, per (b, h), with dY from proj's backward:
+//   dV = dY Pᵀ                                   (HS, T)
+//   dP = Vᵀ dY                                   (T, T), only the upper triangle is needed
+//   dS = P ⊙ (dP − 1 · colsum(P ⊙ dP))          softmax backward, column by column
+//   dQ = K dS / √HS      dK = Q dSᵀ / √HS        (HS, T)
+// Every product with P or dS is a triangular one (Eigen's triangularView), and S and dP are
+// assigned only on their upper triangles, so no work is spent on masked entries.
+//
+// Contract: forward ASSIGNS y and the cache (qkv, P and Y). backward ADDS into every Param::grad
+// and ASSIGNS dx; it reads the same x forward was given. The cache also holds backward's scratch,
+// so a Cache reused with the same B, T never reallocates.
+#pragma once
+
+#include <cmath>
+#include <string>
+
+#include "seqgen/core/error.hpp"
+#include "seqgen/core/parallel.hpp"
+#include "seqgen/core/param.hpp"
+#include "seqgen/layers/linear.hpp"
+
+namespace seqgen {
+
+namespace detail {
+// Index of the calling thread in the current OpenMP team (0 without OpenMP).
+inline int omp_thread_index() {
+#if defined(SEQGEN_OPENMP) && defined(_OPENMP)
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+// Below about this many multiply-adds (B·T²·C) the (b, h) loops stay serial: a parallel region
+// costs more than it saves.
+constexpr Index kAttentionParallelMin = 1 << 16;
+}  // namespace detail
+
+template <typename Scalar>
+struct CausalSelfAttention {
+  std::string name;
+  Index n_head = 0;
+  Linear<Scalar> qkv;   // C -> 3C
+  Linear<Scalar> proj;  // C -> C
+
+  struct Cache {
+    Mat<Scalar> qkv;   // (3C, N)
+    Mat<Scalar> att;   // (T, T·B·NH): P of (b, h) in columns (b·NH + h)·T .. + T − 1
+    Mat<Scalar> y;     // (C, N) attention output before proj
+    // backward scratch
+    Mat<Scalar> dy;    // (C, N) gradient of y
+    Mat<Scalar> dqkv;  // (3C, N)
+    Mat<Scalar> dp;    // (T, T · threads): dP, then dS, one (T, T) block per thread
+  };
+
+  CausalSelfAttention() = default;
+  CausalSelfAttention(std::string name_, Index C, Index NH, Rng& rng)
+      : name(std::move(name_)),
+        n_head(NH),
+        qkv(join_name(name, "qkv"), checked_channels(name, C, NH), 3 * C, rng),
+        proj(join_name(name, "proj"), C, C, rng) {}
+
+  Index channels() const { return proj.out_features(); }
+  Index head_size() const { return channels() / n_head; }
+
+  // x: (C, B·T) -> y: (C, B·T)
+  void forward(const ConstMatRef<Scalar>& x, Index B, Index T, Mat<Scalar>& y, Cache& cache) const {
+    check_input(x, B, T);
+    const Index C = channels(), NH = n_head, HS = head_size();
+    const Scalar scale = Scalar(1) / std::sqrt(Scalar(HS));
+    qkv.forward(x, cache.qkv);
+    ensure_shape(cache.att, T, T * B * NH);
+    ensure_shape(cache.y, C, B * T);
+
+    const Mat<Scalar>& qkv_ = cache.qkv;
+    SEQGEN_OMP(parallel for schedule(static) if (B * T * T * C >= detail::kAttentionParallelMin))
+    for (Index bh = 0; bh < B * NH; ++bh) {
+      const Index b = bh / NH, h = bh % NH;
+      const auto Q = qkv_.block(h * HS, b * T, HS, T);
+      const auto K = qkv_.block(C + h * HS, b * T, HS, T);
+      const auto V = qkv_.block(2 * C + h * HS, b * T, HS, T);
+      auto P = cache.att.middleCols(bh * T, T);
+
+      P.template triangularView<Eigen::Upper>() = K.transpose() * Q;  // unscaled S, upper triangle only
+      for (Index i = 0; i < T; ++i) {
+        // P[0..i, i] = softmax(scale · S[0..i, i]); scale > 0 so the max commutes with it
+        auto p = P.col(i).head(i + 1);
+        const Scalar m = p.maxCoeff();
+        p = ((p.array() - m) * scale).exp().matrix();
+        p /= p.sum();
+        P.col(i).tail(T - 1 - i).setZero();
+      }
+      cache.y.block(h * HS, b * T, HS, T).noalias() = V * P.template triangularView<Eigen::Upper>();
+    }
+    proj.forward(cache.y, y);
+  }
+
+  // x, dy: (C, B·T) -> dx: (C, B·T)
+  void backward(const ConstMatRef<Scalar>& x, const ConstMatRef<Scalar>& dy, Index B, Index T, Cache& cache,
+                Mat<Scalar>& dx) {
+    check_input(x, B, T);
+    const Index C = channels(), NH = n_head, HS = head_size(), N = B * T;
+    check<ShapeError>(dy.rows() == C && dy.cols() == N, "CausalSelfAttention '", name, "': dy is (", dy.rows(), ", ",
+                      dy.cols(), "), expected (", C, ", ", N, ")");
+    check<ShapeError>(cache.qkv.cols() == N && cache.att.rows() == T && cache.att.cols() == T * B * NH,
+                      "CausalSelfAttention '", name, "': cache is for ", cache.qkv.cols(), " tokens with T=",
+                      cache.att.rows(), ", expected B=", B, " T=", T, " (call forward with this x first)");
+    const Scalar scale = Scalar(1) / std::sqrt(Scalar(HS));
+
+    proj.backward(cache.y, dy, &cache.dy);
+    ensure_shape(cache.dqkv, 3 * C, N);
+    ensure_shape(cache.dp, T, T * num_threads());
+
+    const Mat<Scalar>& qkv_ = cache.qkv;
+    const Mat<Scalar>& dY_all = cache.dy;
+    SEQGEN_OMP(parallel for schedule(static) if (B * T * T * C >= detail::kAttentionParallelMin))
+    for (Index bh = 0; bh < B * NH; ++bh) {
+      const Index b = bh / NH, h = bh % NH;
+      const auto Q = qkv_.block(h * HS, b * T, HS, T);
+      const auto K = qkv_.block(C + h * HS, b * T, HS, T);
+      const auto V = qkv_.block(2 * C + h * HS, b * T, HS, T);
+      const auto P = cache.att.middleCols(bh * T, T);
+      const auto dY = dY_all.block(h * HS, b * T, HS, T);
+      auto dQ = cache.dqkv.block(h * HS, b * T, HS, T);
+      auto dK = cache.dqkv.block(C + h * HS, b * T, HS, T);
+      auto dV = cache.dqkv.block(2 * C + h * HS, b * T, HS, T);
+      auto dS = cache.dp.middleCols(T * detail::omp_thread_index(), T);  // this thread's (T, T) scratch
+
+      dV.noalias() = dY * P.template triangularView<Eigen::Upper>().transpose();
+      dS.template triangularView<Eigen::Upper>() = V.transpose() * dY;  // dP, upper triangle only
+      for (Index i = 0; i < T; ++i) {
+        const auto p = P.col(i).head(i + 1);
+        auto d = dS.col(i).head(i + 1);
+        const Scalar dot = p.dot(d);
+        d = (scale * p.array() * (d.array() - dot)).matrix();  // dS with the 1/√HS of S folded in
+      }
+      // the lower triangle of dS is stale scratch; the triangular products below never read it
+      dQ.noalias() = K * dS.template triangularView<Eigen::Upper>();
+      dK.noalias() = Q * dS.template triangularView<Eigen::Upper>().transpose();
+    }
+    qkv.backward(x, cache.dqkv, &dx);
+  }
+
+  template <class Visit>
+  void for_each_param(Visit&& visit) {
+    qkv.for_each_param(visit);
+    proj.for_each_param(visit);
+  }
+
+ private:
+  static Index checked_channels(const std::string& name, Index C, Index NH) {
+    check<ConfigError>(C > 0 && NH > 0, "CausalSelfAttention '", name, "': C and NH must be positive, got C=", C,
+                       " NH=", NH);
+    check<ConfigError>(C % NH == 0, "CausalSelfAttention '", name, "': C=", C, " is not divisible by NH=", NH);
+    return C;
+  }
+
+  void check_input(const ConstMatRef<Scalar>& x, Index B, Index T) const {
+    check<ShapeError>(x.rows() == channels(), "CausalSelfAttention '", name, "': input has ", x.rows(),
+                      " rows, expected ", channels(), " (C)");
+    check<ShapeError>(B > 0 && T > 0, "CausalSelfAttention '", name, "': B and T must be positive, got B=", B,
+                      " T=", T);
+    check<ShapeError>(x.cols() == B * T, "CausalSelfAttention '", name, "': input has ", x.cols(),
+                      " columns, expected B*T = ", B, "*", T, " = ", B * T);
+  }
+};
+
+}  // namespace seqgen

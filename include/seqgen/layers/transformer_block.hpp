@@ -1,0 +1,113 @@
+// A GPT-2 transformer block: pre-LayerNorm, residual connections, dropout on each branch.
+//
+//   x1 = x  + Drop(Attn(LN1(x)))
+//   y  = x1 + Drop(Mlp(LN2(x1)))          x, x1, y: (C, N), N = B·T
+// Backward, with dy = ∂L/∂y (each residual passes its gradient through unchanged):
+//   dx1 = dy + LN2'ᵀ Mlp'ᵀ Drop'(dy)
+//   dx  = dx1 + LN1'ᵀ Attn'ᵀ Drop'(dx1)
+// Dropout is the identity when !training or p = 0; in training the two masks are drawn from rng in
+// forward order (attention branch, then MLP branch).
+//
+// Contract: forward ASSIGNS y and the cache. backward ADDS into every Param::grad and ASSIGNS dx;
+// it reads the same x forward was given, with the same `training`.
+#pragma once
+
+#include <string>
+
+#include "seqgen/core/error.hpp"
+#include "seqgen/core/param.hpp"
+#include "seqgen/layers/attention.hpp"
+#include "seqgen/layers/dropout.hpp"
+#include "seqgen/layers/gelu.hpp"
+#include "seqgen/layers/layernorm.hpp"
+
+namespace seqgen {
+
+template <typename Scalar>
+struct TransformerBlock {
+  std::string name;
+  LayerNorm<Scalar> ln1;
+  CausalSelfAttention<Scalar> attn;
+  LayerNorm<Scalar> ln2;
+  Mlp<Scalar> mlp;
+  Dropout<Scalar> drop;
+
+  struct Cache {
+    typename LayerNorm<Scalar>::Cache ln1, ln2;
+    typename CausalSelfAttention<Scalar>::Cache attn;
+    typename Mlp<Scalar>::Cache mlp;
+    typename Dropout<Scalar>::Cache drop1, drop2;
+    Mat<Scalar> ln1_out;   // (C, N) LN1(x)
+    Mat<Scalar> attn_out;  // (C, N) Attn(LN1(x)), before dropout
+    Mat<Scalar> x1;        // (C, N) residual stream after the attention branch
+    Mat<Scalar> ln2_out;   // (C, N) LN2(x1)
+    Mat<Scalar> mlp_out;   // (C, N) Mlp(LN2(x1)), before dropout
+    // backward scratch
+    Mat<Scalar> dx1;       // (C, N)
+    Mat<Scalar> dbranch;   // (C, N) gradient of a branch output (attn_out or mlp_out)
+    Mat<Scalar> dln;       // (C, N) gradient of a LayerNorm output
+  };
+
+  TransformerBlock() = default;
+  TransformerBlock(std::string name_, Index C, Index NH, Rng& rng, double dropout = 0)
+      : name(std::move(name_)),
+        ln1(join_name(name, "ln1"), C),
+        attn(join_name(name, "attn"), C, NH, rng),
+        ln2(join_name(name, "ln2"), C),
+        mlp(join_name(name, "mlp"), C, rng),
+        drop(dropout) {}
+
+  Index channels() const { return ln1.dim(); }
+
+  // x: (C, B·T) -> y: (C, B·T)
+  void forward(const ConstMatRef<Scalar>& x, Index B, Index T, Mat<Scalar>& y, Cache& cache, Rng& rng,
+               bool training) const {
+    check_input(x, B, T);
+    ln1.forward(x, cache.ln1_out, cache.ln1);
+    attn.forward(cache.ln1_out, B, T, cache.attn_out, cache.attn);
+    drop.forward(cache.attn_out, cache.x1, cache.drop1, rng, training);
+    cache.x1 += x;
+    ln2.forward(cache.x1, cache.ln2_out, cache.ln2);
+    mlp.forward(cache.ln2_out, cache.mlp_out, cache.mlp);
+    drop.forward(cache.mlp_out, y, cache.drop2, rng, training);
+    y += cache.x1;
+  }
+
+  // x, dy: (C, B·T) -> dx: (C, B·T)
+  void backward(const ConstMatRef<Scalar>& x, const ConstMatRef<Scalar>& dy, Index B, Index T, Cache& cache,
+                Mat<Scalar>& dx, bool training) {
+    check_input(x, B, T);
+    check<ShapeError>(dy.rows() == x.rows() && dy.cols() == x.cols(), "TransformerBlock '", name, "': dy is (",
+                      dy.rows(), ", ", dy.cols(), "), expected (", x.rows(), ", ", x.cols(), ")");
+    check<ShapeError>(cache.x1.cols() == x.cols(), "TransformerBlock '", name, "': cache holds ", cache.x1.cols(),
+                      " columns, expected ", x.cols(), " (call forward with this x first)");
+    // MLP branch: dx1 = dy + (gradient through LN2, Mlp, Drop)
+    drop.backward(dy, cache.drop2, cache.dbranch, training);
+    mlp.backward(cache.ln2_out, cache.dbranch, cache.mlp, cache.dln);
+    ln2.backward(cache.x1, cache.dln, cache.ln2, cache.dx1);
+    cache.dx1 += dy;
+    // attention branch: dx = dx1 + (gradient through LN1, Attn, Drop)
+    drop.backward(cache.dx1, cache.drop1, cache.dbranch, training);
+    attn.backward(cache.ln1_out, cache.dbranch, B, T, cache.attn, cache.dln);
+    ln1.backward(x, cache.dln, cache.ln1, dx);
+    dx += cache.dx1;
+  }
+
+  template <class Visit>
+  void for_each_param(Visit&& visit) {
+    ln1.for_each_param(visit);
+    attn.for_each_param(visit);
+    ln2.for_each_param(visit);
+    mlp.for_each_param(visit);
+  }
+
+ private:
+  void check_input(const ConstMatRef<Scalar>& x, Index B, Index T) const {
+    check<ShapeError>(x.rows() == channels(), "TransformerBlock '", name, "': input has ", x.rows(),
+                      " rows, expected ", channels(), " (C)");
+    check<ShapeError>(B > 0 && T > 0 && x.cols() == B * T, "TransformerBlock '", name, "': input has ", x.cols(),
+                      " columns, expected B*T = ", B, "*", T, " = ", B * T);
+  }
+};
+
+}  // namespace seqgen

@@ -173,9 +173,9 @@ TEST_CASE("CausalSelfAttention: reused cache does not reallocate, backward adds,
 }
 
 TEST_CASE("CausalSelfAttention: threaded (b, h) loops match the reference and one thread", "[attention]") {
-  // Big enough for the parallel path (B·T²·C >= detail::kAttentionParallelMin).
+  // Big enough for the parallel path (B·T²·C >= kParallelMinWork).
   const Index B = 3, T = 24, C = 48, NH = 4;
-  REQUIRE(B * T * T * C >= detail::kAttentionParallelMin);
+  REQUIRE(B * T * T * C >= kParallelMinWork);
   Rng rng(20);
   CausalSelfAttention<double> attn("attn", C, NH, rng);
   const Mat<double> x = random_mat(C, B * T, 21), dy = random_mat(C, B * T, 22);

@@ -9,4 +9,34 @@
 #include "seqgen/core/random.hpp"
 #include "seqgen/core/tensor.hpp"
 
+#include "seqgen/layers/attention.hpp"
+#include "seqgen/layers/dropout.hpp"
+#include "seqgen/layers/embedding.hpp"
+#include "seqgen/layers/gelu.hpp"
+#include "seqgen/layers/gru.hpp"
+#include "seqgen/layers/layernorm.hpp"
 #include "seqgen/layers/linear.hpp"
+#include "seqgen/layers/lstm.hpp"
+#include "seqgen/layers/rnn.hpp"
+#include "seqgen/layers/softmax_head.hpp"
+#include "seqgen/layers/transformer_block.hpp"
+
+#include "seqgen/models/gpt.hpp"
+#include "seqgen/models/recurrent_lm.hpp"
+
+#include "seqgen/optim/adam.hpp"
+#include "seqgen/optim/clip.hpp"
+#include "seqgen/optim/schedule.hpp"
+#include "seqgen/optim/sgd.hpp"
+
+#include "seqgen/data/dataset.hpp"
+#include "seqgen/data/tokenizer.hpp"
+#include "seqgen/data/utf8.hpp"
+
+#include "seqgen/io/checkpoint.hpp"
+#include "seqgen/io/crc32.hpp"
+
+#include "seqgen/train/trainer.hpp"
+
+#include "seqgen/generate/generate_text.hpp"
+#include "seqgen/generate/sampler.hpp"

@@ -12,6 +12,10 @@
 
 namespace seqgen {
 
+// Loops over fewer scalars than this run on one thread: below it, starting a thread team costs
+// more than the work (and far more on an oversubscribed machine).
+constexpr long kParallelMinWork = 1 << 15;
+
 // Number of threads seqgen's loops and Eigen's GEMMs use.
 inline int num_threads() {
 #if defined(SEQGEN_OPENMP) && defined(_OPENMP)

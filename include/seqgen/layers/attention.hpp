@@ -47,7 +47,6 @@ inline int omp_thread_index() {
 }
 // Below about this many multiply-adds (B·T²·C) the (b, h) loops stay serial: a parallel region
 // costs more than it saves.
-constexpr Index kAttentionParallelMin = 1 << 16;
 }  // namespace detail
 
 template <typename Scalar>
@@ -87,7 +86,7 @@ struct CausalSelfAttention {
     ensure_shape(cache.y, C, B * T);
 
     const Mat<Scalar>& qkv_ = cache.qkv;
-    SEQGEN_OMP(parallel for schedule(static) if (B * T * T * C >= detail::kAttentionParallelMin))
+    SEQGEN_OMP(parallel for schedule(static) if (B * T * T * C >= kParallelMinWork))
     for (Index bh = 0; bh < B * NH; ++bh) {
       const Index b = bh / NH, h = bh % NH;
       const auto Q = qkv_.block(h * HS, b * T, HS, T);
@@ -127,7 +126,7 @@ struct CausalSelfAttention {
 
     const Mat<Scalar>& qkv_ = cache.qkv;
     const Mat<Scalar>& dY_all = cache.dy;
-    SEQGEN_OMP(parallel for schedule(static) if (B * T * T * C >= detail::kAttentionParallelMin))
+    SEQGEN_OMP(parallel for schedule(static) if (B * T * T * C >= kParallelMinWork))
     for (Index bh = 0; bh < B * NH; ++bh) {
       const Index b = bh / NH, h = bh % NH;
       const auto Q = qkv_.block(h * HS, b * T, HS, T);

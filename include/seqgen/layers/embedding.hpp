@@ -41,7 +41,7 @@ struct Embedding {
   void forward(TokenSpan ids, Mat<Scalar>& y) const {
     check_ids(ids);
     ensure_shape(y, dim(), ids.size);
-    SEQGEN_OMP(parallel for)
+    SEQGEN_OMP(parallel for if (y.size() >= kParallelMinWork))
     for (Index n = 0; n < ids.size; ++n) y.col(n) = weight.value.col(ids[n]);
   }
 

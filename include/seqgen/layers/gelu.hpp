@@ -32,7 +32,6 @@ namespace detail {
 constexpr double kGeluK = 0.7978845608028654;  // √(2/π)
 constexpr double kGeluC = 0.044715;
 // Below this many elements the elementwise loops stay serial: a parallel region costs more.
-constexpr Index kGeluParallelMin = 1 << 15;
 }  // namespace detail
 
 // Scalar versions, for reference and for tests.
@@ -59,7 +58,7 @@ struct Gelu {
     ensure_shape(y, x.rows(), x.cols());
     const Scalar k = Scalar(detail::kGeluK), c = Scalar(detail::kGeluC);
     const Index N = x.cols();
-    SEQGEN_OMP(parallel for if (x.size() >= detail::kGeluParallelMin))
+    SEQGEN_OMP(parallel for if (x.size() >= kParallelMinWork))
     for (Index n = 0; n < N; ++n) {
       const auto xn = x.col(n).array();
       y.col(n).array() = Scalar(0.5) * xn * (Scalar(1) + (k * (xn + c * xn.cube())).tanh());
@@ -73,7 +72,7 @@ struct Gelu {
     ensure_shape(dx, x.rows(), x.cols());
     const Scalar k = Scalar(detail::kGeluK), c = Scalar(detail::kGeluC);
     const Index R = x.rows(), N = x.cols();
-    SEQGEN_OMP(parallel for if (x.size() >= detail::kGeluParallelMin))
+    SEQGEN_OMP(parallel for if (x.size() >= kParallelMinWork))
     for (Index n = 0; n < N; ++n) {
       // tanh u is needed twice; a fixed-size chunk on the stack holds it, where an Eigen temporary
       // would be a heap allocation and a lazy expression would compute tanh twice.

@@ -99,7 +99,7 @@ struct GruCell {
   // b_hn stays out, as r multiplies it.
   void add_input_biases(MatRef<Scalar> a) const {
     const Index H = hidden_size();
-    SEQGEN_OMP(parallel for if (a.size() >= detail::kRecurrentParallelMin))
+    SEQGEN_OMP(parallel for if (a.size() >= kParallelMinWork))
     for (Index n = 0; n < a.cols(); ++n) {
       a.col(n) += bias_ih.value.col(0);
       a.col(n).head(2 * H) += bias_hh.value.col(0).head(2 * H);
@@ -113,7 +113,7 @@ struct GruCell {
                             const ConstMatRef<Scalar>& h_prev, MatRef<Scalar> hn, MatRef<Scalar> h) {
     const Index H = h.rows(), B = h.cols();
     const Scalar one(1);
-    SEQGEN_OMP(parallel for if (H * B >= detail::kRecurrentParallelMin))
+    SEQGEN_OMP(parallel for if (H * B >= kParallelMinWork))
     for (Index b = 0; b < B; ++b) {
       auto r = a.col(b).segment(0, H).array();
       auto z = a.col(b).segment(H, H).array();
@@ -136,7 +136,7 @@ struct GruCell {
                              MatRef<Scalar> dgi, MatRef<Scalar> dgh) {
     const Index H = dh.rows(), B = dh.cols();
     const Scalar one(1);
-    SEQGEN_OMP(parallel for if (H * B >= detail::kRecurrentParallelMin))
+    SEQGEN_OMP(parallel for if (H * B >= kParallelMinWork))
     for (Index b = 0; b < B; ++b) {
       const auto r = a.col(b).segment(0, H).array();
       const auto z = a.col(b).segment(H, H).array();

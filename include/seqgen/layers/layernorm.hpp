@@ -74,13 +74,13 @@ struct LayerNorm {
 
     // dx first holds x̂, so that the parameter gradients are plain row sums: race-free and the same
     // for any thread count.
-    SEQGEN_OMP(parallel for)
+    SEQGEN_OMP(parallel for if (x.size() >= kParallelMinWork))
     for (Index n = 0; n < N; ++n) dx.col(n) = (x.col(n).array() - cache.mean(n)) * cache.rstd(n);
     weight.grad.col(0) += (dy.array() * dx.array()).matrix().rowwise().sum();
     bias.grad.col(0) += dy.rowwise().sum();
 
     const auto g = weight.value.col(0).array();
-    SEQGEN_OMP(parallel for)
+    SEQGEN_OMP(parallel for if (x.size() >= kParallelMinWork))
     for (Index n = 0; n < N; ++n) {
       auto xhat = dx.col(n).array();  // overwritten below, after both means are read
       const auto gdy = g * dy.col(n).array();
@@ -107,7 +107,7 @@ struct LayerNorm {
     ensure_shape(y, dim(), N);
     const auto g = weight.value.col(0).array();
     const auto b = bias.value.col(0).array();
-    SEQGEN_OMP(parallel for)
+    SEQGEN_OMP(parallel for if (x.size() >= kParallelMinWork))
     for (Index n = 0; n < N; ++n) {
       const auto xn = x.col(n).array();
       const Scalar mu = xn.mean();

@@ -98,7 +98,7 @@ struct LstmCell {
 
   // a += b_ih + b_hh on every column of a (4H, n) matrix.
   void add_biases(MatRef<Scalar> a) const {
-    SEQGEN_OMP(parallel for if (a.size() >= detail::kRecurrentParallelMin))
+    SEQGEN_OMP(parallel for if (a.size() >= kParallelMinWork))
     for (Index n = 0; n < a.cols(); ++n) a.col(n) += bias_ih.value.col(0) + bias_hh.value.col(0);
   }
 
@@ -107,7 +107,7 @@ struct LstmCell {
   static void gates_forward(MatRef<Scalar> a, const ConstMatRef<Scalar>& c_prev, MatRef<Scalar> c,
                             MatRef<Scalar> tanh_c, MatRef<Scalar> h) {
     const Index H = c.rows(), B = c.cols();
-    SEQGEN_OMP(parallel for if (H * B >= detail::kRecurrentParallelMin))
+    SEQGEN_OMP(parallel for if (H * B >= kParallelMinWork))
     for (Index b = 0; b < B; ++b) {
       auto i = a.col(b).segment(0, H).array();
       auto f = a.col(b).segment(H, H).array();
@@ -131,7 +131,7 @@ struct LstmCell {
                              MatRef<Scalar> dh, MatRef<Scalar> dc, MatRef<Scalar> da) {
     const Index H = dc.rows(), B = dc.cols();
     const Scalar one(1);
-    SEQGEN_OMP(parallel for if (H * B >= detail::kRecurrentParallelMin))
+    SEQGEN_OMP(parallel for if (H * B >= kParallelMinWork))
     for (Index b = 0; b < B; ++b) {
       const auto i = a.col(b).segment(0, H).array();
       const auto f = a.col(b).segment(H, H).array();

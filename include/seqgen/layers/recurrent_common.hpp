@@ -15,10 +15,6 @@
 namespace seqgen {
 namespace detail {
 
-// An element-wise gate loop over a (H, B) step uses OpenMP from this many elements on. Below it the
-// cost of waking the threads (a few µs, paid T times per sequence) exceeds the work.
-constexpr Index kRecurrentParallelMin = 16384;
-
 // time_slice() for a Ref, whose columns may be further apart than rows() (a block of a taller matrix).
 template <typename Scalar>
 ConstTimeSlice<Scalar> time_slice_ref(const ConstMatRef<Scalar>& m, Index t, Index B, Index T) {

@@ -86,13 +86,13 @@ struct RnnCell {
 
   // a += b on every column of a (H, n) matrix.
   void add_bias(MatRef<Scalar> a) const {
-    SEQGEN_OMP(parallel for if (a.size() >= detail::kRecurrentParallelMin))
+    SEQGEN_OMP(parallel for if (a.size() >= kParallelMinWork))
     for (Index n = 0; n < a.cols(); ++n) a.col(n) += bias.value.col(0);
   }
 
   // The element-wise part of one step: a (H, B) holds the pre-activation on entry and h_t = tanh(a) on return.
   static void activate(MatRef<Scalar> a) {
-    SEQGEN_OMP(parallel for if (a.size() >= detail::kRecurrentParallelMin))
+    SEQGEN_OMP(parallel for if (a.size() >= kParallelMinWork))
     for (Index b = 0; b < a.cols(); ++b) a.col(b).array() = a.col(b).array().tanh();
   }
 
@@ -101,7 +101,7 @@ struct RnnCell {
   static void activate_backward(const ConstMatRef<Scalar>& h, const ConstMatRef<Scalar>& dh_out, MatRef<Scalar> dh,
                                 MatRef<Scalar> da) {
     const Scalar one(1);
-    SEQGEN_OMP(parallel for if (h.size() >= detail::kRecurrentParallelMin))
+    SEQGEN_OMP(parallel for if (h.size() >= kParallelMinWork))
     for (Index b = 0; b < h.cols(); ++b)
       da.col(b).array() = (dh_out.col(b).array() + dh.col(b).array()) * (one - h.col(b).array().square());
   }

@@ -52,7 +52,7 @@ struct SoftmaxHead {
     ensure_shape(cache.losses, N, 1);
     cache.probs.noalias() = weight.value.transpose() * x;
 
-    SEQGEN_OMP(parallel for)
+    SEQGEN_OMP(parallel for if (V * N >= kParallelMinWork))
     for (Index n = 0; n < N; ++n) {
       auto z = cache.probs.col(n);
       const Scalar m = z.maxCoeff();
@@ -85,7 +85,7 @@ struct SoftmaxHead {
 
     Mat<Scalar>& delta = cache.probs;
     const Scalar inv_count = cache.count > 0 ? Scalar(1) / static_cast<Scalar>(cache.count) : Scalar(0);
-    SEQGEN_OMP(parallel for)
+    SEQGEN_OMP(parallel for if (V * N >= kParallelMinWork))
     for (Index n = 0; n < N; ++n) {
       const Token t = targets[n];
       if (t == kIgnore) {

@@ -1,0 +1,241 @@
+// train: trains a GPT or an RNN/LSTM/GRU language model on a text file.
+//
+//   ./train --data input.txt --model gpt --minutes 3 --out model.ckpt
+//   ./train --data input.txt --resume model.ckpt --steps 2000     # continue exactly where it stopped
+//
+// Ctrl-C (SIGINT) or SIGTERM saves a checkpoint and exits with status 130 or 143.
+// The last line is a summary:
+//   final: steps=… train_loss=… val_loss=… val_bits_per_char=… tokens_per_s=… checkpoint=…
+#include <CLI/CLI.hpp>
+#include <seqgen/seqgen.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <unistd.h>
+
+namespace {
+
+volatile std::sig_atomic_t g_signal = 0;
+extern "C" void on_signal(int sig) { g_signal = sig; }
+
+struct Args {
+  std::string model = "gpt";
+  seqgen::Index layers = 4, channels = 256, heads = 4, embedding = 64, context = 0;
+  double dropout = 0.0;
+  bool untie = false;
+  seqgen::TrainOptions train;
+  double minutes = 0;
+  std::string data, tokenizer = "char", out = "model.ckpt", resume;
+  double val_fraction = 0.1;
+  std::int64_t eval_interval = 200, eval_windows = 40, sample_interval = 0, sample_tokens = 200;
+  std::int64_t save_interval = 0;
+  int threads = 0;
+};
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+std::string format_duration(double s) {
+  char buf[32];
+  const long t = std::lround(s);
+  std::snprintf(buf, sizeof buf, "%ld:%02ld", t / 60, t % 60);
+  return buf;
+}
+
+// Characters per token of the validation text, to turn nats/token into bits/char.
+double chars_per_token(const seqgen::TokenDataset& data, const seqgen::Tokenizer& tok) {
+  const seqgen::Index n = data.size(seqgen::Split::val);
+  if (n == 0 || tok.kind() == seqgen::Tokenizer::Kind::characters) return 1.0;
+  std::vector<seqgen::Token> ids(n);
+  for (seqgen::Index i = 0; i < n; ++i) ids[i] = data.at(seqgen::Split::val, i);
+  const std::string text = tok.decode(ids);
+  std::size_t chars = 0;
+  for (unsigned char c : text) chars += (c & 0xC0) != 0x80;
+  return double(chars) / double(n);
+}
+
+template <typename Model>
+int run(seqgen::Trainer<Model>& trainer, const Args& args, double cpt) {
+  using namespace seqgen;
+  const bool tty = isatty(STDOUT_FILENO);
+  const TrainOptions& o = trainer.options;
+  const double tokens_per_step = double(o.batch * o.seq_len);
+  const auto start = Clock::now();
+  const std::int64_t first_step = trainer.step_count();
+  double loss_sum = 0, last_train_loss = NAN, val_loss = NAN;
+  std::int64_t loss_count = 0;
+  bool budget_fixed = args.minutes <= 0;
+
+  auto eval = [&] {
+    val_loss = trainer.data().size(Split::val) > o.seq_len ? trainer.evaluate(Split::val, args.eval_windows) : NAN;
+    if (tty) std::printf("\n");
+    std::printf("step %lld: val_loss %.4f nats/token, %.4f bits/char\n", (long long)trainer.step_count(), val_loss,
+                val_loss / std::log(2.0) / cpt);
+    std::fflush(stdout);
+  };
+  auto sample = [&] {
+    Rng rng(o.seed + std::uint64_t(trainer.step_count()));
+    SamplingOptions so;
+    so.temperature = 0.8;
+    std::printf("--- sample ---\n%s\n--------------\n",
+                generate_text(trainer.model, trainer.tokenizer, "", args.sample_tokens, so, rng).c_str());
+    std::fflush(stdout);
+  };
+
+  while (trainer.step_count() < o.steps && !g_signal) {
+    const double loss = trainer.step();
+    loss_sum += loss;
+    ++loss_count;
+    last_train_loss = loss;
+    const double elapsed = seconds_since(start);
+    const std::int64_t done = trainer.step_count() - first_step;
+    // With a time budget, fix the schedule's length once the step time is known.
+    if (!budget_fixed && (done == 10 || elapsed > 5)) {
+      const auto planned = std::int64_t(double(done) * args.minutes * 60.0 / elapsed);
+      trainer.options.steps = std::max<std::int64_t>(trainer.step_count() + 1, first_step + planned);
+      trainer.options.warmup = std::min(trainer.options.warmup, trainer.options.steps);
+      budget_fixed = true;
+    }
+    if (args.minutes > 0 && elapsed > args.minutes * 60) break;
+    const double tps = double(done) * tokens_per_step / elapsed;
+    const double eta = double(o.steps - trainer.step_count()) * elapsed / double(done);
+    if (tty) {
+      std::printf("\rstep %lld/%lld  loss %.4f  lr %.2e  %.0f tok/s  %s elapsed  ETA %s   ",
+                  (long long)trainer.step_count(), (long long)o.steps, loss, trainer.learning_rate(), tps,
+                  format_duration(elapsed).c_str(), format_duration(eta).c_str());
+      std::fflush(stdout);
+    } else if (trainer.step_count() % 50 == 0 || done == 1) {
+      std::printf("step %lld/%lld loss %.4f lr %.2e tok/s %.0f elapsed %s eta %s\n", (long long)trainer.step_count(),
+                  (long long)o.steps, loss, trainer.learning_rate(), tps, format_duration(elapsed).c_str(),
+                  format_duration(eta).c_str());
+      std::fflush(stdout);
+    }
+    if (args.eval_interval > 0 && trainer.step_count() % args.eval_interval == 0) eval();
+    if (args.sample_interval > 0 && trainer.step_count() % args.sample_interval == 0) sample();
+    if (args.save_interval > 0 && trainer.step_count() % args.save_interval == 0) trainer.save(args.out);
+  }
+  if (tty) std::printf("\n");
+  const double elapsed = seconds_since(start);
+  const std::int64_t done = trainer.step_count() - first_step;
+  trainer.save(args.out);
+  if (g_signal) {
+    std::fprintf(stderr, "train: %s received, checkpoint saved to %s at step %lld\n",
+                 g_signal == SIGINT ? "SIGINT" : "SIGTERM", args.out.c_str(), (long long)trainer.step_count());
+    return 128 + g_signal;
+  }
+  eval();
+  if (args.sample_tokens > 0) sample();
+  std::printf("final: steps=%lld train_loss=%.4f val_loss=%.4f val_bits_per_char=%.4f tokens_per_s=%.0f checkpoint=%s\n",
+              (long long)trainer.step_count(), loss_count ? loss_sum / double(loss_count) : last_train_loss, val_loss,
+              val_loss / std::log(2.0) / cpt, done > 0 ? double(done) * tokens_per_step / elapsed : 0.0,
+              args.out.c_str());
+  return 0;
+}
+
+template <typename Model>
+int start_or_resume(const Args& args, Model fresh_model, const seqgen::Tokenizer& tok, const seqgen::TokenDataset& data,
+                    bool resume) {
+  const double cpt = chars_per_token(data, tok);
+  if (resume) {
+    auto trainer = seqgen::Trainer<Model>::load(args.resume, data);
+    std::int64_t extra = args.train.steps;
+    if (extra > trainer.options.steps) trainer.options.steps = extra;
+    std::printf("resumed %s at step %lld of %lld\n", args.resume.c_str(), (long long)trainer.step_count(),
+                (long long)trainer.options.steps);
+    return run(trainer, args, cpt);
+  }
+  seqgen::Trainer<Model> trainer(std::move(fresh_model), tok, data, args.train);
+  std::printf("model: %s, %lld parameters, %.1f MFLOP per token per step; data: %lld train / %lld val tokens\n",
+              args.model.c_str(), (long long)seqgen::count_params(trainer.model), 0.0, (long long)data.size(seqgen::Split::train),
+              (long long)data.size(seqgen::Split::val));
+  return run(trainer, args, cpt);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace seqgen;
+  Args args;
+  CLI::App app{"Train a GPT or RNN/LSTM/GRU language model on a text file"};
+  app.add_option("--data", args.data, "Training text file")->required();
+  app.add_option("--model", args.model, "Model kind")->check(CLI::IsMember({"gpt", "rnn", "lstm", "gru"}));
+  app.add_option("--layers", args.layers, "Layers (L)");
+  app.add_option("--channels", args.channels, "GPT width C, or RNN hidden size H");
+  app.add_option("--heads", args.heads, "GPT attention heads (NH)");
+  app.add_option("--embedding", args.embedding, "RNN token embedding width");
+  app.add_option("--context", args.context, "GPT context length (default: --seq-len)");
+  app.add_option("--seq-len,-T", args.train.seq_len, "Tokens per training sequence (T)");
+  app.add_option("--batch,-B", args.train.batch, "Sequences per batch (B)");
+  app.add_option("--steps", args.train.steps, "Training steps (with --resume: the new total)");
+  app.add_option("--minutes", args.minutes, "Time budget in minutes; the schedule is fitted to it");
+  app.add_option("--lr", args.train.lr, "Peak learning rate");
+  app.add_option("--min-lr", args.train.min_lr, "Learning rate at the end of the cosine decay");
+  app.add_option("--warmup", args.train.warmup, "Linear warm-up steps");
+  app.add_option("--weight-decay", args.train.weight_decay, "AdamW decoupled weight decay (matrices only)");
+  app.add_option("--clip", args.train.clip, "Max global gradient norm (0: off)");
+  app.add_option("--dropout", args.dropout, "GPT dropout probability");
+  app.add_flag("--untie", args.untie, "GPT: separate output head instead of the token embedding");
+  app.add_option("--tokenizer", args.tokenizer, "char (Unicode code points) or byte")
+      ->check(CLI::IsMember({"char", "byte"}));
+  app.add_option("--val-fraction", args.val_fraction, "Fraction of the text held out at its end");
+  app.add_option("--eval-interval", args.eval_interval, "Steps between validation losses (0: only at the end)");
+  app.add_option("--eval-windows", args.eval_windows, "Validation windows of T tokens per evaluation");
+  app.add_option("--sample-interval", args.sample_interval, "Steps between samples (0: only at the end)");
+  app.add_option("--sample-tokens", args.sample_tokens, "Length of each sample");
+  app.add_option("--save-interval", args.save_interval, "Steps between checkpoints (0: only at the end)");
+  app.add_option("--out,-o", args.out, "Checkpoint to write");
+  app.add_option("--resume", args.resume, "Checkpoint to continue from");
+  app.add_option("--seed", args.train.seed, "Random seed");
+  app.add_option("--threads", args.threads, "Threads (default: all cores)");
+  CLI11_PARSE(app, argc, argv);
+
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  try {
+    if (args.threads > 0) set_num_threads(args.threads);
+    const bool resume = !args.resume.empty();
+    Tokenizer tok = Tokenizer::bytes();
+    std::string kind = args.model;
+    if (resume) {
+      const CheckpointReader ckpt = CheckpointReader::load(args.resume);
+      tok = Tokenizer::from_bytes(ckpt.get_bytes("tokenizer"));
+      kind = checkpoint_model_kind(ckpt);
+    }
+    const std::string text = read_text_file(args.data);
+    if (!resume && args.tokenizer == "char") tok = Tokenizer::characters(text);
+    const TokenDataset data = TokenDataset::from_text(text, tok, args.val_fraction);
+    Rng init_rng(args.train.seed);
+    if (kind == "gpt") {
+      GptConfig c;
+      c.vocab_size = tok.vocab_size();
+      c.context = args.context > 0 ? args.context : args.train.seq_len;
+      c.channels = args.channels;
+      c.layers = args.layers;
+      c.heads = args.heads;
+      c.dropout = args.dropout;
+      c.tie_weights = !args.untie;
+      return start_or_resume(args, resume ? Gpt<float>() : Gpt<float>(c, init_rng), tok, data, resume);
+    }
+    RecurrentConfig c;
+    c.vocab_size = tok.vocab_size();
+    c.embedding = args.embedding;
+    c.hidden = args.channels;
+    c.layers = args.layers;
+    if (kind == "rnn") {
+      c.cell = CellKind::rnn;
+      return start_or_resume(args, resume ? RnnLm<float>() : RnnLm<float>(c, init_rng), tok, data, resume);
+    }
+    if (kind == "lstm") {
+      c.cell = CellKind::lstm;
+      return start_or_resume(args, resume ? LstmLm<float>() : LstmLm<float>(c, init_rng), tok, data, resume);
+    }
+    c.cell = CellKind::gru;
+    return start_or_resume(args, resume ? GruLm<float>() : GruLm<float>(c, init_rng), tok, data, resume);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "train: error: %s\n", e.what());
+    return 1;
+  }
+}

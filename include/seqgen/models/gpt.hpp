@@ -1,0 +1,202 @@
+// GPT: a decoder-only Transformer language model in the GPT-2 layout (Radford et al., 2019).
+//
+//   x₀ = Drop(wte[ids] + wpe[t])                      (C, N)      N = B·T tokens, t < context
+//   x_{l+1} = Block_l(x_l)        l = 0 … L−1         pre-LayerNorm blocks, transformer_block.hpp
+//   loss = CrossEntropy(W_headᵀ LN_f(x_L), targets)    W_head = wte (tied, default) or lm_head
+//
+// Initialisation as GPT-2: every weight matrix and both embeddings ~ N(0, 0.02²), biases 0,
+// LayerNorm gains 1, and the two projections that write into the residual stream (attn.proj and
+// mlp.proj) scaled down to N(0, (0.02/√(2L))²) so the stream's variance does not grow with depth.
+//
+// Parameter names match nanoGPT-style PyTorch modules: wte.weight, wpe.weight,
+// blocks.{l}.ln1.weight, blocks.{l}.attn.qkv.weight, …, ln_f.weight, lm_head.weight (untied only).
+// The embeddings are stored (C, V) and (C, context): the transpose of PyTorch's, the same memory.
+//
+// Contract: forward fills an Activations object (sized on first use, reused without allocation
+// while B and T stay the same) and returns the mean loss; backward ADDS into every Param::grad.
+#pragma once
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "seqgen/core/error.hpp"
+#include "seqgen/core/param.hpp"
+#include "seqgen/layers/dropout.hpp"
+#include "seqgen/layers/embedding.hpp"
+#include "seqgen/layers/layernorm.hpp"
+#include "seqgen/layers/softmax_head.hpp"
+#include "seqgen/layers/transformer_block.hpp"
+
+namespace seqgen {
+
+struct GptConfig {
+  Index vocab_size = 65;
+  Index context = 256;  // longest sequence T the position table covers
+  Index channels = 256;  // C
+  Index layers = 4;      // L
+  Index heads = 4;       // NH
+  double dropout = 0.0;
+  bool tie_weights = true;  // share wte with the output head
+
+  // Throws ConfigError naming the first bad field.
+  void validate() const {
+    const Index kMaxDim = Index(1) << 24;
+    auto in_range = [&](const char* field, Index v) {
+      check<ConfigError>(v > 0 && v <= kMaxDim, "GptConfig: ", field, " must be in [1, ", kMaxDim, "], got ", v);
+    };
+    in_range("vocab_size", vocab_size);
+    in_range("context", context);
+    in_range("channels", channels);
+    in_range("layers", layers);
+    in_range("heads", heads);
+    check<ConfigError>(channels % heads == 0, "GptConfig: heads (", heads, ") must divide channels (", channels, ")");
+    check<ConfigError>(dropout >= 0 && dropout < 1, "GptConfig: dropout must be in [0, 1), got ", dropout);
+    check<ConfigError>(num_params() <= (Index(1) << 34), "GptConfig: ", num_params(),
+                       " parameters is more than this library supports (2^34)");
+  }
+
+  Index num_params() const {
+    const Index C = channels, V = vocab_size;
+    const Index block = 2 * 2 * C + (3 * C * C + 3 * C) + (C * C + C) + (4 * C * C + 4 * C) + (4 * C * C + C);
+    return V * C + context * C + layers * block + 2 * C + (tie_weights ? 0 : V * C);
+  }
+
+  // Model FLOPs of one training step per token (forward + backward = 3 × forward), for a
+  // sequence of length T: per layer 24·C² for the qkv, proj and MLP GEMMs and 4·T·C for the
+  // full (unmasked) QKᵀ and PV products, plus 2·C·V for the head; multiply-add = 2 FLOPs.
+  double train_flops_per_token(Index T) const {
+    const double C = double(channels), V = double(vocab_size);
+    return 3.0 * (double(layers) * (24.0 * C * C + 4.0 * double(T) * C) + 2.0 * C * V);
+  }
+};
+
+template <typename Scalar>
+struct Gpt {
+  GptConfig config;
+  Embedding<Scalar> wte;  // (C, V)
+  Embedding<Scalar> wpe;  // (C, context)
+  std::vector<TransformerBlock<Scalar>> blocks;
+  LayerNorm<Scalar> ln_f;
+  Param<Scalar> lm_head;  // (C, V) when untied, else empty
+  Dropout<Scalar> drop;
+  SoftmaxHead<Scalar> head;
+
+  // Everything one training step keeps for backward, plus backward scratch.
+  struct Activations {
+    Index B = 0, T = 0;
+    std::vector<Token> positions;                           // (N) t of each token
+    std::vector<Mat<Scalar>> residual;                      // L+1 of (C, N): x₀ … x_L
+    Mat<Scalar> embedded;                                   // (C, N) before dropout
+    typename Dropout<Scalar>::Cache drop;
+    std::vector<typename TransformerBlock<Scalar>::Cache> blocks;  // L
+    Mat<Scalar> final_norm;                                 // (C, N) LN_f(x_L)
+    typename LayerNorm<Scalar>::Cache ln_f;
+    typename SoftmaxHead<Scalar>::Cache head;
+    Mat<Scalar> grad_a, grad_b;                             // (C, N) backward scratch
+  };
+
+  Gpt() = default;
+  Gpt(const GptConfig& cfg, Rng& rng) : config(cfg) {
+    config.validate();
+    const Index C = cfg.channels;
+    wte = Embedding<Scalar>("wte", cfg.vocab_size, C, rng);
+    wpe = Embedding<Scalar>("wpe", cfg.context, C, rng);
+    for (Index l = 0; l < cfg.layers; ++l)
+      blocks.emplace_back(join_name("blocks", std::to_string(l)), C, cfg.heads, rng, cfg.dropout);
+    ln_f = LayerNorm<Scalar>("ln_f", C);
+    if (!cfg.tie_weights) lm_head = Param<Scalar>("lm_head.weight", C, cfg.vocab_size);
+    drop = Dropout<Scalar>(cfg.dropout);
+    init_gpt2(rng);
+  }
+
+  const Param<Scalar>& head_weight() const { return config.tie_weights ? wte.weight : lm_head; }
+  Param<Scalar>& head_weight() { return config.tie_weights ? wte.weight : lm_head; }
+
+  // inputs, targets: B·T ids in the seqgen layout (b·T + t). Returns the mean loss over targets
+  // (SoftmaxHead::kIgnore targets are skipped).
+  Scalar forward(TokenSpan inputs, TokenSpan targets, Index B, Index T, Activations& act, Rng& rng, bool training) {
+    embed(inputs, B, T, act, rng, training);
+    for (Index l = 0; l < config.layers; ++l)
+      blocks[l].forward(act.residual[l], B, T, act.residual[l + 1], act.blocks[l], rng, training);
+    ln_f.forward(act.residual[config.layers], act.final_norm, act.ln_f);
+    return head.forward(head_weight(), act.final_norm, targets, act.head);
+  }
+
+  // Backward of the mean loss of the last forward (same inputs, targets, B, T and act).
+  void backward(TokenSpan inputs, TokenSpan targets, Index B, Index T, Activations& act, bool training) {
+    check<ShapeError>(act.B == B && act.T == T, "Gpt: backward with B=", B, " T=", T, " but forward ran with B=",
+                      act.B, " T=", act.T);
+    head.backward(head_weight(), act.final_norm, targets, act.head, act.grad_a);
+    ln_f.backward(act.residual[config.layers], act.grad_a, act.ln_f, act.grad_b);
+    for (Index l = config.layers - 1; l >= 0; --l) {
+      blocks[l].backward(act.residual[l], act.grad_b, B, T, act.blocks[l], act.grad_a, training);
+      std::swap(act.grad_a, act.grad_b);
+    }
+    drop.backward(act.grad_b, act.drop, act.grad_a, training);
+    wte.backward(inputs, act.grad_a);
+    wpe.backward(act.positions, act.grad_a);
+  }
+
+  // Inference: logits (V, N) for every position. Dropout off.
+  void logits(TokenSpan inputs, Index B, Index T, Activations& act, Mat<Scalar>& out) {
+    Rng unused(0);
+    embed(inputs, B, T, act, unused, false);
+    for (Index l = 0; l < config.layers; ++l)
+      blocks[l].forward(act.residual[l], B, T, act.residual[l + 1], act.blocks[l], unused, false);
+    ln_f.forward(act.residual[config.layers], act.final_norm, act.ln_f);
+    head.logits(head_weight(), act.final_norm, out);
+  }
+
+  template <class Visit>
+  void for_each_param(Visit&& visit) {
+    wte.for_each_param(visit);
+    wpe.for_each_param(visit);
+    for (auto& block : blocks) block.for_each_param(visit);
+    ln_f.for_each_param(visit);
+    if (!config.tie_weights) visit(lm_head);
+  }
+
+ private:
+  void embed(TokenSpan inputs, Index B, Index T, Activations& act, Rng& rng, bool training) {
+    check<ShapeError>(B > 0 && T > 0, "Gpt: B and T must be positive, got B=", B, " T=", T);
+    check<ShapeError>(T <= config.context, "Gpt: sequence length T=", T, " exceeds the context length ",
+                      config.context);
+    check<ShapeError>(inputs.size == B * T, "Gpt: got ", inputs.size, " input ids, expected B*T = ", B * T);
+    prepare(act, B, T);
+    wte.forward(inputs, act.embedded);
+    const Index N = B * T;
+    SEQGEN_OMP(parallel for if (act.embedded.size() >= kParallelMinWork))
+    for (Index n = 0; n < N; ++n) act.embedded.col(n) += wpe.weight.value.col(n % T);
+    drop.forward(act.embedded, act.residual[0], act.drop, rng, training);
+  }
+
+  void prepare(Activations& act, Index B, Index T) const {
+    if (act.B == B && act.T == T && Index(act.residual.size()) == config.layers + 1) return;
+    act.B = B;
+    act.T = T;
+    act.positions.resize(B * T);
+    for (Index n = 0; n < B * T; ++n) act.positions[n] = Token(n % T);
+    act.residual.resize(config.layers + 1);
+    act.blocks.resize(config.layers);
+  }
+
+  void init_gpt2(Rng& rng) {
+    const double proj_std = 0.02 / std::sqrt(2.0 * double(config.layers));
+    normal_init(wte.weight.value, rng, 0.02);
+    normal_init(wpe.weight.value, rng, 0.02);
+    for (auto& block : blocks) {
+      block.for_each_param([&](Param<Scalar>& p) {
+        if (p.value.cols() > 1) {
+          const bool residual_proj = p.name.find(".proj.weight") != std::string::npos;
+          normal_init(p.value, rng, residual_proj ? proj_std : 0.02);
+        } else if (p.name.find(".ln") == std::string::npos) {
+          p.value.setZero();  // Linear biases; LayerNorm keeps gain 1, bias 0
+        }
+      });
+    }
+    if (!config.tie_weights) normal_init(lm_head.value, rng, 0.02);
+  }
+};
+
+}  // namespace seqgen

@@ -1,0 +1,320 @@
+// Training a language model on a token dataset, with checkpoints that resume exactly.
+//
+// One step:  batch → forward → backward → clip the global gradient norm → set the learning rate
+// from the schedule → AdamW. The batch is
+//   GPT:        B random windows of T+1 tokens (TokenDataset::sample_windows)
+//   RNN family: the next T tokens of B contiguous streams (StreamBatcher), with the hidden state
+//               carried from the previous step (truncated BPTT) and reset when the streams wrap.
+//
+// Exact resume: a checkpoint holds everything a step reads — weights, AdamW moments and step
+// count, the random generator, the stream cursor and carried hidden state, the options — so
+// N steps, save, load, M steps gives bit-identical weights and losses to N + M steps in one run
+// (at a fixed thread count; see README "Determinism").
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "seqgen/data/dataset.hpp"
+#include "seqgen/data/tokenizer.hpp"
+#include "seqgen/io/checkpoint.hpp"
+#include "seqgen/models/gpt.hpp"
+#include "seqgen/models/recurrent_lm.hpp"
+#include "seqgen/optim/adam.hpp"
+#include "seqgen/optim/clip.hpp"
+#include "seqgen/optim/schedule.hpp"
+
+namespace seqgen {
+
+struct TrainOptions {
+  Index batch = 16;     // B
+  Index seq_len = 128;  // T
+  std::int64_t steps = 1000;  // total steps of the schedule
+  double lr = 1e-3;
+  double min_lr = 1e-4;
+  std::int64_t warmup = 100;
+  double weight_decay = 0.1;
+  double beta1 = 0.9;
+  double beta2 = 0.99;
+  double clip = 1.0;  // max global gradient norm; 0 turns clipping off
+  std::uint64_t seed = 1337;
+
+  void validate() const {
+    check<ConfigError>(batch > 0 && batch <= (Index(1) << 20), "TrainOptions: batch must be in [1, 2^20], got ", batch);
+    check<ConfigError>(seq_len > 0 && seq_len <= (Index(1) << 20), "TrainOptions: seq_len must be in [1, 2^20], got ",
+                       seq_len);
+    check<ConfigError>(steps > 0, "TrainOptions: steps must be positive, got ", steps);
+    check<ConfigError>(lr > 0 && min_lr >= 0 && min_lr <= lr, "TrainOptions: need 0 <= min_lr <= lr and lr > 0, got lr=",
+                       lr, " min_lr=", min_lr);
+    check<ConfigError>(warmup >= 0 && warmup <= steps, "TrainOptions: warmup must be in [0, steps=", steps, "], got ",
+                       warmup);
+    check<ConfigError>(clip >= 0, "TrainOptions: clip must be >= 0, got ", clip);
+  }
+};
+
+// What the trainer needs to know about a model type: its name in checkpoints, whether it is a
+// GPT, and the state it carries between batches (none for GPT).
+template <typename Model>
+struct ModelTraits;
+template <typename Scalar>
+struct ModelTraits<Gpt<Scalar>> {
+  static constexpr bool gpt = true;
+  using State = std::vector<Mat<Scalar>>;  // unused
+  static std::string kind() { return "gpt"; }
+};
+template <typename Scalar, template <typename> class Layer>
+struct ModelTraits<RecurrentLm<Scalar, Layer>> {
+  static constexpr bool gpt = false;
+  using State = typename RecurrentLm<Scalar, Layer>::State;
+  static std::string kind() { return cell_name(RecurrentLm<Scalar, Layer>::kCell); }
+};
+
+inline void write_config(CheckpointWriter& w, const GptConfig& c) {
+  w.put_int("config.vocab_size", c.vocab_size);
+  w.put_int("config.context", c.context);
+  w.put_int("config.channels", c.channels);
+  w.put_int("config.layers", c.layers);
+  w.put_int("config.heads", c.heads);
+  w.put_double("config.dropout", c.dropout);
+  w.put_int("config.tie_weights", c.tie_weights ? 1 : 0);
+}
+inline void read_config(const CheckpointReader& r, GptConfig& c) {
+  c.vocab_size = r.get_int("config.vocab_size");
+  c.context = r.get_int("config.context");
+  c.channels = r.get_int("config.channels");
+  c.layers = r.get_int("config.layers");
+  c.heads = r.get_int("config.heads");
+  c.dropout = r.get_double("config.dropout");
+  c.tie_weights = r.get_int("config.tie_weights") != 0;
+  c.validate();
+}
+inline void write_config(CheckpointWriter& w, const RecurrentConfig& c) {
+  w.put_int("config.vocab_size", c.vocab_size);
+  w.put_int("config.embedding", c.embedding);
+  w.put_int("config.hidden", c.hidden);
+  w.put_int("config.layers", c.layers);
+}
+inline void read_config(const CheckpointReader& r, RecurrentConfig& c) {
+  c.vocab_size = r.get_int("config.vocab_size");
+  c.embedding = r.get_int("config.embedding");
+  c.hidden = r.get_int("config.hidden");
+  c.layers = r.get_int("config.layers");
+  c.validate();
+}
+
+inline void write_options(CheckpointWriter& w, const TrainOptions& o) {
+  w.put_int("train.batch", o.batch);
+  w.put_int("train.seq_len", o.seq_len);
+  w.put_int("train.steps", o.steps);
+  w.put_double("train.lr", o.lr);
+  w.put_double("train.min_lr", o.min_lr);
+  w.put_int("train.warmup", o.warmup);
+  w.put_double("train.weight_decay", o.weight_decay);
+  w.put_double("train.beta1", o.beta1);
+  w.put_double("train.beta2", o.beta2);
+  w.put_double("train.clip", o.clip);
+  w.put_int("train.seed", static_cast<std::int64_t>(o.seed));
+}
+inline TrainOptions read_options(const CheckpointReader& r) {
+  TrainOptions o;
+  o.batch = r.get_int("train.batch");
+  o.seq_len = r.get_int("train.seq_len");
+  o.steps = r.get_int("train.steps");
+  o.lr = r.get_double("train.lr");
+  o.min_lr = r.get_double("train.min_lr");
+  o.warmup = r.get_int("train.warmup");
+  o.weight_decay = r.get_double("train.weight_decay");
+  o.beta1 = r.get_double("train.beta1");
+  o.beta2 = r.get_double("train.beta2");
+  o.clip = r.get_double("train.clip");
+  o.seed = static_cast<std::uint64_t>(r.get_int("train.seed"));
+  o.validate();
+  return o;
+}
+
+// Reads the model kind stored in a checkpoint ("gpt", "rnn", "lstm" or "gru").
+inline std::string checkpoint_model_kind(const CheckpointReader& r) { return r.get_string("model.kind"); }
+
+// Builds a model from a checkpoint's kind, config and weights. `path` is only for messages.
+template <typename Model>
+Model load_model(const CheckpointReader& r, const std::string& path) {
+  const std::string kind = checkpoint_model_kind(r);
+  check<FormatError>(kind == ModelTraits<Model>::kind(), "checkpoint '", path, "' holds a '", kind,
+                     "' model, expected '", ModelTraits<Model>::kind(), "'");
+  decltype(Model::config) config;
+  if constexpr (!ModelTraits<Model>::gpt) config.cell = Model::kCell;
+  read_config(r, config);
+  Rng init_rng(0);
+  Model model(config, init_rng);
+  read_params(r, model);
+  return model;
+}
+
+template <typename Model>
+class Trainer {
+ public:
+  using Scalar = float;
+  static constexpr bool kGpt = ModelTraits<Model>::gpt;
+
+  Model model;
+  Tokenizer tokenizer;
+  TrainOptions options;
+
+  // A fresh run. The dataset must outlive the trainer.
+  Trainer(Model model_, Tokenizer tokenizer_, const TokenDataset& data, const TrainOptions& options_)
+      : model(std::move(model_)),
+        tokenizer(std::move(tokenizer_)),
+        options(options_),
+        data_(&data),
+        rng_(options_.seed),
+        optimizer_(adam_options(options_)) {
+    options.validate();
+    check<ConfigError>(tokenizer.vocab_size() == model.config.vocab_size, "Trainer: the tokenizer has ",
+                       tokenizer.vocab_size(), " symbols but the model's vocab_size is ", model.config.vocab_size);
+    if constexpr (kGpt) {
+      check<ConfigError>(options.seq_len <= model.config.context, "Trainer: seq_len ", options.seq_len,
+                         " exceeds the model's context ", model.config.context);
+    } else {
+      streams_.emplace(data, Split::train, options.batch, options.seq_len);
+      state_ = model.zero_state(options.batch);
+    }
+    optimizer_.init_state(model);
+  }
+
+  // Resumes a run from a checkpoint saved by save(). The model kind must be Model's.
+  static Trainer load(const std::string& path, const TokenDataset& data) {
+    const CheckpointReader r = CheckpointReader::load(path);
+    Model model = load_model<Model>(r, path);
+    Trainer t(std::move(model), Tokenizer::from_bytes(r.get_bytes("tokenizer")), data, read_options(r));
+    t.optimizer_.for_each_state([&](const std::string& name, Mat<Scalar>& m) {
+      r.get_tensor("optim/" + name, m, m.rows(), m.cols());
+    });
+    t.optimizer_.set_steps(r.get_int("optim.steps"));
+    t.step_ = r.get_int("train.step");
+    Rng::State s;
+    for (int i = 0; i < 4; ++i) s[i] = static_cast<std::uint64_t>(r.get_int("rng." + std::to_string(i)));
+    t.rng_.set_state(s);
+    if constexpr (!kGpt) {
+      t.streams_->set_cursor(r.get_int("data.cursor"));
+      for (Index l = 0; l < Index(t.state_.size()); ++l) {
+        auto& st = t.state_[l];
+        r.get_tensor("state/" + std::to_string(l) + ".h", st.h, st.h.rows(), st.h.cols());
+        load_cell(r, l, st);
+      }
+    }
+    return t;
+  }
+
+  // Saves everything needed to continue exactly; atomic (see CheckpointWriter::save).
+  void save(const std::string& path) const {
+    CheckpointWriter w;
+    w.put_string("model.kind", ModelTraits<Model>::kind());
+    write_config(w, model.config);
+    w.put_bytes("tokenizer", tokenizer.to_bytes());
+    write_params(w, const_cast<Model&>(model));
+    auto& opt = const_cast<AdamW<Scalar>&>(optimizer_);
+    opt.for_each_state([&](const std::string& name, Mat<Scalar>& m) { w.put_tensor("optim/" + name, m); });
+    w.put_int("optim.steps", optimizer_.steps());
+    write_options(w, options);
+    w.put_int("train.step", step_);
+    for (int i = 0; i < 4; ++i) w.put_int("rng." + std::to_string(i), static_cast<std::int64_t>(rng_.state()[i]));
+    if constexpr (!kGpt) {
+      w.put_int("data.cursor", streams_->cursor());
+      for (Index l = 0; l < Index(state_.size()); ++l) {
+        w.put_tensor("state/" + std::to_string(l) + ".h", state_[l].h);
+        save_cell(w, l, state_[l]);
+      }
+    }
+    w.save(path);
+  }
+
+  // One optimizer step; returns the training loss of its batch. Also sets last_grad_norm().
+  double step() {
+    const Index B = options.batch, T = options.seq_len;
+    zero_grad(model);
+    double loss;
+    if constexpr (kGpt) {
+      data_->sample_windows(Split::train, B, T, rng_, inputs_, targets_);
+      loss = model.forward(inputs_, targets_, B, T, act_, rng_, true);
+      model.backward(inputs_, targets_, B, T, act_, true);
+    } else {
+      bool wrapped = false;
+      streams_->next(inputs_, targets_, wrapped);
+      if (wrapped) model.reset_state(state_);
+      loss = model.forward(inputs_, targets_, B, T, state_, act_);
+      model.backward(inputs_, targets_, B, T, act_);
+    }
+    grad_norm_ = options.clip > 0 ? clip_grad_norm(model, options.clip) : grad_norm(model);
+    optimizer_.options.lr = learning_rate();
+    optimizer_.step(model);
+    ++step_;
+    return loss;
+  }
+
+  // Mean loss (nats/token) over up to max_windows consecutive windows of the split.
+  double evaluate(Split split, Index max_windows) {
+    const Index T = options.seq_len;
+    const Index n = std::min(max_windows, data_->num_eval_windows(split, T));
+    check<ConfigError>(n > 0, "Trainer::evaluate: the ", split == Split::train ? "train" : "validation",
+                       " split is shorter than one window of ", T + 1, " tokens");
+    double total = 0;
+    for (Index i = 0; i < n; ++i) {
+      data_->eval_window(split, i, T, eval_inputs_, eval_targets_);
+      if constexpr (kGpt) {
+        Rng unused(0);
+        total += model.forward(eval_inputs_, eval_targets_, 1, T, eval_act_, unused, false);
+      } else {
+        // Consecutive windows: carry the state across them, as the model would read the text.
+        if (i == 0 || Index(eval_state_.size()) != model.config.layers) eval_state_ = model.zero_state(1);
+        total += model.forward(eval_inputs_, eval_targets_, 1, T, eval_state_, eval_act_);
+      }
+    }
+    return total / double(n);
+  }
+
+  double learning_rate() const {
+    return WarmupCosineLr{options.lr, options.min_lr, options.warmup, options.steps}(step_);
+  }
+  std::int64_t step_count() const { return step_; }
+  double last_grad_norm() const { return grad_norm_; }
+  const TokenDataset& data() const { return *data_; }
+  Rng& rng() { return rng_; }
+
+ private:
+  static typename AdamW<Scalar>::Options adam_options(const TrainOptions& o) {
+    typename AdamW<Scalar>::Options a;
+    a.lr = o.lr;
+    a.beta1 = o.beta1;
+    a.beta2 = o.beta2;
+    a.weight_decay = o.weight_decay;
+    a.decoupled = true;
+    return a;
+  }
+  template <class S>
+  static auto save_cell(CheckpointWriter& w, Index l, const S& s) -> decltype(s.c, void()) {
+    w.put_tensor("state/" + std::to_string(l) + ".c", s.c);
+  }
+  static void save_cell(...) {}
+  template <class S>
+  static auto load_cell(const CheckpointReader& r, Index l, S& s) -> decltype(s.c, void()) {
+    r.get_tensor("state/" + std::to_string(l) + ".c", s.c, s.c.rows(), s.c.cols());
+  }
+  static void load_cell(...) {}
+
+  const TokenDataset* data_;
+  Rng rng_;
+  AdamW<Scalar> optimizer_;
+  std::int64_t step_ = 0;
+  double grad_norm_ = 0;
+  std::vector<Token> inputs_, targets_, eval_inputs_, eval_targets_;
+  typename Model::Activations act_, eval_act_;
+  std::optional<StreamBatcher> streams_;  // recurrent models only
+  typename ModelTraits<Model>::State state_, eval_state_;
+};
+
+}  // namespace seqgen

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The demo: trains the default GPT on this machine's fortune cookies for about 3 minutes on all
+# cores, saves the checkpoint and prints a sample.
+#   ./scripts/demo.sh                 defaults
+#   MINUTES=1 ./scripts/demo.sh       a shorter run
+#   CORPUS=my.txt ./scripts/demo.sh   your own text
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+source scripts/deps.sh
+ensure_packages "${SEQGEN_BUILD_PACKAGES[@]}"
+# The corpus; its absence is not fatal (see below).
+ensure_packages fortunes || echo "demo: could not install fortunes; using /usr/share/common-licenses instead"
+
+build=$root/build/release
+echo "== building (release, -march=native)"
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DSEQGEN_BUILD_TESTS=OFF -DSEQGEN_BUILD_BENCHMARKS=OFF >/dev/null
+cmake --build "$build" -j "$(nproc)" --target train generate
+
+out=$root/build/demo
+mkdir -p "$out"
+corpus=${CORPUS:-}
+if [ -z "$corpus" ]; then
+  corpus=$out/corpus.txt
+  fortunes=/usr/share/games/fortunes
+  if [ -d "$fortunes" ]; then
+    # The plain fortune files only (not the .dat indexes or the .u8 links), with backspace
+    # overstrikes ("_\bX" prints X) and other non-printable characters removed.
+    files=$(find "$fortunes" -maxdepth 1 -type f ! -name '*.dat' ! -name '*.u8' | sort)
+  else
+    files=$(find /usr/share/common-licenses -maxdepth 1 -type f | sort)
+  fi
+  # shellcheck disable=SC2086
+  cat $files | perl -pe 's/[^\x08]\x08//g; s/[\x00-\x08\x0B-\x1F\x7F]//g' > "$corpus"
+fi
+echo "== corpus: $corpus ($(wc -c < "$corpus") bytes)"
+
+"$build/examples/train" --data "$corpus" --model gpt ${DEMO_MODEL_FLAGS:-} \
+  --minutes "${MINUTES:-3}" --eval-interval 0 --sample-tokens 0 --out "$out/gpt.ckpt" | tee "$out/train.log"
+
+echo "== sample"
+"$build/examples/generate" --checkpoint "$out/gpt.ckpt" --prompt "Q: " --tokens 300 --temperature 0.8 --seed 1
+
+cat <<EOT
+
+== next
+  more training:   $build/examples/train --data $corpus --resume $out/gpt.ckpt --steps 20000 --out $out/gpt.ckpt
+  an LSTM instead: $build/examples/train --data $corpus --model lstm --channels 512 --minutes 3 --out $out/lstm.ckpt
+  your own text:   CORPUS=my.txt ./scripts/demo.sh
+  the tests:       ./scripts/test.sh
+EOT

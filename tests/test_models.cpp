@@ -1,0 +1,224 @@
+// Whole-model gradient checks, configs, and overfitting a tiny batch.
+#include <seqgen/models/gpt.hpp>
+#include <seqgen/models/recurrent_lm.hpp>
+#include <seqgen/optim/adam.hpp>
+
+#include "test_util.hpp"
+
+using namespace seqgen;
+
+namespace {
+
+std::vector<Token> random_ids(Index n, Index V, std::uint64_t seed) {
+  Rng rng(seed);
+  std::vector<Token> ids(n);
+  for (auto& id : ids) id = Token(rng.uniform_int(std::uint64_t(V)));
+  return ids;
+}
+
+}  // namespace
+
+TEST_CASE("Gpt: whole-model gradient check, tied and untied, with a masked target", "[gpt][gradcheck]") {
+  for (bool tie : {true, false}) {
+    GptConfig cfg;
+    cfg.vocab_size = 5;
+    cfg.context = 4;
+    cfg.channels = 4;
+    cfg.layers = 2;
+    cfg.heads = 2;
+    cfg.tie_weights = tie;
+    Rng rng(1);
+    Gpt<double> model(cfg, rng);
+    // GPT-2's 0.02 init makes the logits nearly uniform; larger weights exercise every path.
+    model.for_each_param([&](Param<double>& p) { uniform_init(p.value, rng, 0.5); });
+    const Index B = 2, T = 3;
+    auto inputs = random_ids(B * T, 5, 2), targets = random_ids(B * T, 5, 3);
+    targets[4] = SoftmaxHead<double>::kIgnore;
+    Gpt<double>::Activations act;
+    Rng unused(0);
+    model.forward(inputs, targets, B, T, act, unused, true);
+    zero_grad(model);
+    model.backward(inputs, targets, B, T, act, true);
+
+    GradCheck check;
+    check.add_params(model);
+    seqgen_test::require_grad_ok(check.run([&] { return model.forward(inputs, targets, B, T, act, unused, true); }));
+  }
+}
+
+TEST_CASE("Gpt: config validation and counts", "[gpt][config]") {
+  GptConfig cfg;
+  cfg.channels = 10;
+  cfg.heads = 4;
+  SEQGEN_THROWS_WITH(cfg.validate(), ConfigError, "heads (4) must divide channels (10)");
+  cfg = GptConfig();
+  cfg.layers = 0;
+  SEQGEN_THROWS_WITH(cfg.validate(), ConfigError, "layers must be in [1,");
+  cfg = GptConfig();
+  cfg.context = 1000000000;
+  SEQGEN_THROWS_WITH(cfg.validate(), ConfigError, "context must be in");
+
+  cfg = GptConfig();
+  cfg.vocab_size = 7;
+  cfg.context = 6;
+  cfg.channels = 8;
+  cfg.layers = 2;
+  cfg.heads = 2;
+  for (bool tie : {true, false}) {
+    cfg.tie_weights = tie;
+    Rng rng(1);
+    Gpt<float> model(cfg, rng);
+    REQUIRE(count_params(model) == cfg.num_params());
+  }
+  // Per token: 3 × (L (24 C² + 4 T C) + 2 C V).
+  REQUIRE(cfg.train_flops_per_token(6) == 3.0 * (2 * (24.0 * 64 + 4.0 * 6 * 8) + 2.0 * 8 * 7));
+}
+
+TEST_CASE("Gpt: a sequence longer than the context is a clear error", "[gpt][errors]") {
+  GptConfig cfg;
+  cfg.vocab_size = 5;
+  cfg.context = 4;
+  cfg.channels = 4;
+  cfg.layers = 1;
+  cfg.heads = 1;
+  Rng rng(1);
+  Gpt<float> model(cfg, rng);
+  Gpt<float>::Activations act;
+  std::vector<Token> ids(5, 0);
+  SEQGEN_THROWS_WITH(model.forward(ids, ids, 1, 5, act, rng, false), ShapeError, "exceeds the context length 4");
+  ids.resize(4);
+  ids[2] = 9;
+  SEQGEN_THROWS_WITH(model.forward(ids, ids, 1, 4, act, rng, false), IndexError, "token id 9");
+}
+
+template <template <typename> class Layer>
+void check_recurrent_model(CellKind cell) {
+  RecurrentConfig cfg;
+  cfg.cell = cell;
+  cfg.vocab_size = 5;
+  cfg.embedding = 3;
+  cfg.hidden = 4;
+  cfg.layers = 2;
+  Rng rng(4);
+  RecurrentLm<double, Layer> model(cfg, rng);
+  REQUIRE(count_params(model) == cfg.num_params());
+  const Index B = 2, T = 3;
+  auto in1 = random_ids(B * T, 5, 5), tg1 = random_ids(B * T, 5, 6);
+  auto in2 = random_ids(B * T, 5, 7), tg2 = random_ids(B * T, 5, 8);
+  typename RecurrentLm<double, Layer>::Activations act;
+
+  // Chunk 1 leaves a non-zero state; chunk 2 starts from it. Truncated BPTT treats that carried
+  // state as a constant, which is exactly what the finite differences below do.
+  auto state = model.zero_state(B);
+  model.forward(in1, tg1, B, T, state, act);
+  const auto carried = state;
+  REQUIRE(carried[0].h.norm() > 0);
+
+  auto s = carried;
+  model.forward(in2, tg2, B, T, s, act);
+  zero_grad(model);
+  model.backward(in2, tg2, B, T, act);
+  GradCheck check;
+  check.add_params(model);
+  seqgen_test::require_grad_ok(check.run([&] {
+    auto s2 = carried;
+    return model.forward(in2, tg2, B, T, s2, act);
+  }));
+
+  // Two chunks carried equal one chunk of 2T on the same streams.
+  std::vector<Token> joined(B * 2 * T), joined_tg(B * 2 * T);
+  for (Index b = 0; b < B; ++b)
+    for (Index t = 0; t < T; ++t) {
+      joined[b * 2 * T + t] = in1[b * T + t];
+      joined[b * 2 * T + T + t] = in2[b * T + t];
+      joined_tg[b * 2 * T + t] = tg1[b * T + t];
+      joined_tg[b * 2 * T + T + t] = tg2[b * T + t];
+    }
+  auto s_long = model.zero_state(B);
+  typename RecurrentLm<double, Layer>::Activations act_long;
+  const double long_loss = model.forward(joined, joined_tg, B, 2 * T, s_long, act_long);
+  auto s_a = model.zero_state(B);
+  const double l1 = model.forward(in1, tg1, B, T, s_a, act);
+  const double l2 = model.forward(in2, tg2, B, T, s_a, act);
+  REQUIRE(long_loss == Approx((l1 + l2) / 2).epsilon(1e-12));
+  REQUIRE((s_long.back().h - s_a.back().h).norm() < 1e-12);
+}
+
+TEST_CASE("RecurrentLm: whole-model gradient check with a carried state, rnn/lstm/gru", "[recurrent][gradcheck]") {
+  check_recurrent_model<RnnLayer>(CellKind::rnn);
+  check_recurrent_model<LstmLayer>(CellKind::lstm);
+  check_recurrent_model<GruLayer>(CellKind::gru);
+}
+
+TEST_CASE("RecurrentLm: config errors", "[recurrent][config]") {
+  RecurrentConfig cfg;
+  cfg.hidden = 0;
+  SEQGEN_THROWS_WITH(cfg.validate(), ConfigError, "hidden must be in [1,");
+  cfg = RecurrentConfig();
+  cfg.cell = CellKind::gru;
+  Rng rng(1);
+  SEQGEN_THROWS_WITH((LstmLm<float>(cfg, rng)), ConfigError, "asks for gru cells");
+}
+
+// Trains on one fixed batch with AdamW; every model must memorise it.
+template <typename Model, typename Step>
+double overfit(Model& model, Step&& forward_backward, int steps) {
+  typename AdamW<float>::Options o;
+  o.lr = 1e-2;
+  o.weight_decay = 0;
+  o.decoupled = true;
+  AdamW<float> opt(o);
+  double loss = 0;
+  for (int i = 0; i < steps; ++i) {
+    zero_grad(model);
+    loss = forward_backward();
+    opt.step(model);
+  }
+  return loss;
+}
+
+TEST_CASE("Every model overfits one tiny batch to a loss below 0.05", "[gpt][recurrent][overfit]") {
+  const Index B = 2, T = 8, V = 11;
+  auto inputs = random_ids(B * T, V, 10), targets = random_ids(B * T, V, 11);
+  {
+    GptConfig cfg;
+    cfg.vocab_size = V;
+    cfg.context = T;
+    cfg.channels = 32;
+    cfg.layers = 2;
+    cfg.heads = 2;
+    Rng rng(1);
+    Gpt<float> model(cfg, rng);
+    Gpt<float>::Activations act;
+    const double loss = overfit(model, [&] {
+      const float l = model.forward(inputs, targets, B, T, act, rng, true);
+      model.backward(inputs, targets, B, T, act, true);
+      return l;
+    }, 300);
+    INFO("gpt loss " << loss);
+    REQUIRE(loss < 0.05);
+  }
+  auto recurrent = [&](auto model) {
+    typename decltype(model)::Activations act;
+    const double loss = overfit(model, [&] {
+      auto state = model.zero_state(B);
+      const float l = model.forward(inputs, targets, B, T, state, act);
+      model.backward(inputs, targets, B, T, act);
+      return l;
+    }, 300);
+    INFO(cell_name(model.config.cell) << " loss " << loss);
+    REQUIRE(loss < 0.05);
+  };
+  RecurrentConfig cfg;
+  cfg.vocab_size = V;
+  cfg.embedding = 16;
+  cfg.hidden = 32;
+  cfg.layers = 1;
+  Rng rng(2);
+  cfg.cell = CellKind::rnn;
+  recurrent(RnnLm<float>(cfg, rng));
+  cfg.cell = CellKind::lstm;
+  recurrent(LstmLm<float>(cfg, rng));
+  cfg.cell = CellKind::gru;
+  recurrent(GruLm<float>(cfg, rng));
+}

@@ -14,12 +14,24 @@
 #include <csignal>
 #include <cstdio>
 #include <iostream>
+#include <optional>
 #include <unistd.h>
 
 namespace {
 
+// SIGINT and SIGTERM ask the loop to stop; the handler is then reset, so a second Ctrl-C during
+// the final save kills the program at once (the save is atomic, so the old checkpoint survives).
 volatile std::sig_atomic_t g_signal = 0;
 extern "C" void on_signal(int sig) { g_signal = sig; }
+
+void install_signal_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESETHAND;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
 
 struct Args {
   std::string model = "gpt";
@@ -30,9 +42,10 @@ struct Args {
   double minutes = 0;
   std::string data, tokenizer = "char", out = "model.ckpt", resume;
   double val_fraction = 0.1;
-  std::int64_t eval_interval = 200, eval_windows = 40, sample_interval = 0, sample_tokens = 200;
+  std::int64_t eval_interval = 200, eval_windows = 40, final_eval_windows = std::int64_t(1) << 40, sample_interval = 0, sample_tokens = 200;
   std::int64_t save_interval = 0;
   int threads = 0;
+  bool warmup_given = false;
 };
 
 using Clock = std::chrono::steady_clock;
@@ -69,8 +82,9 @@ int run(seqgen::Trainer<Model>& trainer, const Args& args, double cpt) {
   std::int64_t loss_count = 0;
   bool budget_fixed = args.minutes <= 0;
 
-  auto eval = [&] {
-    val_loss = trainer.data().size(Split::val) > o.seq_len ? trainer.evaluate(Split::val, args.eval_windows) : NAN;
+  // Periodic evaluations read eval_windows windows; the last one reads the whole split.
+  auto eval = [&](Index windows) {
+    val_loss = trainer.data().size(Split::val) > o.seq_len ? trainer.evaluate(Split::val, windows) : NAN;
     if (tty) std::printf("\n");
     std::printf("step %lld: val_loss %.4f nats/token, %.4f bits/char\n", (long long)trainer.step_count(), val_loss,
                 val_loss / std::log(2.0) / cpt);
@@ -85,6 +99,8 @@ int run(seqgen::Trainer<Model>& trainer, const Args& args, double cpt) {
     std::fflush(stdout);
   };
 
+  // Anything thrown mid-run (an evaluation, a sample, a full disk) first saves the progress.
+  try {
   while (trainer.step_count() < o.steps && !g_signal) {
     const double loss = trainer.step();
     loss_sum += loss;
@@ -96,6 +112,7 @@ int run(seqgen::Trainer<Model>& trainer, const Args& args, double cpt) {
     if (!budget_fixed && (done == 10 || elapsed > 5)) {
       const auto planned = std::int64_t(double(done) * args.minutes * 60.0 / elapsed);
       trainer.options.steps = std::max<std::int64_t>(trainer.step_count() + 1, first_step + planned);
+      if (!args.warmup_given) trainer.options.warmup = std::min<std::int64_t>(100, trainer.options.steps / 10);
       trainer.options.warmup = std::min(trainer.options.warmup, trainer.options.steps);
       budget_fixed = true;
     }
@@ -113,9 +130,15 @@ int run(seqgen::Trainer<Model>& trainer, const Args& args, double cpt) {
                   format_duration(eta).c_str());
       std::fflush(stdout);
     }
-    if (args.eval_interval > 0 && trainer.step_count() % args.eval_interval == 0) eval();
+    if (args.eval_interval > 0 && trainer.step_count() % args.eval_interval == 0) eval(args.eval_windows);
     if (args.sample_interval > 0 && trainer.step_count() % args.sample_interval == 0) sample();
     if (args.save_interval > 0 && trainer.step_count() % args.save_interval == 0) trainer.save(args.out);
+  }
+  } catch (const std::exception&) {
+    std::fprintf(stderr, "\ntrain: saving step %lld to %s before reporting the error\n",
+                 (long long)trainer.step_count(), args.out.c_str());
+    trainer.save(args.out);
+    throw;
   }
   if (tty) std::printf("\n");
   const double elapsed = seconds_since(start);
@@ -126,8 +149,9 @@ int run(seqgen::Trainer<Model>& trainer, const Args& args, double cpt) {
                  g_signal == SIGINT ? "SIGINT" : "SIGTERM", args.out.c_str(), (long long)trainer.step_count());
     return 128 + g_signal;
   }
-  eval();
-  if (args.sample_tokens > 0) sample();
+  if (!g_signal) eval(args.final_eval_windows);
+  if (!g_signal && args.sample_tokens > 0) sample();
+  if (g_signal) return 128 + g_signal;  // interrupted during the final evaluation: the checkpoint is saved
   std::printf("final: steps=%lld train_loss=%.4f val_loss=%.4f val_bits_per_char=%.4f tokens_per_s=%.0f checkpoint=%s\n",
               (long long)trainer.step_count(), loss_count ? loss_sum / double(loss_count) : last_train_loss, val_loss,
               val_loss / std::log(2.0) / cpt, done > 0 ? double(done) * tokens_per_step / elapsed : 0.0,
@@ -136,11 +160,11 @@ int run(seqgen::Trainer<Model>& trainer, const Args& args, double cpt) {
 }
 
 template <typename Model>
-int start_or_resume(const Args& args, Model fresh_model, const seqgen::Tokenizer& tok, const seqgen::TokenDataset& data,
-                    bool resume) {
+int start_or_resume(const Args& args, const seqgen::Tokenizer& tok, const seqgen::TokenDataset& data,
+                    const seqgen::CheckpointReader* ckpt, Model fresh_model = Model()) {
   const double cpt = chars_per_token(data, tok);
-  if (resume) {
-    auto trainer = seqgen::Trainer<Model>::load(args.resume, data);
+  if (ckpt) {
+    auto trainer = seqgen::Trainer<Model>::load(*ckpt, args.resume, data);
     std::int64_t extra = args.train.steps;
     if (extra > trainer.options.steps) trainer.options.steps = extra;
     std::printf("resumed %s at step %lld of %lld\n", args.resume.c_str(), (long long)trainer.step_count(),
@@ -149,7 +173,8 @@ int start_or_resume(const Args& args, Model fresh_model, const seqgen::Tokenizer
   }
   seqgen::Trainer<Model> trainer(std::move(fresh_model), tok, data, args.train);
   std::printf("model: %s, %lld parameters, %.1f MFLOP per token per step; data: %lld train / %lld val tokens\n",
-              args.model.c_str(), (long long)seqgen::count_params(trainer.model), 0.0, (long long)data.size(seqgen::Split::train),
+              args.model.c_str(), (long long)seqgen::count_params(trainer.model),
+              seqgen::ModelTraits<Model>::train_flops_per_token(trainer.model, trainer.options.seq_len) / 1e6, (long long)data.size(seqgen::Split::train),
               (long long)data.size(seqgen::Split::val));
   return run(trainer, args, cpt);
 }
@@ -183,6 +208,7 @@ int main(int argc, char** argv) {
   app.add_option("--val-fraction", args.val_fraction, "Fraction of the text held out at its end");
   app.add_option("--eval-interval", args.eval_interval, "Steps between validation losses (0: only at the end)");
   app.add_option("--eval-windows", args.eval_windows, "Validation windows of T tokens per evaluation");
+  app.add_option("--final-eval-windows", args.final_eval_windows, "Validation windows at the end (default: all)");
   app.add_option("--sample-interval", args.sample_interval, "Steps between samples (0: only at the end)");
   app.add_option("--sample-tokens", args.sample_tokens, "Length of each sample");
   app.add_option("--save-interval", args.save_interval, "Steps between checkpoints (0: only at the end)");
@@ -191,19 +217,31 @@ int main(int argc, char** argv) {
   app.add_option("--seed", args.train.seed, "Random seed");
   app.add_option("--threads", args.threads, "Threads (default: all cores)");
   CLI11_PARSE(app, argc, argv);
+  args.warmup_given = app.count("--warmup") > 0;
+  // The default warm-up is 100 steps, or a tenth of a shorter run.
+  if (!args.warmup_given) args.train.warmup = std::min<std::int64_t>(100, args.train.steps / 10);
+  if (app.count("--out") == 0 && !args.resume.empty()) args.out = args.resume;
 
-  std::signal(SIGINT, on_signal);
-  std::signal(SIGTERM, on_signal);
+  install_signal_handlers();
   try {
     if (args.threads > 0) set_num_threads(args.threads);
+    check<ConfigError>(args.eval_windows > 0 && args.final_eval_windows > 0,
+                       "--eval-windows and --final-eval-windows must be positive");
+    check<ConfigError>(args.minutes >= 0 && args.eval_interval >= 0 && args.sample_interval >= 0 &&
+                           args.sample_tokens >= 0 && args.save_interval >= 0,
+                       "--minutes, --eval-interval, --sample-interval, --sample-tokens and --save-interval must be >= 0");
     const bool resume = !args.resume.empty();
     Tokenizer tok = Tokenizer::bytes();
     std::string kind = args.model;
+    std::optional<CheckpointReader> ckpt;
     if (resume) {
-      const CheckpointReader ckpt = CheckpointReader::load(args.resume);
-      tok = Tokenizer::from_bytes(ckpt.get_bytes("tokenizer"));
-      kind = checkpoint_model_kind(ckpt);
+      ckpt = CheckpointReader::load(args.resume);
+      tok = Tokenizer::from_bytes(ckpt->get_bytes("tokenizer"));
+      kind = checkpoint_model_kind(*ckpt);
+      args.val_fraction = ckpt->get_double("data.val_fraction");  // the split the run trained on
     }
+    check<FormatError>(kind == "gpt" || kind == "rnn" || kind == "lstm" || kind == "gru", "checkpoint '",
+                       args.resume, "' holds an unknown model kind '", kind, "'");
     const std::string text = read_text_file(args.data);
     if (!resume && args.tokenizer == "char") tok = Tokenizer::characters(text);
     const TokenDataset data = TokenDataset::from_text(text, tok, args.val_fraction);
@@ -217,7 +255,8 @@ int main(int argc, char** argv) {
       c.heads = args.heads;
       c.dropout = args.dropout;
       c.tie_weights = !args.untie;
-      return start_or_resume(args, resume ? Gpt<float>() : Gpt<float>(c, init_rng), tok, data, resume);
+      if (resume) return start_or_resume<Gpt<float>>(args, tok, data, &*ckpt);
+      return start_or_resume(args, tok, data, nullptr, Gpt<float>(c, init_rng));
     }
     RecurrentConfig c;
     c.vocab_size = tok.vocab_size();
@@ -226,14 +265,17 @@ int main(int argc, char** argv) {
     c.layers = args.layers;
     if (kind == "rnn") {
       c.cell = CellKind::rnn;
-      return start_or_resume(args, resume ? RnnLm<float>() : RnnLm<float>(c, init_rng), tok, data, resume);
+      return resume ? start_or_resume<RnnLm<float>>(args, tok, data, &*ckpt)
+                    : start_or_resume(args, tok, data, nullptr, RnnLm<float>(c, init_rng));
     }
     if (kind == "lstm") {
       c.cell = CellKind::lstm;
-      return start_or_resume(args, resume ? LstmLm<float>() : LstmLm<float>(c, init_rng), tok, data, resume);
+      return resume ? start_or_resume<LstmLm<float>>(args, tok, data, &*ckpt)
+                    : start_or_resume(args, tok, data, nullptr, LstmLm<float>(c, init_rng));
     }
     c.cell = CellKind::gru;
-    return start_or_resume(args, resume ? GruLm<float>() : GruLm<float>(c, init_rng), tok, data, resume);
+    return resume ? start_or_resume<GruLm<float>>(args, tok, data, &*ckpt)
+                    : start_or_resume(args, tok, data, nullptr, GruLm<float>(c, init_rng));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "train: error: %s\n", e.what());
     return 1;

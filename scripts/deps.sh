@@ -17,5 +17,6 @@ ensure_packages() {
   fi
 }
 
-# Debian packages every build needs.
-SEQGEN_BUILD_PACKAGES=(cmake make g++ pkg-config libeigen3-dev catch2 libcli11-dev libbenchmark-dev)
+# Debian packages the library and its programs need, and those only the tests need.
+SEQGEN_BUILD_PACKAGES=(cmake make g++ libeigen3-dev libcli11-dev)
+SEQGEN_TEST_PACKAGES=(catch2 pkg-config)

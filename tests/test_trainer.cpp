@@ -3,6 +3,7 @@
 #include <seqgen/train/trainer.hpp>
 
 #include <filesystem>
+#include <unistd.h>
 
 #include "test_util.hpp"
 
@@ -19,7 +20,7 @@ TrainOptions small_options() {
   TrainOptions o;
   o.batch = 2;
   o.seq_len = 8;
-  o.steps = 12;
+  o.steps = 40;
   o.lr = 3e-3;
   o.min_lr = 3e-4;
   o.warmup = 3;
@@ -34,12 +35,15 @@ std::vector<float> flat_params(Model& model) {
   return all;
 }
 
-template <typename Model>
-void check_exact_resume(Model fresh, const Tokenizer& tok, const TokenDataset& data) {
-  set_num_threads(1);
-  const auto path = (std::filesystem::temp_directory_path() / "seqgen_test_resume.ckpt").string();
-  const int N = 5, M = 7;
+// A file name of our own: ctest runs the test cases in parallel processes.
+std::string temp_path(const std::string& stem) {
+  return (std::filesystem::temp_directory_path() / (stem + "_" + std::to_string(::getpid()) + ".ckpt")).string();
+}
 
+template <typename Model>
+void check_exact_resume(Model fresh, const Tokenizer& tok, const TokenDataset& data, int N = 5, int M = 7) {
+  set_num_threads(1);
+  const auto path = temp_path("seqgen_test_resume");
   Trainer<Model> straight(fresh, tok, data, small_options());
   std::vector<double> straight_losses;
   for (int i = 0; i < N + M; ++i) straight_losses.push_back(straight.step());
@@ -84,7 +88,8 @@ TEST_CASE("Trainer: LSTM and GRU resume bit-identically, carried state included"
   cfg.layers = 2;
   Rng rng(4);
   cfg.cell = CellKind::lstm;
-  check_exact_resume(LstmLm<float>(cfg, rng), tok, data);
+  // 14 steps per pass over the streams: the resumed part crosses two wraps (state resets).
+  check_exact_resume(LstmLm<float>(cfg, rng), tok, data, 10, 20);
   cfg.cell = CellKind::gru;
   check_exact_resume(GruLm<float>(cfg, rng), tok, data);
 }
@@ -100,8 +105,53 @@ TEST_CASE("Trainer: loading a checkpoint of another model kind is a clear error"
   cfg.cell = CellKind::rnn;
   Rng rng(5);
   Trainer<RnnLm<float>> trainer(RnnLm<float>(cfg, rng), tok, data, small_options());
-  const auto path = (std::filesystem::temp_directory_path() / "seqgen_test_kind.ckpt").string();
+  const auto path = temp_path("seqgen_test_kind");
   trainer.save(path);
   SEQGEN_THROWS_WITH(Trainer<Gpt<float>>::load(path, data), FormatError, "holds a 'rnn' model, expected 'gpt'");
   std::filesystem::remove(path);
+}
+
+TEST_CASE("Trainer: resuming on different text is a clear error", "[trainer][errors]") {
+  const Tokenizer tok = Tokenizer::characters(kText);
+  const TokenDataset data = TokenDataset::from_text(kText, tok, 0.2);
+  const TokenDataset other_split = TokenDataset::from_text(kText, tok, 0.3);
+  GptConfig cfg;
+  cfg.vocab_size = tok.vocab_size();
+  cfg.context = 8;
+  cfg.channels = 8;
+  cfg.layers = 1;
+  cfg.heads = 1;
+  Rng rng(6);
+  Trainer<Gpt<float>> trainer(Gpt<float>(cfg, rng), tok, data, small_options());
+  const auto path = temp_path("seqgen_test_data");
+  trainer.save(path);
+  SEQGEN_THROWS_WITH(Trainer<Gpt<float>>::load(path, other_split), FormatError, "was trained on a different text");
+  std::filesystem::remove(path);
+}
+
+TEST_CASE("Trainer: batched GPT evaluation equals scoring each window alone", "[trainer]") {
+  const Tokenizer tok = Tokenizer::characters(kText);
+  const TokenDataset data = TokenDataset::from_text(kText, tok, 0.2);
+  GptConfig cfg;
+  cfg.vocab_size = tok.vocab_size();
+  cfg.context = 4;
+  cfg.channels = 8;
+  cfg.layers = 1;
+  cfg.heads = 2;
+  Rng rng(8);
+  TrainOptions o = small_options();
+  o.seq_len = 4;
+  Trainer<Gpt<float>> trainer(Gpt<float>(cfg, rng), tok, data, o);
+  // 229 training tokens: 57 windows of 4, not a multiple of the batch of 32.
+  const Index n = data.num_eval_windows(Split::train, 4);
+  REQUIRE(n % 32 != 0);
+  double sum = 0;
+  std::vector<Token> in, tg;
+  Gpt<float>::Activations act;
+  for (Index i = 0; i < n; ++i) {
+    data.eval_window(Split::train, i, 4, in, tg);
+    sum += trainer.model.forward(in, tg, 1, 4, act, rng, false);
+  }
+  REQUIRE(trainer.evaluate(Split::train, 1000) == Approx(sum / double(n)).epsilon(1e-5));
+  SEQGEN_THROWS_WITH(trainer.evaluate(Split::train, 0), ConfigError, "max_windows must be positive");
 }

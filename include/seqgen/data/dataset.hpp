@@ -33,6 +33,7 @@
 #include "seqgen/core/random.hpp"
 #include "seqgen/core/tensor.hpp"
 #include "seqgen/data/tokenizer.hpp"
+#include "seqgen/io/crc32.hpp"
 
 namespace seqgen {
 
@@ -126,6 +127,26 @@ class TokenDataset {
 
   // Number of evaluation windows of T tokens: window i reads inputs s[i*T, i*T + T) and targets one
   // further, so they never overlap and each needs one token past its end.
+  // CRC-32 of a split's token ids (each as 2 little-endian bytes): identifies the data a
+  // checkpoint was trained on, so a resume on different text is caught.
+  std::uint32_t checksum(Split split) const {
+    std::uint32_t crc = 0;
+    const std::uint16_t* ids = begin(split);
+    unsigned char buf[2 * 4096];
+    for (Index i = 0, n = size(split); i < n;) {
+      const Index count = std::min<Index>(4096, n - i);
+      for (Index k = 0; k < count; ++k) {
+        buf[2 * k] = static_cast<unsigned char>(ids[i + k] & 0xFF);
+        buf[2 * k + 1] = static_cast<unsigned char>(ids[i + k] >> 8);
+      }
+      crc = crc32_update(crc, buf, static_cast<std::size_t>(2 * count));
+      i += count;
+    }
+    return crc;
+  }
+
+  double val_fraction() const { return val_fraction_; }
+
   Index num_eval_windows(Split split, Index T) const {
     check<ConfigError>(T > 0, "TokenDataset::num_eval_windows: T must be positive, got ", T);
     return size(split) > 0 ? (size(split) - 1) / T : 0;
@@ -153,7 +174,7 @@ class TokenDataset {
   friend class StreamBatcher;
 
   TokenDataset(std::vector<std::uint16_t> tokens, Index vocab_size, double val_fraction)
-      : tokens_(std::move(tokens)), vocab_size_(vocab_size) {
+      : tokens_(std::move(tokens)), vocab_size_(vocab_size), val_fraction_(val_fraction) {
     // The 1e-9 keeps ⌊90 · 0.7⌋ at 63 although 90 · 0.7 rounds to 62.99999999999999.
     const Index n = size();
     const auto n_val = static_cast<Index>(std::floor(static_cast<double>(n) * val_fraction + 1e-9));
@@ -192,6 +213,7 @@ class TokenDataset {
   std::vector<std::uint16_t> tokens_;
   Index vocab_size_ = 0;
   Index train_size_ = 0;
+  double val_fraction_ = 0.1;
 };
 
 // Contiguous streams for stateful recurrent training (see the top of this file). Keeps a pointer

@@ -359,6 +359,8 @@ class CheckpointReader {
     return out;
   }
   std::uint32_t version() const { return version_; }
+  // Size of the whole checkpoint in bytes: an upper bound for anything it can hold.
+  std::size_t size_bytes() const { return bytes_.size(); }
   // "checkpoint '<path>'" or "checkpoint (in memory)": how error messages name this file.
   const std::string& source() const { return source_; }
 

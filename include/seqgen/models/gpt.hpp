@@ -52,14 +52,17 @@ struct GptConfig {
     in_range("heads", heads);
     check<ConfigError>(channels % heads == 0, "GptConfig: heads (", heads, ") must divide channels (", channels, ")");
     check<ConfigError>(dropout >= 0 && dropout < 1, "GptConfig: dropout must be in [0, 1), got ", dropout);
-    check<ConfigError>(num_params() <= (Index(1) << 34), "GptConfig: ", num_params(),
+    // Counted in double first: with every size up to 2^24 the exact count could overflow.
+    check<ConfigError>(num_params<double>() <= double(Index(1) << 34), "GptConfig: ", num_params<double>(),
                        " parameters is more than this library supports (2^34)");
   }
 
-  Index num_params() const {
-    const Index C = channels, V = vocab_size;
-    const Index block = 2 * 2 * C + (3 * C * C + 3 * C) + (C * C + C) + (4 * C * C + 4 * C) + (4 * C * C + C);
-    return V * C + context * C + layers * block + 2 * C + (tie_weights ? 0 : V * C);
+  // Number of scalar parameters, computed in T (Index, or double for an overflow-safe estimate).
+  template <typename T = Index>
+  T num_params() const {
+    const T C = T(channels), V = T(vocab_size);
+    const T block = 2 * 2 * C + (3 * C * C + 3 * C) + (C * C + C) + (4 * C * C + 4 * C) + (4 * C * C + C);
+    return V * C + T(context) * C + T(layers) * block + 2 * C + (tie_weights ? 0 : V * C);
   }
 
   // Model FLOPs of one training step per token (forward + backward = 3 × forward), for a
@@ -85,6 +88,7 @@ struct Gpt {
   // Everything one training step keeps for backward, plus backward scratch.
   struct Activations {
     Index B = 0, T = 0;
+    bool training = false;  // the mode forward ran in; backward must match it
     std::vector<Token> positions;                           // (N) t of each token
     std::vector<Mat<Scalar>> residual;                      // L+1 of (C, N): x₀ … x_L
     Mat<Scalar> embedded;                                   // (C, N) before dropout
@@ -117,14 +121,17 @@ struct Gpt {
   // (SoftmaxHead::kIgnore targets are skipped).
   Scalar forward(TokenSpan inputs, TokenSpan targets, Index B, Index T, Activations& act, Rng& rng, bool training) {
     embed(inputs, B, T, act, rng, training);
+    act.training = training;
     for (Index l = 0; l < config.layers; ++l)
       blocks[l].forward(act.residual[l], B, T, act.residual[l + 1], act.blocks[l], rng, training);
     ln_f.forward(act.residual[config.layers], act.final_norm, act.ln_f);
     return head.forward(head_weight(), act.final_norm, targets, act.head);
   }
 
-  // Backward of the mean loss of the last forward (same inputs, targets, B, T and act).
-  void backward(TokenSpan inputs, TokenSpan targets, Index B, Index T, Activations& act, bool training) {
+  // Backward of the mean loss of the last forward (same inputs, targets, B, T and act), in the
+  // mode (training or not) that forward ran in.
+  void backward(TokenSpan inputs, TokenSpan targets, Index B, Index T, Activations& act) {
+    const bool training = act.training;
     check<ShapeError>(act.B == B && act.T == T, "Gpt: backward with B=", B, " T=", T, " but forward ran with B=",
                       act.B, " T=", act.T);
     head.backward(head_weight(), act.final_norm, targets, act.head, act.grad_a);
@@ -181,17 +188,22 @@ struct Gpt {
     act.blocks.resize(config.layers);
   }
 
+  static bool ends_with(const std::string& s, const std::string& suffix) {
+    return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  }
+
   void init_gpt2(Rng& rng) {
     const double proj_std = 0.02 / std::sqrt(2.0 * double(config.layers));
     normal_init(wte.weight.value, rng, 0.02);
     normal_init(wpe.weight.value, rng, 0.02);
     for (auto& block : blocks) {
       block.for_each_param([&](Param<Scalar>& p) {
-        if (p.value.cols() > 1) {
-          const bool residual_proj = p.name.find(".proj.weight") != std::string::npos;
-          normal_init(p.value, rng, residual_proj ? proj_std : 0.02);
-        } else if (p.name.find(".ln") == std::string::npos) {
-          p.value.setZero();  // Linear biases; LayerNorm keeps gain 1, bias 0
+        const bool layer_norm = p.name.find(".ln") != std::string::npos;
+        if (layer_norm) return;  // gain 1, bias 0
+        if (ends_with(p.name, ".bias")) {
+          p.value.setZero();
+        } else {
+          normal_init(p.value, rng, ends_with(p.name, ".proj.weight") ? proj_std : 0.02);
         }
       });
     }

@@ -55,20 +55,20 @@ struct RecurrentConfig {
     in_range("embedding", embedding);
     in_range("hidden", hidden);
     in_range("layers", layers);
-    check<ConfigError>(num_params() <= (Index(1) << 34), "RecurrentConfig: ", num_params(),
+    // Counted in double first: with every size up to 2^24 the exact count could overflow.
+    check<ConfigError>(num_params<double>() <= double(Index(1) << 34), "RecurrentConfig: ", num_params<double>(),
                        " parameters is more than this library supports (2^34)");
   }
 
   Index gates() const { return cell == CellKind::lstm ? 4 : cell == CellKind::gru ? 3 : 1; }
   // Both biases for LSTM and GRU (PyTorch's parametrisation), one for the Elman RNN.
-  Index num_params() const {
-    const Index G = gates(), H = hidden;
-    Index n = vocab_size * embedding + H * vocab_size;
-    for (Index l = 0; l < layers; ++l) {
-      const Index D = l == 0 ? embedding : H;
-      n += G * H * (D + H) + (cell == CellKind::rnn ? H : 2 * G * H);
-    }
-    return n;
+  // Computed in T (Index, or double for an overflow-safe estimate).
+  template <typename T = Index>
+  T num_params() const {
+    const T G = T(gates()), H = T(hidden), V = T(vocab_size), E = T(embedding);
+    const T biases = cell == CellKind::rnn ? H : 2 * G * H;
+    const T first = G * H * (E + H) + biases, later = G * H * (H + H) + biases;
+    return V * E + H * V + first + T(layers - 1) * later;
   }
 
   // Model FLOPs of one training step per token (3 × forward): the input and recurrent GEMMs of
@@ -194,6 +194,10 @@ struct RecurrentLm {
     check<ShapeError>(inputs.size == B * T, "RecurrentLm: got ", inputs.size, " input ids, expected B*T = ", B * T);
     check<ShapeError>(Index(state.size()) == config.layers, "RecurrentLm: state has ", state.size(),
                       " layers, expected ", config.layers, " (use zero_state(B))");
+    for (Index l = 0; l < config.layers; ++l)  // all of them before any layer advances its state
+      check<ShapeError>(state[l].h.rows() == config.hidden && state[l].h.cols() == B, "RecurrentLm: state of layer ",
+                        l, " is (", state[l].h.rows(), ", ", state[l].h.cols(), "), expected (H, B) = (",
+                        config.hidden, ", ", B, ")");
     prepare(act, B, T);
     wte.forward(inputs, act.embedded);
     for (Index l = 0; l < config.layers; ++l) {

@@ -66,12 +66,16 @@ struct ModelTraits<Gpt<Scalar>> {
   static constexpr bool gpt = true;
   using State = std::vector<Mat<Scalar>>;  // unused
   static std::string kind() { return "gpt"; }
+  static double train_flops_per_token(const Gpt<Scalar>& m, Index T) { return m.config.train_flops_per_token(T); }
 };
 template <typename Scalar, template <typename> class Layer>
 struct ModelTraits<RecurrentLm<Scalar, Layer>> {
   static constexpr bool gpt = false;
   using State = typename RecurrentLm<Scalar, Layer>::State;
   static std::string kind() { return cell_name(RecurrentLm<Scalar, Layer>::kCell); }
+  static double train_flops_per_token(const RecurrentLm<Scalar, Layer>& m, Index) {
+    return m.config.train_flops_per_token();
+  }
 };
 
 inline void write_config(CheckpointWriter& w, const GptConfig& c) {
@@ -149,6 +153,11 @@ Model load_model(const CheckpointReader& r, const std::string& path) {
   decltype(Model::config) config;
   if constexpr (!ModelTraits<Model>::gpt) config.cell = Model::kCell;
   read_config(r, config);
+  // Every weight is stored in the file, so a config that claims more than the file can hold is
+  // corrupt: refuse it before allocating the model.
+  check<FormatError>(config.template num_params<double>() * sizeof(float) <= double(r.size_bytes()), "checkpoint '",
+                     path, "': its config describes ", config.template num_params<double>(),
+                     " parameters, more than its ", r.size_bytes(), " bytes can hold");
   Rng init_rng(0);
   Model model(config, init_rng);
   read_params(r, model);
@@ -159,6 +168,7 @@ template <typename Model>
 class Trainer {
  public:
   using Scalar = float;
+  static_assert(std::is_same_v<decltype(Model::lm_head), Param<float>>, "Trainer trains float models");
   static constexpr bool kGpt = ModelTraits<Model>::gpt;
 
   Model model;
@@ -176,6 +186,8 @@ class Trainer {
     options.validate();
     check<ConfigError>(tokenizer.vocab_size() == model.config.vocab_size, "Trainer: the tokenizer has ",
                        tokenizer.vocab_size(), " symbols but the model's vocab_size is ", model.config.vocab_size);
+    check<ConfigError>(data.vocab_size() == model.config.vocab_size, "Trainer: the dataset's vocabulary has ",
+                       data.vocab_size(), " symbols but the model's vocab_size is ", model.config.vocab_size);
     if constexpr (kGpt) {
       check<ConfigError>(options.seq_len <= model.config.context, "Trainer: seq_len ", options.seq_len,
                          " exceeds the model's context ", model.config.context);
@@ -188,14 +200,30 @@ class Trainer {
 
   // Resumes a run from a checkpoint saved by save(). The model kind must be Model's.
   static Trainer load(const std::string& path, const TokenDataset& data) {
-    const CheckpointReader r = CheckpointReader::load(path);
+    return load(CheckpointReader::load(path), path, data);
+  }
+  // The same from a checkpoint already read; `path` is only for messages. `data` must be the text
+  // the run trained on, split with the stored data.val_fraction.
+  static Trainer load(const CheckpointReader& r, const std::string& path, const TokenDataset& data) {
+    check<FormatError>(r.get_int("data.train_tokens") == data.size(Split::train) &&
+                           r.get_int("data.train_crc32") == data.checksum(Split::train),
+                       "checkpoint '", path, "' was trained on a different text: it read ",
+                       r.get_int("data.train_tokens"), " training tokens with CRC-32 ", r.get_int("data.train_crc32"),
+                       ", the data given has ", data.size(Split::train), " with CRC-32 ", data.checksum(Split::train),
+                       " (another file, or another --val-fraction?)");
     Model model = load_model<Model>(r, path);
     Trainer t(std::move(model), Tokenizer::from_bytes(r.get_bytes("tokenizer")), data, read_options(r));
+    const std::string flags = r.get_bytes("param.decay");
+    check<FormatError>(flags.size() == std::size_t(count_tensors(t.model)), "checkpoint '", path, "': ", flags.size(),
+                       " weight-decay flags for ", count_tensors(t.model), " parameters");
+    std::size_t k = 0;
+    t.model.for_each_param([&](Param<Scalar>& p) { p.decay = flags[k++] == '1'; });
     t.optimizer_.for_each_state([&](const std::string& name, Mat<Scalar>& m) {
       r.get_tensor("optim/" + name, m, m.rows(), m.cols());
     });
-    t.optimizer_.set_steps(r.get_int("optim.steps"));
     t.step_ = r.get_int("train.step");
+    check<FormatError>(t.step_ >= 0, "checkpoint '", path, "': negative step count ", t.step_);
+    t.optimizer_.set_steps(t.step_);
     Rng::State s;
     for (int i = 0; i < 4; ++i) s[i] = static_cast<std::uint64_t>(r.get_int("rng." + std::to_string(i)));
     t.rng_.set_state(s);
@@ -216,10 +244,16 @@ class Trainer {
     w.put_string("model.kind", ModelTraits<Model>::kind());
     write_config(w, model.config);
     w.put_bytes("tokenizer", tokenizer.to_bytes());
-    write_params(w, const_cast<Model&>(model));
+    auto& m = const_cast<Model&>(model);
+    write_params(w, m);
+    std::string flags;
+    m.for_each_param([&](Param<Scalar>& p) { flags += p.decay ? '1' : '0'; });
+    w.put_bytes("param.decay", flags);
+    w.put_double("data.val_fraction", data_->val_fraction());
+    w.put_int("data.train_tokens", data_->size(Split::train));
+    w.put_int("data.train_crc32", data_->checksum(Split::train));
     auto& opt = const_cast<AdamW<Scalar>&>(optimizer_);
     opt.for_each_state([&](const std::string& name, Mat<Scalar>& m) { w.put_tensor("optim/" + name, m); });
-    w.put_int("optim.steps", optimizer_.steps());
     write_options(w, options);
     w.put_int("train.step", step_);
     for (int i = 0; i < 4; ++i) w.put_int("rng." + std::to_string(i), static_cast<std::int64_t>(rng_.state()[i]));
@@ -241,7 +275,7 @@ class Trainer {
     if constexpr (kGpt) {
       data_->sample_windows(Split::train, B, T, rng_, inputs_, targets_);
       loss = model.forward(inputs_, targets_, B, T, act_, rng_, true);
-      model.backward(inputs_, targets_, B, T, act_, true);
+      model.backward(inputs_, targets_, B, T, act_);
     } else {
       bool wrapped = false;
       streams_->next(inputs_, targets_, wrapped);
@@ -256,22 +290,30 @@ class Trainer {
     return loss;
   }
 
-  // Mean loss (nats/token) over up to max_windows consecutive windows of the split.
+  // Mean loss (nats/token) over the first max_windows consecutive windows of T tokens of the
+  // split (all of them when max_windows is larger). GPT scores each window on its own, in
+  // batches; a recurrent model reads the windows in order with its state carried, as it would
+  // read the text.
   double evaluate(Split split, Index max_windows) {
+    check<ConfigError>(max_windows > 0, "Trainer::evaluate: max_windows must be positive, got ", max_windows);
     const Index T = options.seq_len;
     const Index n = std::min(max_windows, data_->num_eval_windows(split, T));
-    check<ConfigError>(n > 0, "Trainer::evaluate: the ", split == Split::train ? "train" : "validation",
-                       " split is shorter than one window of ", T + 1, " tokens");
+    check<ConfigError>(n > 0, "Trainer::evaluate: the ", split_name(split), " split is shorter than one window of ",
+                       T + 1, " tokens");
     double total = 0;
-    for (Index i = 0; i < n; ++i) {
-      data_->eval_window(split, i, T, eval_inputs_, eval_targets_);
-      if constexpr (kGpt) {
-        Rng unused(0);
-        total += model.forward(eval_inputs_, eval_targets_, 1, T, eval_act_, unused, false);
-      } else {
-        // Consecutive windows: carry the state across them, as the model would read the text.
-        if (i == 0 || Index(eval_state_.size()) != model.config.layers) eval_state_ = model.zero_state(1);
-        total += model.forward(eval_inputs_, eval_targets_, 1, T, eval_state_, eval_act_);
+    if constexpr (kGpt) {
+      const Index batch = 32;
+      Rng unused(0);
+      for (Index first = 0; first < n; first += batch) {
+        const Index count = std::min(batch, n - first);
+        data_->eval_windows(split, first, count, T, eval_inputs_, eval_targets_);
+        total += double(count) * model.forward(eval_inputs_, eval_targets_, count, T, eval_act_, unused, false);
+      }
+    } else {
+      auto state = model.zero_state(1);
+      for (Index i = 0; i < n; ++i) {
+        data_->eval_window(split, i, T, eval_inputs_, eval_targets_);
+        total += model.forward(eval_inputs_, eval_targets_, 1, T, state, eval_act_);
       }
     }
     return total / double(n);
@@ -306,6 +348,12 @@ class Trainer {
   }
   static void load_cell(...) {}
 
+  static Index count_tensors(Model& m) {
+    Index n = 0;
+    m.for_each_param([&](Param<Scalar>&) { ++n; });
+    return n;
+  }
+
   const TokenDataset* data_;
   Rng rng_;
   AdamW<Scalar> optimizer_;
@@ -314,7 +362,7 @@ class Trainer {
   std::vector<Token> inputs_, targets_, eval_inputs_, eval_targets_;
   typename Model::Activations act_, eval_act_;
   std::optional<StreamBatcher> streams_;  // recurrent models only
-  typename ModelTraits<Model>::State state_, eval_state_;
+  typename ModelTraits<Model>::State state_;
 };
 
 }  // namespace seqgen

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# End-to-end test of the train and generate programs on a small file: a fresh run, a resume, a
+# sample, and clear errors on bad input. Usage: cli_test.sh <train> <generate>
+set -euo pipefail
+train=$1
+generate=$2
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+fail() { echo "cli_test: $*" >&2; exit 1; }
+
+for i in $(seq 60); do echo "The quick brown fox jumps over the lazy dog; pack my box with five dozen jugs."; done > "$dir/text.txt"
+
+# A fresh GPT run: the summary line and the checkpoint.
+"$train" --data "$dir/text.txt" --model gpt --channels 16 --layers 1 --heads 2 -T 16 -B 4 --steps 30 \
+  --eval-interval 0 --eval-windows 4 --sample-tokens 20 --threads 1 --out "$dir/gpt.ckpt" > "$dir/out.txt"
+grep -q '^final: steps=30 train_loss=[0-9.]* val_loss=[0-9.]* val_bits_per_char=[0-9.]* tokens_per_s=[0-9]* checkpoint=' \
+  "$dir/out.txt" || { cat "$dir/out.txt"; fail "no summary line"; }
+[ -s "$dir/gpt.ckpt" ] || fail "no checkpoint"
+
+# Resume to 40 steps.
+"$train" --data "$dir/text.txt" --resume "$dir/gpt.ckpt" --steps 40 --eval-interval 0 --eval-windows 4 \
+  --sample-tokens 0 --threads 1 --out "$dir/gpt2.ckpt" > "$dir/out2.txt"
+grep -q '^final: steps=40 ' "$dir/out2.txt" || { cat "$dir/out2.txt"; fail "resume did not reach step 40"; }
+
+# An LSTM run.
+"$train" --data "$dir/text.txt" --model lstm --channels 16 --embedding 8 --layers 1 -T 16 -B 4 --steps 20 \
+  --eval-interval 0 --eval-windows 4 --sample-tokens 0 --threads 1 --out "$dir/lstm.ckpt" | grep -q '^final: steps=20 ' ||
+  fail "lstm run failed"
+
+# Generation writes the requested number of characters after the prompt.
+text=$("$generate" --checkpoint "$dir/gpt2.ckpt" --prompt "The " --tokens 25 --seed 3 2> "$dir/gen_err.txt")
+[ ${#text} -ge 29 ] || fail "generate wrote '$text'"
+grep -q 'tokens/s' "$dir/gen_err.txt" || fail "generate reported no speed"
+"$generate" --checkpoint "$dir/lstm.ckpt" --prompt "The " --tokens 10 > /dev/null 2>&1 || fail "lstm generate failed"
+
+# Bad input: a clear message and a non-zero exit, never a crash.
+expect_error() {  # expect_error <substring> <command...>
+  local want=$1
+  shift
+  local status=0
+  "$@" > "$dir/err_out.txt" 2> "$dir/err.txt" || status=$?
+  [ "$status" -ne 0 ] && [ "$status" -lt 128 ] || fail "'$*' exited with $status"
+  grep -q -- "$want" "$dir/err.txt" || { cat "$dir/err.txt"; fail "'$*' did not say '$want'"; }
+}
+expect_error "does not exist" "$train" --data "$dir/missing.txt" --steps 1 --out "$dir/x.ckpt"
+expect_error "is a directory" "$train" --data "$dir" --steps 1 --out "$dir/x.ckpt"
+expect_error "heads (3) must divide channels (16)" "$train" --data "$dir/text.txt" --channels 16 --heads 3 --steps 1 --out "$dir/x.ckpt"
+: > "$dir/empty.ckpt"
+expect_error "truncated" "$generate" --checkpoint "$dir/empty.ckpt"
+head -c 2000 /dev/urandom > "$dir/random.ckpt"
+expect_error "not a seqgen checkpoint" "$generate" --checkpoint "$dir/random.ckpt"
+expect_error "is not in the vocabulary" "$generate" --checkpoint "$dir/gpt.ckpt" --prompt "Zebra€"
+expect_error "not a seqgen checkpoint" "$train" --data "$dir/text.txt" --resume "$dir/random.ckpt" --out "$dir/x.ckpt"
+# SIGINT mid-run: the checkpoint is saved, the exit status is 130, and the run resumes from it.
+"$train" --data "$dir/text.txt" --model gpt --channels 16 --layers 1 --heads 2 -T 16 -B 4 --steps 1000000 \
+  --eval-interval 0 --eval-windows 4 --threads 1 --out "$dir/int.ckpt" > "$dir/int.txt" 2> "$dir/int_err.txt" &
+pid=$!
+for _ in $(seq 100); do grep -q '^step' "$dir/int.txt" 2>/dev/null && break; sleep 0.1; done
+sleep 0.5
+kill -INT $pid
+status=0
+wait $pid || status=$?
+[ "$status" -eq 130 ] || { cat "$dir/int_err.txt"; fail "SIGINT exit status $status, expected 130"; }
+grep -q 'SIGINT received, checkpoint saved' "$dir/int_err.txt" || fail "no SIGINT message"
+"$generate" --checkpoint "$dir/int.ckpt" --tokens 5 > /dev/null 2>&1 || fail "the checkpoint saved on SIGINT does not load"
+echo "cli_test: all passed"

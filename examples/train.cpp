@@ -109,7 +109,8 @@ int run(seqgen::Trainer<Model>& trainer, const Args& args, double cpt) {
     const double elapsed = seconds_since(start);
     const std::int64_t done = trainer.step_count() - first_step;
     // With a time budget, fix the schedule's length once the step time is known.
-    if (!budget_fixed && (done == 10 || elapsed > 5)) {
+    // Fitted after 5% of the budget, when the first slow steps no longer dominate the estimate.
+    if (!budget_fixed && done >= 10 && elapsed > 0.05 * args.minutes * 60) {
       const auto planned = std::int64_t(double(done) * args.minutes * 60.0 / elapsed);
       trainer.options.steps = std::max<std::int64_t>(trainer.step_count() + 1, first_step + planned);
       if (!args.warmup_given) trainer.options.warmup = std::min<std::int64_t>(100, trainer.options.steps / 10);

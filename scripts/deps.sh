@@ -19,4 +19,4 @@ ensure_packages() {
 
 # Debian packages the library and its programs need, and those only the tests need.
 SEQGEN_BUILD_PACKAGES=(cmake make g++ libeigen3-dev libcli11-dev)
-SEQGEN_TEST_PACKAGES=(catch2 pkg-config)
+SEQGEN_TEST_PACKAGES=(catch2 pkg-config libbenchmark-dev)

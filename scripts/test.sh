@@ -15,7 +15,7 @@ start=$(date +%s)
 
 echo "== configure and build ($build)"
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DSEQGEN_BUILD_TESTS=ON -DSEQGEN_BUILD_EXAMPLES=ON \
-  -DSEQGEN_BUILD_BENCHMARKS=OFF >/dev/null
+  -DSEQGEN_BUILD_BENCHMARKS=ON >/dev/null
 cmake --build "$build" -j "$jobs"
 
 echo "== unit tests"

@@ -1,0 +1,494 @@
+// Decoding: run a prompt, then one token at a time, with one interface for GPT and for the
+// recurrent models, so that generation code is written once (as a template over the decoder).
+//
+//   GptDecoder          decoding state: a key/value cache per layer
+//   RecurrentDecoder    decoding state: each layer's hidden (and, for LSTM, cell) state
+// Both decode B independent sequences at once and offer the same members:
+//   const Mat& prefill(prompts)   B prompts, one per sequence (none empty). Starts every sequence
+//                                 afresh and runs each prompt in one batched pass. Returns the logits
+//                                 (V, B) of the next token after each prompt.
+//   const Mat& step(tokens)       B tokens, one per sequence. Appends them and returns the logits
+//                                 (V, B) of the next token of each sequence.
+//   logits(), position(b), reset(), batch_size(), vocab_size()
+// After construction or reset() a sequence has no context, and step() may start from there: the
+// token goes to position 0 (GPT) or meets the zero state (RNN). To start "from an empty prompt",
+// step (or prefill) with a chosen start token.
+//
+// GPT: a step for sequence b at position p. x is the token's (C) column. K_b and V_b are the cached
+// (HS, p+1) keys and values of one head.
+//   x = wte[id] + wpe[p]
+//   per block:  q, k, v = split(W_qkv LN1(x) + b_qkv)        K_b[:, p] = k    V_b[:, p] = v
+//               per head  s = K_bᵀ q / √HS  (p+1)    a = softmax(s)    y = V_b a
+//               x += W_proj y + b_proj        x += Mlp(LN2(x))
+//   logits = W_headᵀ LN_f(x)
+// This is column p of the causal forward in gpt.hpp, without recomputing the past. prefill is the
+// same computation for many tokens at once. The GEMMs run over every prompt token in one pass, and
+// the token at position p attends over cached positions 0 … p, which the pass has just written.
+//
+// GPT past its context length. GPT learns absolute positions up to `context`, so a sequence
+// cannot grow past it.
+//   ContextPolicy::slide (default): when a full sequence receives a token, its cache is rebuilt from
+//     its most recent context/2 tokens, re-prefilled at positions 0 … context/2 − 1, and the new token
+//     goes to position context/2. The logits are those of a full forward over that window. A prompt
+//     longer than the context keeps its last `context` tokens.
+//   ContextPolicy::error: either case throws ShapeError and leaves the decoder unchanged.
+//
+// Memory and allocation. GptDecoder allocates everything in its constructor:
+//   - per layer, a (2C, B·context) cache. Rows [0, C) hold keys and rows [C, 2C) hold values, that
+//     is rows [C, 3C) of the qkv projection of attention.hpp as they are. Sequence b owns columns
+//     b·context … b·context + context − 1.
+//   - workspaces of max(B, min(B·context, prefill_chunk)) columns. A longer prefill runs in chunks of
+//     that many tokens. This is exact, because a chunk's tokens attend over keys that the earlier
+//     chunks cached.
+// After that, neither step() nor prefill() allocates. The exception is Eigen's GEMM packing
+// buffers for products above its stack limit (EIGEN_STACK_ALLOCATION_LIMIT, 128 KB): at C = 256 that
+// is most GEMMs of a step with B ≥ 2. With B = 1, a step is all matrix-vector products and allocates
+// nothing, except a step that slides the window, which re-prefills context/2 tokens.
+// RecurrentDecoder::step() allocates nothing after its first call, which sizes the layers' step
+// workspaces (Eigen's GEMM buffers aside, as above). Its prefill() runs the layers' sequence forward, which sizes their caches to the
+// prompt.
+//
+// The decoders keep a pointer to the model: the model must outlive them, and after its weights
+// change, the cached state is stale until the next prefill() or reset().
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "seqgen/core/error.hpp"
+#include "seqgen/core/parallel.hpp"
+#include "seqgen/core/tensor.hpp"
+#include "seqgen/models/gpt.hpp"
+#include "seqgen/models/recurrent_lm.hpp"
+
+namespace seqgen {
+
+// What GptDecoder does when a sequence reaches its context length (see above).
+enum class ContextPolicy { slide, error };
+
+struct GptDecoderOptions {
+  ContextPolicy policy = ContextPolicy::slide;
+  Index prefill_chunk = 256;  // the most tokens per prefill pass: sets the workspaces' width
+
+  void validate() const {
+    check<ConfigError>(prefill_chunk > 0, "GptDecoderOptions: prefill_chunk must be positive, got ", prefill_chunk);
+  }
+};
+
+namespace detail {
+
+// B prompts, none empty, every id in [0, V). Checked before the decoder changes anything.
+inline void check_prompts(const char* who, const std::vector<std::vector<Token>>& prompts, Index B, Index V) {
+  check<ShapeError>(Index(prompts.size()) == B, who, ": got ", prompts.size(), " prompts, expected one per sequence (B = ",
+                    B, ")");
+  for (Index b = 0; b < B; ++b) {
+    const std::vector<Token>& prompt = prompts[b];
+    check<ShapeError>(!prompt.empty(), who, ": prompt ", b,
+                      " is empty (to start from no context, give a start token as the prompt)");
+    for (Index t = 0; t < Index(prompt.size()); ++t)
+      check<IndexError>(prompt[t] >= 0 && prompt[t] < V, who, ": prompt ", b, " has token id ", prompt[t],
+                        " at position ", t, ", out of range [0, ", V, ")");
+  }
+}
+
+// B ids, one per sequence, in [0, V).
+inline void check_step_tokens(const char* who, TokenSpan tokens, Index B, Index V) {
+  check<ShapeError>(tokens.size == B, who, ": step got ", tokens.size, " tokens, expected one per sequence (B = ", B,
+                    ")");
+  for (Index b = 0; b < B; ++b)
+    check<IndexError>(tokens[b] >= 0 && tokens[b] < V, who, ": step token for sequence ", b, " has id ", tokens[b],
+                      ", out of range [0, ", V, ")");
+}
+
+inline void check_sequence_index(const char* who, Index b, Index B) {
+  check<IndexError>(b >= 0 && b < B, who, ": sequence ", b, " is out of range [0, ", B, ")");
+}
+
+// LayerNorm's inference forward (layernorm.hpp) into a pre-sized block: the decoder's workspaces are
+// blocks of a fixed capacity, which LayerNorm::forward(x, Mat&) would resize.
+template <typename Scalar>
+void decoder_layer_norm(const LayerNorm<Scalar>& ln, const ConstMatRef<Scalar>& x, MatRef<Scalar> y) {
+  const auto g = ln.weight.value.col(0).array();
+  const auto b = ln.bias.value.col(0).array();
+  SEQGEN_OMP(parallel for if (x.size() >= kParallelMinWork))
+  for (Index n = 0; n < x.cols(); ++n) {
+    const auto xn = x.col(n).array();
+    const Scalar mu = xn.mean();
+    const Scalar var = (xn - mu).square().mean();
+    const Scalar rstd = Scalar(1) / std::sqrt(var + Scalar(LayerNorm<Scalar>::kEps));
+    y.col(n) = ((xn - mu) * rstd * g + b).matrix();
+  }
+}
+
+// Gelu::forward (gelu.hpp) in place on a block.
+template <typename Scalar>
+void decoder_gelu(MatRef<Scalar> h) {
+  const Scalar k = Scalar(kGeluK), c = Scalar(kGeluC);
+  SEQGEN_OMP(parallel for if (h.size() >= kParallelMinWork))
+  for (Index n = 0; n < h.cols(); ++n) {
+    auto hn = h.col(n).array();
+    hn = Scalar(0.5) * hn * (Scalar(1) + (k * (hn + c * hn.cube())).tanh());
+  }
+}
+
+// Whether a recurrent layer's State has a cell c (LSTM) besides h.
+template <class S, class = void>
+struct HasCellState : std::false_type {};
+template <class S>
+struct HasCellState<S, std::void_t<decltype(std::declval<S&>().c)>> : std::true_type {};
+
+}  // namespace detail
+
+template <typename Scalar>
+class GptDecoder {
+ public:
+  GptDecoder(const Gpt<Scalar>& model, Index batch_size, GptDecoderOptions options = {})
+      : model_(&model), options_(options), B_(batch_size) {
+    options_.validate();
+    const GptConfig& cfg = model.config;
+    check<ConfigError>(B_ > 0, "GptDecoder: batch size must be positive, got B=", B_);
+    check<ConfigError>(Index(model.blocks.size()) == cfg.layers && model.wte.vocab_size() == cfg.vocab_size &&
+                           model.wpe.vocab_size() == cfg.context,
+                       "GptDecoder: the model has ", model.blocks.size(), " blocks for ", cfg.layers,
+                       " layers in its config; build it with Gpt(config, rng) or load a checkpoint");
+    const Index C = cfg.channels, T = cfg.context, V = cfg.vocab_size;
+    // In double first: B is not bounded by the config.
+    check<ConfigError>(double(B_) * double(T) * double(2 * C) * double(cfg.layers) <= double(Index(1) << 40),
+                       "GptDecoder: a KV cache for B=", B_, " sequences of ", T, " positions is too large");
+    capacity_ = std::max(B_, std::min(B_ * T, options_.prefill_chunk));
+    threads_ = num_threads();
+
+    kv_.assign(cfg.layers, Mat<Scalar>::Zero(2 * C, B_ * T));
+    history_.assign(B_ * T, 0);
+    position_.assign(B_, 0);
+    ids_.assign(B_ * T, 0);
+    seq_.assign(B_ * T, 0);
+    pos_.assign(B_ * T, 0);
+    out_.assign(B_, -1);
+    x_.setZero(C, capacity_);
+    ln_.setZero(C, capacity_);
+    qkv_.setZero(3 * C, capacity_);
+    att_.setZero(C, capacity_);
+    hid_.setZero(4 * C, capacity_);
+    scores_.setZero(T, threads_);
+    last_.setZero(C, B_);
+    last_norm_.setZero(C, B_);
+    logits_.setZero(V, B_);
+  }
+
+  Index batch_size() const { return B_; }
+  Index vocab_size() const { return model_->config.vocab_size; }
+  Index context() const { return model_->config.context; }
+  ContextPolicy policy() const { return options_.policy; }
+
+  // prompts: B token lists -> logits (V, B) after the last (kept) token of each prompt.
+  const Mat<Scalar>& prefill(const std::vector<std::vector<Token>>& prompts) {
+    detail::check_prompts("GptDecoder", prompts, B_, vocab_size());
+    const Index ctx = context();
+    for (Index b = 0; b < B_ && options_.policy == ContextPolicy::error; ++b)
+      check<ShapeError>(Index(prompts[b].size()) <= ctx, "GptDecoder: prompt ", b, " has ", prompts[b].size(),
+                        " tokens, more than the context length ", ctx, " (ContextPolicy::error)");
+    packed_ = 0;
+    for (Index b = 0; b < B_; ++b) {
+      const std::vector<Token>& prompt = prompts[b];
+      const Index T = std::min(Index(prompt.size()), ctx), first = Index(prompt.size()) - T;
+      for (Index p = 0; p < T; ++p) {
+        history_[b * ctx + p] = prompt[first + p];
+        push(b, p, prompt[first + p]);
+      }
+      out_[b] = packed_ - 1;
+      position_[b] = T;
+    }
+    run(true);
+    return logits_;
+  }
+
+  // tokens: B ids, token b for sequence b -> logits (V, B) of the next token of each sequence.
+  const Mat<Scalar>& step(TokenSpan tokens) {
+    detail::check_step_tokens("GptDecoder", tokens, B_, vocab_size());
+    const Index ctx = context();
+    for (Index b = 0; b < B_ && options_.policy == ContextPolicy::error; ++b)
+      check<ShapeError>(position_[b] < ctx, "GptDecoder: sequence ", b, " has filled the context of ", ctx,
+                        " positions (ContextPolicy::error); call prefill() or reset() to continue");
+
+    // Slide every full sequence: re-prefill its last ctx/2 tokens at positions 0 … ctx/2 − 1.
+    const Index keep = ctx / 2;
+    packed_ = 0;
+    for (Index b = 0; b < B_; ++b) {
+      if (position_[b] < ctx) continue;
+      Token* history = &history_[b * ctx];
+      std::copy(history + ctx - keep, history + ctx, history);  // keep ≤ ctx − keep: no overlap
+      for (Index p = 0; p < keep; ++p) push(b, p, history[p]);
+      position_[b] = keep;
+    }
+    if (packed_ > 0) run(false);
+
+    for (Index b = 0; b < B_; ++b) {
+      const Index p = position_[b]++;
+      history_[b * ctx + p] = tokens[b];
+      push(b, p, tokens[b]);
+      out_[b] = b;
+    }
+    run(true);
+    return logits_;
+  }
+
+  // The logits (V, B) returned by the last prefill() or step() (zeros before any).
+  const Mat<Scalar>& logits() const { return logits_; }
+
+  // Number of tokens in sequence b's cache: the position its next token takes.
+  Index position(Index b) const {
+    detail::check_sequence_index("GptDecoder", b, B_);
+    return position_[b];
+  }
+
+  // Empties every sequence. Keeps all memory.
+  void reset() {
+    std::fill(position_.begin(), position_.end(), 0);
+    logits_.setZero();
+  }
+
+  // The (2C, B·context) key/value cache of one layer (layout above). Valid up to position(b) in
+  // each sequence.
+  const Mat<Scalar>& kv_cache(Index layer) const {
+    check<IndexError>(layer >= 0 && layer < Index(kv_.size()), "GptDecoder: layer ", layer, " is out of range [0, ",
+                      kv_.size(), ")");
+    return kv_[layer];
+  }
+
+ private:
+  const Gpt<Scalar>* model_;
+  GptDecoderOptions options_;
+  Index B_ = 0;
+  Index capacity_ = 0;  // workspace columns: the most tokens one pass runs
+  int threads_ = 1;     // OpenMP threads at construction; scores_ has a column for each
+
+  std::vector<Mat<Scalar>> kv_;  // L of (2C, B·context)
+  std::vector<Token> history_;   // (B·context) token at position p of sequence b at b·context + p
+  std::vector<Index> position_;  // (B)
+
+  // The tokens of the next pass, packed: token n is id ids_[n] at position pos_[n] of sequence seq_[n].
+  // A sequence's tokens are packed in increasing position.
+  Index packed_ = 0;
+  std::vector<Token> ids_;
+  std::vector<Index> seq_, pos_;  // (B·context)
+  std::vector<Index> out_;        // (B) the packed token whose logits sequence b returns
+
+  Mat<Scalar> x_;       // (C, capacity) residual stream
+  Mat<Scalar> ln_;      // (C, capacity) LayerNorm output
+  Mat<Scalar> qkv_;     // (3C, capacity)
+  Mat<Scalar> att_;     // (C, capacity) attention output before proj
+  Mat<Scalar> hid_;     // (4C, capacity) MLP hidden
+  Mat<Scalar> scores_;  // (context, threads) one query's attention weights, per thread
+  Mat<Scalar> last_, last_norm_;  // (C, B) final residual of each out_ token, and LN_f of it
+  Mat<Scalar> logits_;  // (V, B)
+
+  void push(Index b, Index p, Token id) {
+    ids_[packed_] = id;
+    seq_[packed_] = b;
+    pos_[packed_] = p;
+    ++packed_;
+  }
+
+  // Runs the packed tokens through the model, caching their keys and values. With logits, also
+  // computes logits_ from the final residual of each sequence's out_ token.
+  void run(bool with_logits) {
+    for (Index n0 = 0; n0 < packed_; n0 += capacity_) {
+      const Index N = std::min(capacity_, packed_ - n0);
+      forward_chunk(n0, N);
+      if (!with_logits) continue;
+      for (Index b = 0; b < B_; ++b)
+        if (out_[b] >= n0 && out_[b] < n0 + N) last_.col(b) = x_.col(out_[b] - n0);
+    }
+    packed_ = 0;
+    if (!with_logits) return;
+    const Gpt<Scalar>& m = *model_;
+    m.ln_f.forward(last_, last_norm_);
+    m.head.logits(m.head_weight(), last_norm_, logits_);
+  }
+
+  // Packed tokens n0 … n0 + N − 1 through every block; leaves their final residual in x_.
+  void forward_chunk(Index n0, Index N) {
+    const Gpt<Scalar>& m = *model_;
+    const Index C = m.config.channels, ctx = context();
+    auto x = x_.leftCols(N);
+    auto ln = ln_.leftCols(N);
+    auto qkv = qkv_.leftCols(N);
+    auto att = att_.leftCols(N);
+    auto hid = hid_.leftCols(N);
+
+    Index keys = 0;  // keys attended over by the whole chunk, per head
+    for (Index n = 0; n < N; ++n) {
+      x.col(n) = m.wte.weight.value.col(ids_[n0 + n]) + m.wpe.weight.value.col(pos_[n0 + n]);
+      keys += pos_[n0 + n] + 1;
+    }
+    for (Index l = 0; l < m.config.layers; ++l) {
+      const TransformerBlock<Scalar>& block = m.blocks[l];
+      Mat<Scalar>& kv = kv_[l];
+      detail::decoder_layer_norm<Scalar>(block.ln1, x, ln);
+      block.attn.qkv.forward_into(ln, qkv);
+      for (Index n = 0; n < N; ++n) kv.col(seq_[n0 + n] * ctx + pos_[n0 + n]) = qkv.col(n).tail(2 * C);
+      attend(kv, n0, N, keys);
+      x.noalias() += block.attn.proj.weight.value * att;
+      x.colwise() += block.attn.proj.bias.value.col(0);
+      detail::decoder_layer_norm<Scalar>(block.ln2, x, ln);
+      block.mlp.fc.forward_into(ln, hid);
+      detail::decoder_gelu<Scalar>(hid);
+      x.noalias() += block.mlp.proj.weight.value * hid;
+      x.colwise() += block.mlp.proj.bias.value.col(0);
+    }
+  }
+
+  // att_ column n, head h = attention of query qkv_ column n, head h over positions 0 … pos_[n0 + n]
+  // of its sequence's cache.
+  void attend(const Mat<Scalar>& kv, Index n0, Index N, Index keys) {
+    const Index C = model_->config.channels, NH = model_->config.heads, HS = C / NH, ctx = context();
+    const Scalar scale = Scalar(1) / std::sqrt(Scalar(HS));
+    (void)keys;  // read only by the OpenMP if clause
+    // One (token, head) pair per iteration. static,1 deals the pairs round-robin: prefill queries
+    // late in a prompt have more keys than early ones.
+    SEQGEN_OMP(parallel for num_threads(threads_) schedule(static, 1) if (2 * keys * C >= kParallelMinWork))
+    for (Index i = 0; i < N * NH; ++i) {
+      const Index n = i / NH, h = i % NH;
+      const Index b = seq_[n0 + n], p = pos_[n0 + n];
+      const auto K = kv.block(h * HS, b * ctx, HS, p + 1);
+      const auto V = kv.block(C + h * HS, b * ctx, HS, p + 1);
+      auto s = scores_.col(detail::omp_thread_index()).head(p + 1);
+      s.noalias() = K.transpose() * qkv_.col(n).segment(h * HS, HS);
+      const Scalar max = s.maxCoeff();  // scale > 0, so the max commutes with it
+      s = ((s.array() - max) * scale).exp().matrix();
+      s /= s.sum();
+      att_.col(n).segment(h * HS, HS).noalias() = V * s;
+    }
+  }
+};
+
+template <typename Scalar, template <typename> class Layer>
+class RecurrentDecoder {
+ public:
+  using Model = RecurrentLm<Scalar, Layer>;
+  using State = typename Model::State;
+
+  RecurrentDecoder(const Model& model, Index batch_size) : model_(&model), B_(batch_size) {
+    const RecurrentConfig& cfg = model.config;
+    check<ConfigError>(B_ > 0, "RecurrentDecoder: batch size must be positive, got B=", B_);
+    check<ConfigError>(Index(model.layers.size()) == cfg.layers && model.wte.vocab_size() == cfg.vocab_size,
+                       "RecurrentDecoder: the model has ", model.layers.size(), " layers for ", cfg.layers,
+                       " in its config; build it with RecurrentLm(config, rng) or load a checkpoint");
+    check<ConfigError>(double(B_) * double(cfg.hidden) <= double(Index(1) << 40), "RecurrentDecoder: a state for B=",
+                       B_, " sequences is too large");
+    state_ = model.zero_state(B_);
+    workspaces_.resize(cfg.layers);
+    position_.assign(B_, 0);
+    embedded_.setZero(cfg.embedding, B_);
+    logits_.setZero(cfg.vocab_size, B_);
+  }
+
+  Index batch_size() const { return B_; }
+  Index vocab_size() const { return model_->config.vocab_size; }
+
+  // prompts: B token lists -> logits (V, B) after the last token of each prompt. Prompts of equal
+  // length run together: one sequence forward per distinct length.
+  const Mat<Scalar>& prefill(const std::vector<std::vector<Token>>& prompts) {
+    detail::check_prompts("RecurrentDecoder", prompts, B_, vocab_size());
+    std::vector<Index> members;
+    std::vector<bool> done(B_, false);
+    for (Index b0 = 0; b0 < B_; ++b0) {
+      if (done[b0]) continue;
+      const Index T = Index(prompts[b0].size());
+      members.clear();
+      for (Index b = b0; b < B_; ++b)
+        if (!done[b] && Index(prompts[b].size()) == T) {
+          members.push_back(b);
+          done[b] = true;
+        }
+      run_group(prompts, members, T);
+    }
+    for (Index b = 0; b < B_; ++b) position_[b] = Index(prompts[b].size());
+    model_->head.logits(model_->lm_head, state_.back().h, logits_);
+    return logits_;
+  }
+
+  // tokens: B ids, token b for sequence b -> logits (V, B) of the next token of each sequence.
+  const Mat<Scalar>& step(TokenSpan tokens) {
+    detail::check_step_tokens("RecurrentDecoder", tokens, B_, vocab_size());
+    const Model& m = *model_;
+    m.wte.forward(tokens, embedded_);
+    for (Index l = 0; l < m.config.layers; ++l)  // layer l reads layer l − 1's new h
+      m.layers[l].step(l == 0 ? embedded_ : state_[l - 1].h, state_[l], workspaces_[l]);
+    m.head.logits(m.lm_head, state_.back().h, logits_);
+    for (Index& p : position_) ++p;
+    return logits_;
+  }
+
+  // The logits (V, B) returned by the last prefill() or step() (zeros before any).
+  const Mat<Scalar>& logits() const { return logits_; }
+
+  // Number of tokens sequence b has read since the last prefill() or reset().
+  Index position(Index b) const {
+    detail::check_sequence_index("RecurrentDecoder", b, B_);
+    return position_[b];
+  }
+
+  // Zeroes every sequence's state. Keeps all memory.
+  void reset() {
+    Model::reset_state(state_);
+    std::fill(position_.begin(), position_.end(), 0);
+    logits_.setZero();
+  }
+
+  // Each layer's state, (H, B) per part.
+  const State& state() const { return state_; }
+
+ private:
+  using LayerState = typename Model::LayerState;
+
+  const Model* model_;
+  Index B_ = 0;
+  State state_;
+  std::vector<typename Model::LayerType::StepWorkspace> workspaces_;
+  std::vector<Index> position_;
+  Mat<Scalar> embedded_;  // (C, B) step input
+  Mat<Scalar> logits_;    // (V, B)
+  // prefill scratch, sized by the prompts
+  std::vector<Token> ids_;
+  Mat<Scalar> prompt_embedded_;
+  Mat<Scalar> hidden_[2];
+  typename Model::LayerType::Cache cache_;
+
+  // The G = members.size() prompts of length T as one (G, T) batch, from the zero state; their final
+  // states go to columns `members` of state_.
+  void run_group(const std::vector<std::vector<Token>>& prompts, const std::vector<Index>& members, Index T) {
+    const Model& m = *model_;
+    const Index G = Index(members.size());
+    ids_.resize(G * T);
+    for (Index i = 0; i < G; ++i) std::copy(prompts[members[i]].begin(), prompts[members[i]].end(), &ids_[i * T]);
+    m.wte.forward(ids_, prompt_embedded_);
+    State group = m.zero_state(G);
+    for (Index l = 0; l < m.config.layers; ++l) {
+      const Mat<Scalar>& input = l == 0 ? prompt_embedded_ : hidden_[(l - 1) % 2];
+      m.layers[l].forward(input, G, T, group[l], hidden_[l % 2], group[l], cache_);  // s0 and sT may alias
+      for (Index i = 0; i < G; ++i) copy_column(group[l], i, state_[l], members[i]);
+    }
+  }
+
+  static void copy_column(const LayerState& from, Index i, LayerState& to, Index b) {
+    to.h.col(b) = from.h.col(i);
+    if constexpr (detail::HasCellState<LayerState>::value) to.c.col(b) = from.c.col(i);
+  }
+};
+
+// The decoder of a model, so that generic code can write `auto decoder = make_decoder(model, B);`.
+template <typename Scalar>
+GptDecoder<Scalar> make_decoder(const Gpt<Scalar>& model, Index batch_size, GptDecoderOptions options = {}) {
+  return GptDecoder<Scalar>(model, batch_size, options);
+}
+template <typename Scalar, template <typename> class Layer>
+RecurrentDecoder<Scalar, Layer> make_decoder(const RecurrentLm<Scalar, Layer>& model, Index batch_size) {
+  return RecurrentDecoder<Scalar, Layer>(model, batch_size);
+}
+
+}  // namespace seqgen

@@ -1,19 +1,21 @@
-// generate: writes text with a model trained by `train`.
+// generate: writes text with a model trained by `train`, streaming it as it is produced.
 //
-//   ./generate --checkpoint model.ckpt --prompt "Once upon a time" --tokens 200 --temperature 0.8
+//   ./generate --checkpoint model.ckpt --prompt "Once upon a time" --tokens 200 --temperature 0.8 --top-p 0.95
+//   ./generate --checkpoint model.ckpt --samples 4 --tokens 100 --stop $'\n\n'
 //
-// Text streams to stdout as it is produced; speed goes to stderr.
+// Speed goes to stderr as llama.cpp reports it: prompt processing and generation, in tokens/s.
+// Exit status: 0 on success, 1 on bad input (a missing or corrupted checkpoint, a prompt character
+// absent from the vocabulary, an option out of range), with the reason on stderr.
 #include <CLI/CLI.hpp>
 #include <seqgen/seqgen.hpp>
 
-#include <chrono>
 #include <cstdio>
 
 namespace {
 
 struct Args {
-  std::string checkpoint, prompt;
-  seqgen::Index tokens = 200;
+  std::string checkpoint, prompt, prompt_file;
+  seqgen::Index tokens = 200, samples = 1;
   seqgen::SamplingOptions sampling;
   std::uint64_t seed = 1;
   int threads = 0;
@@ -22,19 +24,31 @@ struct Args {
 template <typename Model>
 int generate(const seqgen::CheckpointReader& ckpt, const Args& args) {
   using namespace seqgen;
-  Model model = load_model<Model>(ckpt, args.checkpoint);
+  const Model model = load_model<Model>(ckpt, args.checkpoint);
   const Tokenizer tokenizer = Tokenizer::from_bytes(ckpt.get_bytes("tokenizer"));
+  tokenizer.encode(args.prompt);  // an unknown character is reported before any output
   Rng rng(args.seed);
-  std::fputs(args.prompt.c_str(), stdout);
-  const auto start = std::chrono::steady_clock::now();
-  generate_text(model, tokenizer, args.prompt, args.tokens, args.sampling, rng, [](const std::string& piece) {
-    std::fputs(piece.c_str(), stdout);
-    std::fflush(stdout);
-  });
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::printf("\n");
-  std::fprintf(stderr, "generate: %lld tokens in %.2f s, %.1f tokens/s\n", (long long)args.tokens, seconds,
-               double(args.tokens) / seconds);
+  GenerationStats stats;
+  const bool stream = args.samples == 1;
+  if (stream) std::fputs(args.prompt.c_str(), stdout);
+  const auto texts = generate_samples(model, tokenizer, args.prompt, args.samples, args.tokens, args.sampling, rng,
+                                      [&](Index, const std::string& piece) {
+                                        if (!stream) return;
+                                        std::fputs(piece.c_str(), stdout);
+                                        std::fflush(stdout);
+                                      },
+                                      &stats);
+  if (stream) {
+    std::printf("\n");
+  } else {
+    for (std::size_t b = 0; b < texts.size(); ++b)
+      std::printf("--- sample %zu ---\n%s%s\n", b + 1, args.prompt.c_str(), texts[b].c_str());
+  }
+  std::fprintf(stderr, "generate: prompt %lld tokens in %.3f s (%.1f tokens/s), generation %lld tokens in %.3f s (%.1f tokens/s)\n",
+               (long long)stats.prompt_tokens, stats.prompt_seconds,
+               stats.prompt_seconds > 0 ? double(stats.prompt_tokens) / stats.prompt_seconds : 0.0,
+               (long long)stats.generated_tokens, stats.generate_seconds,
+               stats.generate_seconds > 0 ? double(stats.generated_tokens) / stats.generate_seconds : 0.0);
   return 0;
 }
 
@@ -43,18 +57,29 @@ int generate(const seqgen::CheckpointReader& ckpt, const Args& args) {
 int main(int argc, char** argv) {
   using namespace seqgen;
   Args args;
+  SamplingOptions& s = args.sampling;
   CLI::App app{"Generate text with a seqgen checkpoint"};
   app.add_option("--checkpoint,-m", args.checkpoint, "Checkpoint written by train")->required();
-  app.add_option("--prompt,-p", args.prompt, "Text to continue");
-  app.add_option("--tokens,-n", args.tokens, "Tokens to generate")->check(CLI::NonNegativeNumber);
-  app.add_option("--temperature", args.sampling.temperature, "Sampling temperature (0: greedy)");
-  app.add_option("--top-k", args.sampling.top_k, "Keep only the k most likely tokens (0: all)");
+  auto* prompt = app.add_option("--prompt,-p", args.prompt, "Text to continue (default: none)");
+  app.add_option("--prompt-file", args.prompt_file, "Read the prompt from a file")->excludes(prompt);
+  app.add_option("--tokens,-n", args.tokens, "Tokens to generate per sample");
+  app.add_option("--samples", args.samples, "Independent samples, decoded together as a batch");
+  app.add_option("--temperature", s.temperature, "Sampling temperature (0: greedy)");
+  app.add_option("--top-k", s.top_k, "Keep the k most likely tokens (0: off)");
+  app.add_option("--top-p", s.top_p, "Nucleus: keep the smallest set with this much probability (1: off)");
+  app.add_option("--min-p", s.min_p, "Drop tokens below min-p times the top probability (0: off)");
+  app.add_option("--repeat-penalty", s.repeat_penalty, "Penalty for tokens seen in the last n (1: off)");
+  app.add_option("--repeat-last-n", s.repeat_last_n, "Window of the repetition penalty (-1: everything)");
+  app.add_option("--stop", s.stop, "Stop when this text appears (repeatable)");
   app.add_option("--seed", args.seed, "Random seed");
   app.add_option("--threads", args.threads, "Threads (default: all cores)");
   CLI11_PARSE(app, argc, argv);
   try {
-    if (args.threads > 0) set_num_threads(args.threads);
+    check<ConfigError>(args.tokens >= 0, "--tokens must be >= 0, got ", args.tokens);
+    check<ConfigError>(args.samples > 0, "--samples must be positive, got ", args.samples);
     args.sampling.validate();
+    if (args.threads > 0) set_num_threads(args.threads);
+    if (!args.prompt_file.empty()) args.prompt = read_text_file(args.prompt_file);
     const CheckpointReader ckpt = CheckpointReader::load(args.checkpoint);
     const std::string kind = checkpoint_model_kind(ckpt);
     if (kind == "gpt") return generate<Gpt<float>>(ckpt, args);

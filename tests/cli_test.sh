@@ -32,6 +32,11 @@ text=$("$generate" --checkpoint "$dir/gpt2.ckpt" --prompt "The " --tokens 25 --s
 [ ${#text} -ge 29 ] || fail "generate wrote '$text'"
 grep -q 'tokens/s' "$dir/gen_err.txt" || fail "generate reported no speed"
 "$generate" --checkpoint "$dir/lstm.ckpt" --prompt "The " --tokens 10 > /dev/null 2>&1 || fail "lstm generate failed"
+# A batch of samples, each cut at a stop string that the model is bound to write ("o" is common).
+"$generate" --checkpoint "$dir/gpt2.ckpt" --samples 3 --tokens 40 --stop o --top-p 0.9 --min-p 0.05 \
+  --repeat-penalty 1.1 > "$dir/samples.txt" 2> /dev/null || fail "batched generate failed"
+[ "$(grep -c '^--- sample' "$dir/samples.txt")" -eq 3 ] || { cat "$dir/samples.txt"; fail "expected 3 samples"; }
+! grep -v '^--- sample' "$dir/samples.txt" | grep -q o || { cat "$dir/samples.txt"; fail "a stop string was printed"; }
 
 # Bad input: a clear message and a non-zero exit, never a crash.
 expect_error() {  # expect_error <substring> <command...>
@@ -49,7 +54,9 @@ expect_error "heads (3) must divide channels (16)" "$train" --data "$dir/text.tx
 expect_error "truncated" "$generate" --checkpoint "$dir/empty.ckpt"
 head -c 2000 /dev/urandom > "$dir/random.ckpt"
 expect_error "not a seqgen checkpoint" "$generate" --checkpoint "$dir/random.ckpt"
-expect_error "is not in the vocabulary" "$generate" --checkpoint "$dir/gpt.ckpt" --prompt "Zebra€"
+expect_error "character 'Z' (U+005A) at character index 0" "$generate" --checkpoint "$dir/gpt.ckpt" --prompt "Zebra€"
+expect_error "top_p must be in (0, 1]" "$generate" --checkpoint "$dir/gpt.ckpt" --top-p 1.5
+expect_error "temperature must be >= 0" "$generate" --checkpoint "$dir/gpt.ckpt" --temperature -1
 expect_error "not a seqgen checkpoint" "$train" --data "$dir/text.txt" --resume "$dir/random.ckpt" --out "$dir/x.ckpt"
 # SIGINT mid-run: the checkpoint is saved, the exit status is 130, and the run resumes from it.
 "$train" --data "$dir/text.txt" --model gpt --channels 16 --layers 1 --heads 2 -T 16 -B 4 --steps 1000000 \

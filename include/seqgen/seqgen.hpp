@@ -38,5 +38,7 @@
 
 #include "seqgen/train/trainer.hpp"
 
+#include "seqgen/generate/decoder.hpp"
 #include "seqgen/generate/generate_text.hpp"
 #include "seqgen/generate/sampler.hpp"
+#include "seqgen/generate/stop_strings.hpp"

@@ -1,60 +1,104 @@
-// Writing text with a trained model: the prompt, then one sampled token at a time.
+// Writing text with a trained model, through the decoding interface of decoder.hpp:
 //
-//   GPT         recomputes the forward pass over the last `context` tokens for every new token
-//   RNN family  runs the prompt through once, then steps the recurrent state one token at a time
-// A callback receives each new piece of text as it is produced.
+//   prefill(prompt)            one batched pass over the prompt (GPT: fills the KV cache)
+//   repeat: sample → step      one token at a time, with the sampling controls of sampler.hpp
+//
+// Several independent samples decode together as a batch. Each piece of text reaches the
+// callback as soon as it is safe to print: text that might be the start of a stop string is held
+// back until it is known not to be one, and a stop string itself is never printed.
+//
+// An empty prompt starts from token 0 (for a character vocabulary, its smallest code point,
+// usually the newline), which is not part of the output.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <string>
 #include <vector>
 
 #include "seqgen/data/tokenizer.hpp"
+#include "seqgen/generate/decoder.hpp"
 #include "seqgen/generate/sampler.hpp"
-#include "seqgen/models/gpt.hpp"
-#include "seqgen/models/recurrent_lm.hpp"
+#include "seqgen/generate/stop_strings.hpp"
 
 namespace seqgen {
 
-using TextCallback = std::function<void(const std::string& piece)>;
+// Receives (sample index, text) as text is produced.
+using TextCallback = std::function<void(Index sample, const std::string& piece)>;
 
-template <typename Scalar>
-std::string generate_text(Gpt<Scalar>& model, const Tokenizer& tokenizer, const std::string& prompt, Index new_tokens,
-                          const SamplingOptions& options, Rng& rng, const TextCallback& on_text = {}) {
-  std::vector<Token> tokens = tokenizer.encode(prompt);
-  if (tokens.empty()) tokens.push_back(0);  // an empty prompt starts from token 0
-  const std::size_t prompt_size = tokens.size();
-  Sampler sampler(options);
-  typename Gpt<Scalar>::Activations act;
-  Mat<Scalar> logits;
-  for (Index i = 0; i < new_tokens; ++i) {
-    const Index T = std::min<Index>(Index(tokens.size()), model.config.context);
-    model.logits(TokenSpan(tokens.data() + tokens.size() - T, T), 1, T, act, logits);
-    tokens.push_back(sampler.sample(logits.col(T - 1), rng));
-    if (on_text) on_text(tokenizer.decode_token(tokens.back()));
+struct GenerationStats {
+  Index prompt_tokens = 0;     // over all samples
+  double prompt_seconds = 0;   // prefill
+  Index generated_tokens = 0;  // over all samples
+  double generate_seconds = 0;
+};
+
+// Returns the `samples` continuations of `prompt`, each at most `new_tokens` tokens long (shorter
+// when a stop string ends it).
+template <typename Model>
+std::vector<std::string> generate_samples(const Model& model, const Tokenizer& tokenizer, const std::string& prompt,
+                                          Index samples, Index new_tokens, const SamplingOptions& options, Rng& rng,
+                                          const TextCallback& on_text = {}, GenerationStats* stats = nullptr) {
+  using Clock = std::chrono::steady_clock;
+  check<ConfigError>(samples > 0, "generate: the number of samples must be positive, got ", samples);
+  check<ConfigError>(new_tokens >= 0, "generate: the number of new tokens must be >= 0, got ", new_tokens);
+  options.validate();
+  std::vector<Token> start = tokenizer.encode(prompt);
+  if (start.empty()) start.push_back(0);
+
+  auto decoder = make_decoder(model, samples);
+  std::vector<Sampler> samplers(samples, Sampler(options));
+  std::vector<StopStrings> stops(samples, StopStrings(options.stop));
+  std::vector<std::vector<Token>> history(samples, start);  // for the repetition penalty
+  std::vector<Token> next(samples);
+  std::vector<bool> done(samples, false);
+
+  auto t0 = Clock::now();
+  const auto* logits = &decoder.prefill(history);
+  const double prompt_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  t0 = Clock::now();
+  Index generated = 0, active = samples;
+  for (Index i = 0; i < new_tokens && active > 0; ++i) {
+    for (Index b = 0; b < samples; ++b) {
+      if (done[b]) {
+        next[b] = history[b].back();  // keeps the batch shape; its output is ignored
+        continue;
+      }
+      next[b] = samplers[b].sample(logits->col(b), rng, history[b]);
+      history[b].push_back(next[b]);
+      ++generated;
+      const bool stopped = stops[b].feed(tokenizer.decode_token(next[b]));
+      if (on_text) on_text(b, std::string(stops[b].take()));
+      if (stopped) {
+        done[b] = true;
+        --active;
+      }
+    }
+    if (active > 0 && i + 1 < new_tokens) logits = &decoder.step(next);
   }
-  return tokenizer.decode(TokenSpan(tokens.data() + prompt_size, Index(tokens.size() - prompt_size)));
+  std::vector<std::string> out;
+  for (Index b = 0; b < samples; ++b) {
+    const std::string_view tail = stops[b].flush();
+    if (on_text && !tail.empty()) on_text(b, std::string(tail));
+    out.push_back(stops[b].text());
+  }
+  if (stats) {
+    stats->prompt_tokens = Index(start.size()) * samples;
+    stats->prompt_seconds = prompt_seconds;
+    stats->generated_tokens = generated;
+    stats->generate_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  }
+  return out;
 }
 
-template <typename Scalar, template <typename> class Layer>
-std::string generate_text(RecurrentLm<Scalar, Layer>& model, const Tokenizer& tokenizer, const std::string& prompt,
-                          Index new_tokens, const SamplingOptions& options, Rng& rng,
-                          const TextCallback& on_text = {}) {
-  std::vector<Token> tokens = tokenizer.encode(prompt);
-  if (tokens.empty()) tokens.push_back(0);
-  Sampler sampler(options);
-  auto state = model.zero_state(1);
-  typename RecurrentLm<Scalar, Layer>::Activations act;
-  Mat<Scalar> logits;
-  model.logits(tokens, 1, Index(tokens.size()), state, act, logits);
-  std::vector<Token> out;
-  for (Index i = 0; i < new_tokens; ++i) {
-    const Token next = sampler.sample(logits.col(logits.cols() - 1), rng);
-    out.push_back(next);
-    if (on_text) on_text(tokenizer.decode_token(next));
-    model.logits(TokenSpan(&out.back(), 1), 1, 1, state, act, logits);
-  }
-  return tokenizer.decode(out);
+// One sample; `on_text` receives each piece as it is produced.
+template <typename Model>
+std::string generate_text(const Model& model, const Tokenizer& tokenizer, const std::string& prompt, Index new_tokens,
+                          const SamplingOptions& options, Rng& rng,
+                          const std::function<void(const std::string&)>& on_text = {}) {
+  TextCallback each;
+  if (on_text) each = [&](Index, const std::string& piece) { on_text(piece); };
+  return generate_samples(model, tokenizer, prompt, 1, new_tokens, options, rng, each).front();
 }
 
 }  // namespace seqgen

@@ -44,6 +44,7 @@ int generate(const seqgen::CheckpointReader& ckpt, const Args& args) {
     for (std::size_t b = 0; b < texts.size(); ++b)
       std::printf("--- sample %zu ---\n%s%s\n", b + 1, args.prompt.c_str(), texts[b].c_str());
   }
+  std::fflush(stdout);
   std::fprintf(stderr, "generate: prompt %lld tokens in %.3f s (%.1f tokens/s), generation %lld tokens in %.3f s (%.1f tokens/s)\n",
                (long long)stats.prompt_tokens, stats.prompt_seconds,
                stats.prompt_seconds > 0 ? double(stats.prompt_tokens) / stats.prompt_seconds : 0.0,

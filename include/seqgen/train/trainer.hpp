@@ -205,11 +205,11 @@ class Trainer {
   // The same from a checkpoint already read; `path` is only for messages. `data` must be the text
   // the run trained on, split with the stored data.val_fraction.
   static Trainer load(const CheckpointReader& r, const std::string& path, const TokenDataset& data) {
-    check<FormatError>(r.get_int("data.train_tokens") == data.size(Split::train) &&
-                           r.get_int("data.train_crc32") == data.checksum(Split::train),
-                       "checkpoint '", path, "' was trained on a different text: it read ",
-                       r.get_int("data.train_tokens"), " training tokens with CRC-32 ", r.get_int("data.train_crc32"),
-                       ", the data given has ", data.size(Split::train), " with CRC-32 ", data.checksum(Split::train),
+    const std::int64_t tokens = r.get_int("data.train_tokens"), crc = r.get_int("data.train_crc32");
+    const std::uint32_t data_crc = data.checksum(Split::train);
+    check<FormatError>(tokens == data.size(Split::train) && crc == data_crc, "checkpoint '", path,
+                       "' was trained on a different text: it read ", tokens, " training tokens with CRC-32 ", crc,
+                       ", the data given has ", data.size(Split::train), " with CRC-32 ", data_crc,
                        " (another file, or another --val-fraction?)");
     Model model = load_model<Model>(r, path);
     Trainer t(std::move(model), Tokenizer::from_bytes(r.get_bytes("tokenizer")), data, read_options(r));
@@ -253,7 +253,7 @@ class Trainer {
     w.put_int("data.train_tokens", data_->size(Split::train));
     w.put_int("data.train_crc32", data_->checksum(Split::train));
     auto& opt = const_cast<AdamW<Scalar>&>(optimizer_);
-    opt.for_each_state([&](const std::string& name, Mat<Scalar>& m) { w.put_tensor("optim/" + name, m); });
+    opt.for_each_state([&](const std::string& name, Mat<Scalar>& tensor) { w.put_tensor("optim/" + name, tensor); });
     write_options(w, options);
     w.put_int("train.step", step_);
     for (int i = 0; i < 4; ++i) w.put_int("rng." + std::to_string(i), static_cast<std::int64_t>(rng_.state()[i]));

@@ -107,22 +107,6 @@ inline void check_sequence_index(const char* who, Index b, Index B) {
   check<IndexError>(b >= 0 && b < B, who, ": sequence ", b, " is out of range [0, ", B, ")");
 }
 
-// LayerNorm's inference forward (layernorm.hpp) into a pre-sized block: the decoder's workspaces are
-// blocks of a fixed capacity, which LayerNorm::forward(x, Mat&) would resize.
-template <typename Scalar>
-void decoder_layer_norm(const LayerNorm<Scalar>& ln, const ConstMatRef<Scalar>& x, MatRef<Scalar> y) {
-  const auto g = ln.weight.value.col(0).array();
-  const auto b = ln.bias.value.col(0).array();
-  SEQGEN_OMP(parallel for if (x.size() >= kParallelMinWork))
-  for (Index n = 0; n < x.cols(); ++n) {
-    const auto xn = x.col(n).array();
-    const Scalar mu = xn.mean();
-    const Scalar var = (xn - mu).square().mean();
-    const Scalar rstd = Scalar(1) / std::sqrt(var + Scalar(LayerNorm<Scalar>::kEps));
-    y.col(n) = ((xn - mu) * rstd * g + b).matrix();
-  }
-}
-
 // y = W x (+ b), or y += W x when accumulating. With few columns this is a matrix-vector product,
 // bound by reading W, which Eigen runs on one thread; splitting W's rows across the threads reads
 // it twice as fast on two cores. Each thread writes its own rows of y.
@@ -147,16 +131,6 @@ void decoder_product(const Mat<Scalar>& W, const Mat<Scalar>* bias, const ConstM
   }
 }
 
-// Gelu::forward (gelu.hpp) in place on a block.
-template <typename Scalar>
-void decoder_gelu(MatRef<Scalar> h) {
-  const Scalar k = Scalar(kGeluK), c = Scalar(kGeluC);
-  SEQGEN_OMP(parallel for if (h.size() >= kParallelMinWork))
-  for (Index n = 0; n < h.cols(); ++n) {
-    auto hn = h.col(n).array();
-    hn = Scalar(0.5) * hn * (Scalar(1) + (k * (hn + c * hn.cube())).tanh());
-  }
-}
 
 // Whether a recurrent layer's State has a cell c (LSTM) besides h.
 template <class S, class = void>
@@ -352,14 +326,14 @@ class GptDecoder {
     for (Index l = 0; l < m.config.layers; ++l) {
       const TransformerBlock<Scalar>& block = m.blocks[l];
       Mat<Scalar>& kv = kv_[l];
-      detail::decoder_layer_norm<Scalar>(block.ln1, x, ln);
+      block.ln1.forward_into(x, ln);
       detail::decoder_product<Scalar>(block.attn.qkv.weight.value, &block.attn.qkv.bias.value, ln, qkv, false);
       for (Index n = 0; n < N; ++n) kv.col(seq_[n0 + n] * ctx + pos_[n0 + n]) = qkv.col(n).tail(2 * C);
       attend(kv, n0, N, keys);
       detail::decoder_product<Scalar>(block.attn.proj.weight.value, &block.attn.proj.bias.value, att, x, true);
-      detail::decoder_layer_norm<Scalar>(block.ln2, x, ln);
+      block.ln2.forward_into(x, ln);
       detail::decoder_product<Scalar>(block.mlp.fc.weight.value, &block.mlp.fc.bias.value, ln, hid, false);
-      detail::decoder_gelu<Scalar>(hid);
+      Gelu<Scalar>().forward_into(hid, hid);
       detail::decoder_product<Scalar>(block.mlp.proj.weight.value, &block.mlp.proj.bias.value, hid, x, true);
     }
   }

@@ -56,6 +56,13 @@ struct Gelu {
   // x: (R, N) -> y: (R, N)
   void forward(const ConstMatRef<Scalar>& x, Mat<Scalar>& y) const {
     ensure_shape(y, x.rows(), x.cols());
+    forward_into(x, y);
+  }
+
+  // The same into a pre-sized view; y may be x itself (elementwise, each value read before written).
+  void forward_into(const ConstMatRef<Scalar>& x, MatRef<Scalar> y) const {
+    check<ShapeError>(y.rows() == x.rows() && y.cols() == x.cols(), "Gelu: output is (", y.rows(), ", ", y.cols(),
+                      "), expected (", x.rows(), ", ", x.cols(), ")");
     const Scalar k = Scalar(detail::kGeluK), c = Scalar(detail::kGeluC);
     const Index N = x.cols();
     SEQGEN_OMP(parallel for if (x.size() >= kParallelMinWork))

@@ -53,12 +53,22 @@ struct LayerNorm {
     check_input(x);
     ensure_shape(cache.mean, x.cols(), 1);
     ensure_shape(cache.rstd, x.cols(), 1);
+    ensure_shape(y, dim(), x.cols());
     normalize(x, y, cache.mean.data(), cache.rstd.data());
   }
 
   // Inference: the same y, no cache.
   void forward(const ConstMatRef<Scalar>& x, Mat<Scalar>& y) const {
     check_input(x);
+    ensure_shape(y, dim(), x.cols());
+    normalize(x, y, nullptr, nullptr);
+  }
+
+  // Inference into a pre-sized view, e.g. a block of a decoder's workspace.
+  void forward_into(const ConstMatRef<Scalar>& x, MatRef<Scalar> y) const {
+    check_input(x);
+    check<ShapeError>(y.rows() == dim() && y.cols() == x.cols(), "LayerNorm '", name, "': output is (", y.rows(), ", ",
+                      y.cols(), "), expected (", dim(), ", ", x.cols(), ")");
     normalize(x, y, nullptr, nullptr);
   }
 
@@ -102,9 +112,8 @@ struct LayerNorm {
   }
 
   // One column per iteration: mean, centred variance, output. mean/rstd may be null (inference).
-  void normalize(const ConstMatRef<Scalar>& x, Mat<Scalar>& y, Scalar* mean, Scalar* rstd) const {
+  void normalize(const ConstMatRef<Scalar>& x, MatRef<Scalar> y, Scalar* mean, Scalar* rstd) const {
     const Index N = x.cols();
-    ensure_shape(y, dim(), N);
     const auto g = weight.value.col(0).array();
     const auto b = bias.value.col(0).array();
     SEQGEN_OMP(parallel for if (x.size() >= kParallelMinWork))

@@ -1,6 +1,6 @@
 // Per-layer forward and backward at GPT-S widths (C = 256, NH = 4, B·T = 8·256 tokens) and the
 // recurrent layers at H = 256. Every case reports tokens_per_s.
-//   build/release/bench/seqgen_bench --benchmark_min_time=0.1
+//   build/test/bench/seqgen_bench --benchmark_min_time=0.1   (built by ./scripts/test.sh)
 #include <benchmark/benchmark.h>
 #include <seqgen/seqgen.hpp>
 

@@ -30,19 +30,23 @@ int generate(const seqgen::CheckpointReader& ckpt, const Args& args) {
   Rng rng(args.seed);
   GenerationStats stats;
   const bool stream = args.samples == 1;
-  if (stream) std::fputs(args.prompt.c_str(), stdout);
+  // fwrite, not fputs: a byte-level model can write NUL bytes.
+  auto print = [](const std::string& s) { std::fwrite(s.data(), 1, s.size(), stdout); };
+  if (stream) print(args.prompt);
   const auto texts = generate_samples(model, tokenizer, args.prompt, args.samples, args.tokens, args.sampling, rng,
                                       [&](Index, const std::string& piece) {
                                         if (!stream) return;
-                                        std::fputs(piece.c_str(), stdout);
+                                        print(piece);
                                         std::fflush(stdout);
                                       },
                                       &stats);
   if (stream) {
     std::printf("\n");
   } else {
-    for (std::size_t b = 0; b < texts.size(); ++b)
-      std::printf("--- sample %zu ---\n%s%s\n", b + 1, args.prompt.c_str(), texts[b].c_str());
+    for (std::size_t b = 0; b < texts.size(); ++b) {
+      std::printf("--- sample %zu ---\n", b + 1);
+      print(args.prompt + texts[b] + "\n");
+    }
   }
   std::fflush(stdout);
   std::fprintf(stderr, "generate: prompt %lld tokens in %.3f s (%.1f tokens/s), generation %lld tokens in %.3f s (%.1f tokens/s)\n",
@@ -77,7 +81,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   try {
     check<ConfigError>(args.tokens >= 0, "--tokens must be >= 0, got ", args.tokens);
-    check<ConfigError>(args.samples > 0, "--samples must be positive, got ", args.samples);
+    check<ConfigError>(args.samples > 0 && args.samples <= 4096, "--samples must be in [1, 4096], got ", args.samples);
     args.sampling.validate();
     if (args.threads > 0) set_num_threads(args.threads);
     if (!args.prompt_file.empty()) args.prompt = read_text_file(args.prompt_file);

@@ -80,7 +80,8 @@ int run(seqgen::Trainer<Model>& trainer, const Args& args, double cpt) {
   const std::int64_t first_step = trainer.step_count();
   double loss_sum = 0, last_train_loss = NAN, val_loss = NAN;
   std::int64_t loss_count = 0;
-  bool budget_fixed = args.minutes <= 0;
+  int fits = args.minutes > 0 ? 0 : 2;  // schedule fits still to do for a time budget
+  bool in_step = false;
 
   // Periodic evaluations read eval_windows windows; the last one reads the whole split.
   auto eval = [&](Index windows) {
@@ -102,20 +103,24 @@ int run(seqgen::Trainer<Model>& trainer, const Args& args, double cpt) {
   // Anything thrown mid-run (an evaluation, a sample, a full disk) first saves the progress.
   try {
   while (trainer.step_count() < o.steps && !g_signal) {
+    in_step = true;  // an exception inside a step leaves it half done: nothing to save then
     const double loss = trainer.step();
+    in_step = false;
     loss_sum += loss;
     ++loss_count;
     last_train_loss = loss;
     const double elapsed = seconds_since(start);
     const std::int64_t done = trainer.step_count() - first_step;
-    // With a time budget, fix the schedule's length once the step time is known.
-    // Fitted after 5% of the budget, when the first slow steps no longer dominate the estimate.
-    if (!budget_fixed && done >= 10 && elapsed > 0.05 * args.minutes * 60) {
-      const auto planned = std::int64_t(double(done) * args.minutes * 60.0 / elapsed);
+    // With a time budget, the schedule's length is fitted to the measured step time: roughly
+    // after 10 steps, then once more after 30% of the budget, when the slow first steps (cold
+    // caches, page faults) no longer weigh on the estimate. The refit moves the cosine slightly.
+    const double budget = args.minutes * 60;
+    if (fits < 2 && done >= 10 && (fits == 0 || elapsed > 0.3 * budget)) {
+      const auto planned = std::int64_t(double(done) * budget / elapsed);
       trainer.options.steps = std::max<std::int64_t>(trainer.step_count() + 1, first_step + planned);
       if (!args.warmup_given) trainer.options.warmup = std::min<std::int64_t>(100, trainer.options.steps / 10);
       trainer.options.warmup = std::min(trainer.options.warmup, trainer.options.steps);
-      budget_fixed = true;
+      ++fits;
     }
     if (args.minutes > 0 && elapsed > args.minutes * 60) break;
     const double tps = double(done) * tokens_per_step / elapsed;
@@ -136,6 +141,7 @@ int run(seqgen::Trainer<Model>& trainer, const Args& args, double cpt) {
     if (args.save_interval > 0 && trainer.step_count() % args.save_interval == 0) trainer.save(args.out);
   }
   } catch (const std::exception&) {
+    if (in_step) throw;
     std::fprintf(stderr, "\ntrain: saving step %lld to %s before reporting the error\n",
                  (long long)trainer.step_count(), args.out.c_str());
     trainer.save(args.out);
@@ -239,7 +245,11 @@ int main(int argc, char** argv) {
       ckpt = CheckpointReader::load(args.resume);
       tok = Tokenizer::from_bytes(ckpt->get_bytes("tokenizer"));
       kind = checkpoint_model_kind(*ckpt);
-      args.val_fraction = ckpt->get_double("data.val_fraction");  // the split the run trained on
+      const double stored = ckpt->get_double("data.val_fraction");  // the split the run trained on
+      if (app.count("--val-fraction") && args.val_fraction != stored)
+        std::fprintf(stderr, "train: --val-fraction %g ignored: a resumed run keeps its split, %g\n",
+                     args.val_fraction, stored);
+      args.val_fraction = stored;
     }
     check<FormatError>(kind == "gpt" || kind == "rnn" || kind == "lstm" || kind == "gru", "checkpoint '",
                        args.resume, "' holds an unknown model kind '", kind, "'");

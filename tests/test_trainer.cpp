@@ -126,6 +126,12 @@ TEST_CASE("Trainer: resuming on different text is a clear error", "[trainer][err
   const auto path = temp_path("seqgen_test_data");
   trainer.save(path);
   SEQGEN_THROWS_WITH(Trainer<Gpt<float>>::load(path, other_split), FormatError, "was trained on a different text");
+  // Same length, one character changed: only the CRC-32 tells them apart.
+  std::string edited = kText;
+  edited[10] = edited[10] == 'e' ? 't' : 'e';
+  const TokenDataset same_size = TokenDataset::from_text(edited, tok, 0.2);
+  REQUIRE(same_size.size(Split::train) == data.size(Split::train));
+  SEQGEN_THROWS_WITH(Trainer<Gpt<float>>::load(path, same_size), FormatError, "was trained on a different text");
   std::filesystem::remove(path);
 }
 

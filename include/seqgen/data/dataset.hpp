@@ -125,8 +125,6 @@ class TokenDataset {
     }
   }
 
-  // Number of evaluation windows of T tokens: window i reads inputs s[i*T, i*T + T) and targets one
-  // further, so they never overlap and each needs one token past its end.
   // CRC-32 of a split's token ids (each as 2 little-endian bytes): identifies the data a
   // checkpoint was trained on, so a resume on different text is caught.
   std::uint32_t checksum(Split split) const {
@@ -147,6 +145,8 @@ class TokenDataset {
 
   double val_fraction() const { return val_fraction_; }
 
+  // Number of evaluation windows of T tokens: window i reads inputs s[i*T, i*T + T) and targets one
+  // further, so they never overlap and each needs one token past its end.
   Index num_eval_windows(Split split, Index T) const {
     check<ConfigError>(T > 0, "TokenDataset::num_eval_windows: T must be positive, got ", T);
     return size(split) > 0 ? (size(split) - 1) / T : 0;

@@ -7,8 +7,8 @@
 // callback as soon as it is safe to print: text that might be the start of a stop string is held
 // back until it is known not to be one, and a stop string itself is never printed.
 //
-// An empty prompt starts from token 0 (for a character vocabulary, its smallest code point,
-// usually the newline), which is not part of the output.
+// An empty prompt starts from the newline token when the vocabulary has one (as if the text
+// began after a line break), else from token 0; the start token is not part of the output.
 #pragma once
 
 #include <chrono>
@@ -33,6 +33,14 @@ struct GenerationStats {
   double generate_seconds = 0;
 };
 
+// The token an empty prompt starts from: the newline when the vocabulary has it, else 0.
+inline Token start_token(const Tokenizer& tokenizer) {
+  const Index V = tokenizer.vocab_size();
+  for (Index id = 0; id < V; ++id)
+    if (tokenizer.decode_token(Token(id)) == "\n") return Token(id);
+  return 0;
+}
+
 // Returns the `samples` continuations of `prompt`, each at most `new_tokens` tokens long (shorter
 // when a stop string ends it).
 template <typename Model>
@@ -44,7 +52,7 @@ std::vector<std::string> generate_samples(const Model& model, const Tokenizer& t
   check<ConfigError>(new_tokens >= 0, "generate: the number of new tokens must be >= 0, got ", new_tokens);
   options.validate();
   std::vector<Token> start = tokenizer.encode(prompt);
-  if (start.empty()) start.push_back(0);
+  if (start.empty()) start.push_back(start_token(tokenizer));
 
   auto decoder = make_decoder(model, samples);
   std::vector<Sampler> samplers(samples, Sampler(options));
@@ -56,6 +64,8 @@ std::vector<std::string> generate_samples(const Model& model, const Tokenizer& t
   auto t0 = Clock::now();
   const auto* logits = &decoder.prefill(history);
   const double prompt_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  std::vector<Index> prefilled(samples);
+  for (Index b = 0; b < samples; ++b) prefilled[b] = decoder.position(b);
   t0 = Clock::now();
   Index generated = 0, active = samples;
   for (Index i = 0; i < new_tokens && active > 0; ++i) {
@@ -83,7 +93,9 @@ std::vector<std::string> generate_samples(const Model& model, const Tokenizer& t
     out.push_back(stops[b].text());
   }
   if (stats) {
-    stats->prompt_tokens = Index(start.size()) * samples;
+    // What the prefill read: a GPT keeps only the last `context` tokens of a long prompt.
+    stats->prompt_tokens = 0;
+    for (Index b = 0; b < samples; ++b) stats->prompt_tokens += std::min<Index>(Index(start.size()), prefilled[b]);
     stats->prompt_seconds = prompt_seconds;
     stats->generated_tokens = generated;
     stats->generate_seconds = std::chrono::duration<double>(Clock::now() - t0).count();

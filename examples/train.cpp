@@ -42,10 +42,11 @@ struct Args {
   double minutes = 0;
   std::string data, tokenizer = "char", out = "model.ckpt", resume;
   double val_fraction = 0.1;
-  std::int64_t eval_interval = 200, eval_windows = 40, final_eval_windows = std::int64_t(1) << 40, sample_interval = 0, sample_tokens = 200;
+  std::int64_t eval_interval = 200, eval_windows = 40, final_eval_windows = std::int64_t(1) << 40, sample_interval = 1000, sample_tokens = 200;
   std::int64_t save_interval = 0;
   int threads = 0;
   bool warmup_given = false;
+  bool steps_given = false;
 };
 
 using Clock = std::chrono::steady_clock;
@@ -137,7 +138,8 @@ int run(seqgen::Trainer<Model>& trainer, const Args& args, double cpt) {
       std::fflush(stdout);
     }
     if (args.eval_interval > 0 && trainer.step_count() % args.eval_interval == 0) eval(args.eval_windows);
-    if (args.sample_interval > 0 && trainer.step_count() % args.sample_interval == 0) sample();
+    if (args.sample_tokens > 0 && args.sample_interval > 0 && trainer.step_count() % args.sample_interval == 0)
+      sample();
     if (args.save_interval > 0 && trainer.step_count() % args.save_interval == 0) trainer.save(args.out);
   }
   } catch (const std::exception&) {
@@ -172,8 +174,11 @@ int start_or_resume(const Args& args, const seqgen::Tokenizer& tok, const seqgen
   const double cpt = chars_per_token(data, tok);
   if (ckpt) {
     auto trainer = seqgen::Trainer<Model>::load(*ckpt, args.resume, data);
-    std::int64_t extra = args.train.steps;
-    if (extra > trainer.options.steps) trainer.options.steps = extra;
+    // --steps sets the run's new total; without it the run continues to its stored total.
+    if (args.steps_given) {
+      trainer.options.steps = std::max(trainer.step_count(), args.train.steps);
+      trainer.options.warmup = std::min(trainer.options.warmup, trainer.options.steps);
+    }
     std::printf("resumed %s at step %lld of %lld\n", args.resume.c_str(), (long long)trainer.step_count(),
                 (long long)trainer.options.steps);
     return run(trainer, args, cpt);
@@ -216,7 +221,7 @@ int main(int argc, char** argv) {
   app.add_option("--eval-interval", args.eval_interval, "Steps between validation losses (0: only at the end)");
   app.add_option("--eval-windows", args.eval_windows, "Validation windows of T tokens per evaluation");
   app.add_option("--final-eval-windows", args.final_eval_windows, "Validation windows at the end (default: all)");
-  app.add_option("--sample-interval", args.sample_interval, "Steps between samples (0: only at the end)");
+  app.add_option("--sample-interval", args.sample_interval, "Steps between samples (0: only at the end; --sample-tokens 0: none)");
   app.add_option("--sample-tokens", args.sample_tokens, "Length of each sample");
   app.add_option("--save-interval", args.save_interval, "Steps between checkpoints (0: only at the end)");
   app.add_option("--out,-o", args.out, "Checkpoint to write");
@@ -225,6 +230,7 @@ int main(int argc, char** argv) {
   app.add_option("--threads", args.threads, "Threads (default: all cores)");
   CLI11_PARSE(app, argc, argv);
   args.warmup_given = app.count("--warmup") > 0;
+  args.steps_given = app.count("--steps") > 0;
   // The default warm-up is 100 steps, or a tenth of a shorter run.
   if (!args.warmup_given) args.train.warmup = std::min<std::int64_t>(100, args.train.steps / 10);
   if (app.count("--out") == 0 && !args.resume.empty()) args.out = args.resume;

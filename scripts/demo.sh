@@ -41,7 +41,7 @@ echo "== corpus: $corpus ($(wc -c < "$corpus") bytes)"
 model_flags=${DEMO_MODEL_FLAGS:---channels 96 --layers 3 --heads 4 --seq-len 64 --batch 32 --lr 6e-3 --min-lr 6e-4}
 # shellcheck disable=SC2086
 "$build/examples/train" --data "$corpus" --model gpt $model_flags \
-  --minutes "${MINUTES:-3}" --eval-interval 0 --sample-tokens 0 --out "$out/gpt.ckpt" | tee "$out/train.log"
+  --minutes "${MINUTES:-3}" --eval-interval 500 --sample-tokens 120 --out "$out/gpt.ckpt" | tee "$out/train.log"
 
 echo "== sample"
 "$build/examples/generate" --checkpoint "$out/gpt.ckpt" --prompt "Q: " --tokens 300 --temperature 0.8 --seed 1

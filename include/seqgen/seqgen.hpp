@@ -26,6 +26,7 @@
 
 #include "seqgen/optim/adam.hpp"
 #include "seqgen/optim/clip.hpp"
+#include "seqgen/optim/param_list.hpp"
 #include "seqgen/optim/schedule.hpp"
 #include "seqgen/optim/sgd.hpp"
 

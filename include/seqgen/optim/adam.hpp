@@ -29,6 +29,7 @@
 #include "seqgen/core/error.hpp"
 #include "seqgen/core/parallel.hpp"
 #include "seqgen/core/param.hpp"
+#include "seqgen/optim/param_list.hpp"
 
 namespace seqgen {
 
@@ -55,7 +56,7 @@ class Adam {
   void step(Module& module) {
     validate();
     if (!initialized_) init_state(module);
-    check_params(module);
+    check_param_list<Scalar>(kind(), params_, module);
     ++steps_;
 
     // Scalars of the update, computed once in double.
@@ -68,7 +69,7 @@ class Adam {
     const Scalar eps = static_cast<Scalar>(o.eps);
     std::size_t k = 0;
     module.for_each_param([&](Param<Scalar>& p) {
-      Slot& s = slots_[k++];
+      Moments& s = moments_[k++];
       const double wd = p.decay ? o.weight_decay : 0.0;
       const Scalar l2 = static_cast<Scalar>(o.decoupled ? 0.0 : wd);
       const Scalar shrink = static_cast<Scalar>(o.decoupled ? 1 - o.lr * wd : 1.0);
@@ -107,14 +108,10 @@ class Adam {
   // left unchanged.
   template <class Module>
   void init_state(Module& module) {
-    slots_.clear();
-    module.for_each_param([&](Param<Scalar>& p) {
-      Slot s;
-      s.name = p.name;
-      s.exp_avg = Mat<Scalar>::Zero(p.value.rows(), p.value.cols());
-      s.exp_avg_sq = Mat<Scalar>::Zero(p.value.rows(), p.value.cols());
-      slots_.push_back(std::move(s));
-    });
+    params_ = record_param_list<Scalar>(module);
+    moments_.clear();
+    for (const ParamShape& p : params_)
+      moments_.push_back({Mat<Scalar>::Zero(p.rows, p.cols), Mat<Scalar>::Zero(p.rows, p.cols)});
     initialized_ = true;
   }
 
@@ -122,16 +119,16 @@ class Adam {
   // parameter order: "<param name>.exp_avg" then "<param name>.exp_avg_sq" (PyTorch's names).
   template <class Visit>
   void for_each_state(Visit&& visit) {
-    for (Slot& s : slots_) {
-      visit(s.name + ".exp_avg", s.exp_avg);
-      visit(s.name + ".exp_avg_sq", s.exp_avg_sq);
+    for (std::size_t k = 0; k < params_.size(); ++k) {
+      visit(params_[k].name + ".exp_avg", moments_[k].exp_avg);
+      visit(params_[k].name + ".exp_avg_sq", moments_[k].exp_avg_sq);
     }
   }
   template <class Visit>
   void for_each_state(Visit&& visit) const {
-    for (const Slot& s : slots_) {
-      visit(s.name + ".exp_avg", s.exp_avg);
-      visit(s.name + ".exp_avg_sq", s.exp_avg_sq);
+    for (std::size_t k = 0; k < params_.size(); ++k) {
+      visit(params_[k].name + ".exp_avg", moments_[k].exp_avg);
+      visit(params_[k].name + ".exp_avg_sq", moments_[k].exp_avg_sq);
     }
   }
 
@@ -142,12 +139,12 @@ class Adam {
   static constexpr Index kChunk = 1024;                  // elements per chunk: a few KB of each array
   static constexpr Index kParallelMin = Index(1) << 16;  // smaller parameters are not worth a thread team
 
-  struct Slot {
-    std::string name;
+  struct Moments {
     Mat<Scalar> exp_avg;     // m, same shape as the parameter
     Mat<Scalar> exp_avg_sq;  // v, same shape as the parameter
   };
-  std::vector<Slot> slots_;
+  std::vector<ParamShape> params_;  // as at the first step
+  std::vector<Moments> moments_;
   std::int64_t steps_ = 0;
   bool initialized_ = false;
 
@@ -161,25 +158,6 @@ class Adam {
     check<ConfigError>(std::isfinite(o.eps) && o.eps > 0, kind(), ": eps must be finite and > 0, got ", o.eps);
     check<ConfigError>(std::isfinite(o.weight_decay) && o.weight_decay >= 0, kind(),
                        ": weight_decay must be finite and >= 0, got ", o.weight_decay);
-  }
-
-  // The module must have the parameters it had at the first step, in the same order.
-  template <class Module>
-  void check_params(Module& module) const {
-    std::size_t k = 0;
-    module.for_each_param([&](Param<Scalar>& p) {
-      check<ConfigError>(k < slots_.size(), kind(), ": the module has more parameters than the ", slots_.size(),
-                         " it had at the first step");
-      const Slot& s = slots_[k++];
-      const Index rows = s.exp_avg.rows(), cols = s.exp_avg.cols();
-      check<ConfigError>(p.name == s.name && p.value.rows() == rows && p.value.cols() == cols, kind(),
-                         ": parameter ", k - 1, " is '", p.name, "' (", p.value.rows(), ", ", p.value.cols(),
-                         "), expected '", s.name, "' (", rows, ", ", cols, ") as at the first step");
-      check<ShapeError>(p.grad.rows() == rows && p.grad.cols() == cols, kind(), ": gradient of '", p.name, "' is (",
-                        p.grad.rows(), ", ", p.grad.cols(), "), expected (", rows, ", ", cols, ")");
-    });
-    check<ConfigError>(k == slots_.size(), kind(), ": the module has ", k, " parameters, expected ", slots_.size(),
-                       " as at the first step");
   }
 };
 

@@ -27,6 +27,7 @@
 #include "seqgen/core/error.hpp"
 #include "seqgen/core/parallel.hpp"
 #include "seqgen/core/param.hpp"
+#include "seqgen/optim/param_list.hpp"
 
 namespace seqgen {
 
@@ -52,7 +53,7 @@ class Sgd {
   void step(Module& module) {
     validate();
     if (!initialized_) init_state(module);
-    check_params(module);
+    check_param_list<Scalar>("Sgd", params_, module);
 
     const Options& o = options;
     const Scalar lr = static_cast<Scalar>(o.lr), mu = static_cast<Scalar>(o.momentum);
@@ -60,7 +61,7 @@ class Sgd {
     const bool first = steps_ == 0;
     std::size_t k = 0;
     module.for_each_param([&](Param<Scalar>& p) {
-      Slot& s = slots_[k++];
+      Mat<Scalar>& buffer = momentum_[k++];
       const Scalar wd = static_cast<Scalar>(p.decay ? o.weight_decay : 0.0);
       const Index n = p.size();
       Scalar* pv = p.value.data();
@@ -72,9 +73,9 @@ class Sgd {
       }
       // The buffer is missing only if momentum was switched on after the first step; PyTorch then
       // starts it from the gradient too.
-      const bool start = first || s.momentum_buffer.size() != n;
-      if (s.momentum_buffer.size() != n) s.momentum_buffer.resize(p.value.rows(), p.value.cols());
-      Scalar* pb = s.momentum_buffer.data();
+      const bool start = first || buffer.size() != n;
+      if (buffer.size() != n) buffer.resize(p.value.rows(), p.value.cols());
+      Scalar* pb = buffer.data();
       const Index chunks = (n + kChunk - 1) / kChunk;
       // Each chunk of p, g and buf stays in cache between the two statements: one pass over memory.
       SEQGEN_OMP(parallel for schedule(static) if (n >= kParallelMin))
@@ -110,15 +111,10 @@ class Sgd {
   // left unchanged.
   template <class Module>
   void init_state(Module& module) {
-    slots_.clear();
-    module.for_each_param([&](Param<Scalar>& p) {
-      Slot s;
-      s.name = p.name;
-      s.rows = p.value.rows();
-      s.cols = p.value.cols();
-      if (options.momentum != 0) s.momentum_buffer = Mat<Scalar>::Zero(s.rows, s.cols);
-      slots_.push_back(std::move(s));
-    });
+    params_ = record_param_list<Scalar>(module);
+    momentum_.clear();
+    for (const ParamShape& p : params_)
+      momentum_.push_back(options.momentum != 0 ? Mat<Scalar>::Zero(p.rows, p.cols) : Mat<Scalar>());
     initialized_ = true;
   }
 
@@ -126,13 +122,13 @@ class Sgd {
   // parameter order, with names "<param name>.momentum_buffer". Visits nothing without momentum.
   template <class Visit>
   void for_each_state(Visit&& visit) {
-    for (Slot& s : slots_)
-      if (s.momentum_buffer.size() > 0) visit(s.name + ".momentum_buffer", s.momentum_buffer);
+    for (std::size_t k = 0; k < params_.size(); ++k)
+      if (momentum_[k].size() > 0) visit(params_[k].name + ".momentum_buffer", momentum_[k]);
   }
   template <class Visit>
   void for_each_state(Visit&& visit) const {
-    for (const Slot& s : slots_)
-      if (s.momentum_buffer.size() > 0) visit(s.name + ".momentum_buffer", s.momentum_buffer);
+    for (std::size_t k = 0; k < params_.size(); ++k)
+      if (momentum_[k].size() > 0) visit(params_[k].name + ".momentum_buffer", momentum_[k]);
   }
 
  private:
@@ -142,12 +138,8 @@ class Sgd {
   static constexpr Index kChunk = 1024;             // elements per chunk: a few KB of each array
   static constexpr Index kParallelMin = Index(1) << 16;  // smaller parameters are not worth a thread team
 
-  struct Slot {
-    std::string name;
-    Index rows = 0, cols = 0;
-    Mat<Scalar> momentum_buffer;  // (rows, cols), or empty without momentum
-  };
-  std::vector<Slot> slots_;
+  std::vector<ParamShape> params_;    // as at the first step
+  std::vector<Mat<Scalar>> momentum_;  // one buffer per parameter, empty without momentum
   std::int64_t steps_ = 0;
   bool initialized_ = false;
 
@@ -162,24 +154,6 @@ class Sgd {
     check<ConfigError>(!o.nesterov || (o.momentum > 0 && o.dampening == 0),
                        "Sgd: nesterov requires momentum > 0 and dampening == 0, got momentum ", o.momentum,
                        " and dampening ", o.dampening);
-  }
-
-  // The module must have the parameters it had at the first step, in the same order.
-  template <class Module>
-  void check_params(Module& module) const {
-    std::size_t k = 0;
-    module.for_each_param([&](Param<Scalar>& p) {
-      check<ConfigError>(k < slots_.size(), "Sgd: the module has more parameters than the ", slots_.size(),
-                         " it had at the first step");
-      const Slot& s = slots_[k++];
-      check<ConfigError>(p.name == s.name && p.value.rows() == s.rows && p.value.cols() == s.cols,
-                         "Sgd: parameter ", k - 1, " is '", p.name, "' (", p.value.rows(), ", ", p.value.cols(),
-                         "), expected '", s.name, "' (", s.rows, ", ", s.cols, ") as at the first step");
-      check<ShapeError>(p.grad.rows() == s.rows && p.grad.cols() == s.cols, "Sgd: gradient of '", p.name, "' is (",
-                        p.grad.rows(), ", ", p.grad.cols(), "), expected (", s.rows, ", ", s.cols, ")");
-    });
-    check<ConfigError>(k == slots_.size(), "Sgd: the module has ", k, " parameters, expected ", slots_.size(),
-                       " as at the first step");
   }
 };
 

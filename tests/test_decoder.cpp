@@ -145,6 +145,16 @@ TEST_CASE("GptDecoder: prefill and steps equal the full forward at every positio
     check_equivalence(model, {random_ids(8, 11, 9), random_ids(4, 11, 10)}, {random_ids(3, 11, 11), random_ids(3, 11, 12)},
                       1e-10, chunked);
   }
+  // six sequences: a step of more than 4 tokens runs Eigen's GEMMs instead of the panel copies
+  {
+    auto model = make_gpt<double>(16, false, 21);
+    std::vector<std::vector<Token>> prompts, continuations;
+    for (std::uint64_t b = 0; b < 6; ++b) {
+      prompts.push_back(random_ids(1 + Index(b), 11, 30 + b));
+      continuations.push_back(random_ids(4, 11, 40 + b));
+    }
+    check_equivalence(model, prompts, continuations, 1e-10);
+  }
   // big enough for the attention loop of the prefill to run on OpenMP threads
   auto wide = make_gpt<double>(64, true, 18, 32, 4);
   check_equivalence(wide, {random_ids(48, 11, 19)}, {random_ids(8, 11, 20)}, 1e-10);

@@ -34,4 +34,24 @@ inline void set_num_threads(int n) {
 #endif
 }
 
+namespace detail {
+// Index of the calling thread in the current OpenMP team (0 without OpenMP).
+inline int omp_thread_index() {
+#if defined(SEQGEN_OPENMP) && defined(_OPENMP)
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+
+// Number of threads in the current OpenMP team (1 outside a parallel region or without OpenMP).
+inline int omp_team_size() {
+#if defined(SEQGEN_OPENMP) && defined(_OPENMP)
+  return omp_get_num_threads();
+#else
+  return 1;
+#endif
+}
+}  // namespace detail
+
 }  // namespace seqgen

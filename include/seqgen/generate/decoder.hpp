@@ -37,28 +37,34 @@
 //   - per layer, a (2C, B·context) cache. Rows [0, C) hold keys and rows [C, 2C) hold values, that
 //     is rows [C, 3C) of the qkv projection of attention.hpp as they are. Sequence b owns columns
 //     b·context … b·context + context − 1.
+//   - a copy of each block's four weight matrices in the panel layout of panel_matrix.hpp, which
+//     the matrix-vector products of a step read fastest (12·C²·L scalars, as much as the blocks).
 //   - workspaces of max(B, min(B·context, prefill_chunk)) columns. A longer prefill runs in chunks of
 //     that many tokens. This is exact, because a chunk's tokens attend over keys that the earlier
 //     chunks cached.
 // After that, neither step() nor prefill() allocates. The exception is Eigen's GEMM packing
-// buffers for products above its stack limit (EIGEN_STACK_ALLOCATION_LIMIT, 128 KB): at C = 256 that
-// is most GEMMs of a step with B ≥ 2. With B = 1, a step is all matrix-vector products and allocates
-// nothing, except a step that slides the window, which re-prefills context/2 tokens.
+// buffers for products above its stack limit (EIGEN_STACK_ALLOCATION_LIMIT, 128 KB), which
+// prefill passes use. A step of up to 4 sequences reads the panel copies and allocates nothing,
+// except a step that slides the window, which re-prefills context/2 tokens.
 // RecurrentDecoder::step() allocates nothing after its first call, which sizes the layers' step
 // workspaces (Eigen's GEMM buffers aside, as above). Its prefill() runs the layers' sequence forward, which sizes their caches to the
 // prompt.
 //
-// The decoders keep a pointer to the model: the model must outlive them, and after its weights
-// change, the cached state is stale until the next prefill() or reset().
+// The decoders keep a pointer to the model: the model must outlive them. GptDecoder copies the
+// block weights when it is made, so after the model's weights change (more training, a loaded
+// checkpoint) make a new decoder. A RecurrentDecoder reads the weights as they are, but its state
+// is stale after they change, until the next prefill() or reset().
 #pragma once
 
 #include <algorithm>
 #include <cmath>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "seqgen/core/error.hpp"
+#include "seqgen/core/panel_matrix.hpp"
 #include "seqgen/core/parallel.hpp"
 #include "seqgen/core/tensor.hpp"
 #include "seqgen/models/gpt.hpp"
@@ -107,30 +113,13 @@ inline void check_sequence_index(const char* who, Index b, Index B) {
   check<IndexError>(b >= 0 && b < B, who, ": sequence ", b, " is out of range [0, ", B, ")");
 }
 
-// y = W x (+ b), or y += W x when accumulating. With few columns this is a matrix-vector product,
-// bound by reading W, which Eigen runs on one thread; splitting W's rows across the threads reads
-// it twice as fast on two cores. Each thread writes its own rows of y.
-template <typename Scalar>
-void decoder_product(const Mat<Scalar>& W, const Mat<Scalar>* bias, const ConstMatRef<Scalar>& x, MatRef<Scalar> y,
-                     bool accumulate) {
-  const Index rows = W.rows();
-  const int parts = W.size() >= 4 * kParallelMinWork ? num_threads() : 1;
-  SEQGEN_OMP(parallel for schedule(static, 1) if (parts > 1))
-  for (int part = 0; part < parts; ++part) {
-    // Row blocks of a multiple of 16 keep the vectorised loads aligned to the block.
-    const Index block = (rows / parts + 15) / 16 * 16;
-    const Index r0 = std::min(rows, part * block), r1 = part + 1 == parts ? rows : std::min(rows, r0 + block);
-    if (r1 <= r0) continue;
-    auto out = y.middleRows(r0, r1 - r0);
-    if (accumulate) {
-      out.noalias() += W.middleRows(r0, r1 - r0) * x;
-    } else {
-      out.noalias() = W.middleRows(r0, r1 - r0) * x;
-    }
-    if (bias) out.colwise() += bias->col(0).segment(r0, r1 - r0);
-  }
+// The panels [p0, p1) of a PanelMatrix that thread t of a team of nt computes. Shares are even,
+// which keeps the kernel on its two-panel path.
+inline std::pair<Index, Index> panel_share(Index panels, int t, int nt) {
+  const Index share = (panels / nt + 1) / 2 * 2;
+  const Index p0 = std::min(panels, t * share), p1 = t + 1 == nt ? panels : std::min(panels, p0 + share);
+  return {p0, p1};
 }
-
 
 // Whether a recurrent layer's State has a cell c (LSTM) besides h.
 template <class S, class = void>
@@ -160,6 +149,14 @@ class GptDecoder {
     threads_ = num_threads();
 
     kv_.assign(cfg.layers, Mat<Scalar>::Zero(2 * C, B_ * T));
+    panels_.resize(cfg.layers);
+    for (Index l = 0; l < cfg.layers; ++l) {
+      const TransformerBlock<Scalar>& block = model.blocks[l];
+      panels_[l].qkv.assign(block.attn.qkv.weight.value);
+      panels_[l].attn_proj.assign(block.attn.proj.weight.value);
+      panels_[l].fc.assign(block.mlp.fc.weight.value);
+      panels_[l].mlp_proj.assign(block.mlp.proj.weight.value);
+    }
     history_.assign(B_ * T, 0);
     position_.assign(B_, 0);
     ids_.assign(B_ * T, 0);
@@ -167,7 +164,7 @@ class GptDecoder {
     pos_.assign(B_ * T, 0);
     out_.assign(B_, -1);
     x_.setZero(C, capacity_);
-    ln_.setZero(C, capacity_);
+    ln_.setZero(C, std::max(capacity_, threads_ * kStepColumns));
     qkv_.setZero(3 * C, capacity_);
     att_.setZero(C, capacity_);
     hid_.setZero(4 * C, capacity_);
@@ -264,7 +261,17 @@ class GptDecoder {
   Index capacity_ = 0;  // workspace columns: the most tokens one pass runs
   int threads_ = 1;     // OpenMP threads at construction; scores_ has a column for each
 
+  // A pass of at most this many tokens runs blocks_by_panels, a longer one blocks_by_gemm.
+  static constexpr Index kStepColumns = 4;
+  static constexpr Index kPanel = PanelMatrix<Scalar>::kPanel;
+
   std::vector<Mat<Scalar>> kv_;  // L of (2C, B·context)
+
+  // Each block's matrices, copied into panels for the products of a step.
+  struct PanelBlock {
+    PanelMatrix<Scalar> qkv, attn_proj, fc, mlp_proj;
+  };
+  std::vector<PanelBlock> panels_;  // (L)
   std::vector<Token> history_;   // (B·context) token at position p of sequence b at b·context + p
   std::vector<Index> position_;  // (B)
 
@@ -276,7 +283,7 @@ class GptDecoder {
   std::vector<Index> out_;        // (B) the packed token whose logits sequence b returns
 
   Mat<Scalar> x_;       // (C, capacity) residual stream
-  Mat<Scalar> ln_;      // (C, capacity) LayerNorm output
+  Mat<Scalar> ln_;      // (C, capacity) LayerNorm output; in a step, kStepColumns columns per thread
   Mat<Scalar> qkv_;     // (3C, capacity)
   Mat<Scalar> att_;     // (C, capacity) attention output before proj
   Mat<Scalar> hid_;     // (4C, capacity) MLP hidden
@@ -311,54 +318,116 @@ class GptDecoder {
   // Packed tokens n0 … n0 + N − 1 through every block; leaves their final residual in x_.
   void forward_chunk(Index n0, Index N) {
     const Gpt<Scalar>& m = *model_;
-    const Index C = m.config.channels, ctx = context();
+    for (Index n = 0; n < N; ++n)
+      x_.col(n) = m.wte.weight.value.col(ids_[n0 + n]) + m.wpe.weight.value.col(pos_[n0 + n]);
+    if (N <= kStepColumns) {
+      blocks_by_panels(n0, N);
+    } else {
+      blocks_by_gemm(n0, N);
+    }
+  }
+
+  // A pass of many tokens (a prefill, or a step of many sequences): Eigen's GEMMs over all N
+  // columns, then attention over (token, head) pairs.
+  void blocks_by_gemm(Index n0, Index N) {
+    const Gpt<Scalar>& m = *model_;
+    const Index C = m.config.channels, NH = m.config.heads, ctx = context();
     auto x = x_.leftCols(N);
     auto ln = ln_.leftCols(N);
     auto qkv = qkv_.leftCols(N);
     auto att = att_.leftCols(N);
     auto hid = hid_.leftCols(N);
+    Index keys = 0;  // keys attended over by the whole pass, per head
+    for (Index n = 0; n < N; ++n) keys += pos_[n0 + n] + 1;
+    (void)keys;  // read only by the OpenMP if clause
 
-    Index keys = 0;  // keys attended over by the whole chunk, per head
-    for (Index n = 0; n < N; ++n) {
-      x.col(n) = m.wte.weight.value.col(ids_[n0 + n]) + m.wpe.weight.value.col(pos_[n0 + n]);
-      keys += pos_[n0 + n] + 1;
-    }
     for (Index l = 0; l < m.config.layers; ++l) {
       const TransformerBlock<Scalar>& block = m.blocks[l];
-      Mat<Scalar>& kv = kv_[l];
       block.ln1.forward_into(x, ln);
-      detail::decoder_product<Scalar>(block.attn.qkv.weight.value, &block.attn.qkv.bias.value, ln, qkv, false);
-      for (Index n = 0; n < N; ++n) kv.col(seq_[n0 + n] * ctx + pos_[n0 + n]) = qkv.col(n).tail(2 * C);
-      attend(kv, n0, N, keys);
-      detail::decoder_product<Scalar>(block.attn.proj.weight.value, &block.attn.proj.bias.value, att, x, true);
+      qkv.noalias() = block.attn.qkv.weight.value * ln;
+      qkv.colwise() += block.attn.qkv.bias.value.col(0);
+      for (Index n = 0; n < N; ++n) kv_[l].col(seq_[n0 + n] * ctx + pos_[n0 + n]) = qkv.col(n).tail(2 * C);
+      // static,1 deals the pairs round-robin: queries late in a prompt have more keys than early ones.
+      SEQGEN_OMP(parallel for num_threads(threads_) schedule(static, 1) if (2 * keys * C >= kParallelMinWork))
+      for (Index i = 0; i < N * NH; ++i) attend(l, n0, i / NH, i % NH);
+      x.noalias() += block.attn.proj.weight.value * att;
+      x.colwise() += block.attn.proj.bias.value.col(0);
       block.ln2.forward_into(x, ln);
-      detail::decoder_product<Scalar>(block.mlp.fc.weight.value, &block.mlp.fc.bias.value, ln, hid, false);
+      hid.noalias() = block.mlp.fc.weight.value * ln;
+      hid.colwise() += block.mlp.fc.bias.value.col(0);
       Gelu<Scalar>().forward_into(hid, hid);
-      detail::decoder_product<Scalar>(block.mlp.proj.weight.value, &block.mlp.proj.bias.value, hid, x, true);
+      x.noalias() += block.mlp.proj.weight.value * hid;
+      x.colwise() += block.mlp.proj.bias.value.col(0);
+    }
+  }
+
+  // A pass of at most kStepColumns tokens (a step), bound by reading the weights once. One thread
+  // team runs all the blocks. Each thread computes its share of every product's rows from the
+  // panel copies, with bias, residual and GELU applied to the rows it computed. LayerNorm is only
+  // C values per token, so each thread computes it whole into its own columns of ln_ rather than
+  // wait for one thread to. Five barriers per layer remain, where a step reads rows other threads
+  // wrote: the cached keys and values, every head's output, the residual (twice), the MLP hidden.
+  void blocks_by_panels(Index n0, Index N) {
+    const Gpt<Scalar>& m = *model_;
+    const Index C = m.config.channels, NH = m.config.heads, ctx = context();
+    auto x = x_.leftCols(N);
+    auto qkv = qkv_.leftCols(N);
+    auto att = att_.leftCols(N);
+    auto hid = hid_.leftCols(N);
+
+    SEQGEN_OMP(parallel num_threads(threads_))
+    {
+      const int t = detail::omp_thread_index(), nt = detail::omp_team_size();
+      auto ln = ln_.middleCols(t * kStepColumns, N);
+      for (Index l = 0; l < m.config.layers; ++l) {
+        const TransformerBlock<Scalar>& block = m.blocks[l];
+        const PanelBlock& panel = panels_[l];
+
+        block.ln1.forward_into(x, ln);
+        Index p0, p1;
+        std::tie(p0, p1) = detail::panel_share(panel.qkv.panels(), t, nt);
+        panel.qkv.multiply(ln, qkv, block.attn.qkv.bias.value.data(), false, p0, p1);
+        // This thread's rows of k and v (qkv rows C … 3C − 1) go to the cache.
+        const Index r0 = std::max(C, p0 * kPanel), r1 = std::min(3 * C, p1 * kPanel);
+        for (Index n = 0; n < N && r0 < r1; ++n)
+          kv_[l].col(seq_[n0 + n] * ctx + pos_[n0 + n]).segment(r0 - C, r1 - r0) = qkv.col(n).segment(r0, r1 - r0);
+        SEQGEN_OMP(barrier)
+
+        SEQGEN_OMP(for schedule(static, 1))
+        for (Index i = 0; i < N * NH; ++i) attend(l, n0, i / NH, i % NH);  // ends with a barrier
+
+        std::tie(p0, p1) = detail::panel_share(panel.attn_proj.panels(), t, nt);
+        panel.attn_proj.multiply(att, x, block.attn.proj.bias.value.data(), true, p0, p1);
+        SEQGEN_OMP(barrier)
+
+        block.ln2.forward_into(x, ln);
+        std::tie(p0, p1) = detail::panel_share(panel.fc.panels(), t, nt);
+        panel.fc.multiply(ln, hid, block.mlp.fc.bias.value.data(), false, p0, p1);
+        const Index h0 = std::min(4 * C, p0 * kPanel), h1 = std::min(4 * C, p1 * kPanel);
+        Gelu<Scalar>().forward_into(hid.middleRows(h0, h1 - h0), hid.middleRows(h0, h1 - h0));
+        SEQGEN_OMP(barrier)
+
+        std::tie(p0, p1) = detail::panel_share(panel.mlp_proj.panels(), t, nt);
+        panel.mlp_proj.multiply(hid, x, block.mlp.proj.bias.value.data(), true, p0, p1);
+        SEQGEN_OMP(barrier)
+      }
     }
   }
 
   // att_ column n, head h = attention of query qkv_ column n, head h over positions 0 … pos_[n0 + n]
-  // of its sequence's cache.
-  void attend(const Mat<Scalar>& kv, Index n0, Index N, Index keys) {
-    const Index C = model_->config.channels, NH = model_->config.heads, HS = C / NH, ctx = context();
+  // of its sequence's cache in layer l.
+  void attend(Index l, Index n0, Index n, Index h) {
+    const Index C = model_->config.channels, HS = C / model_->config.heads, ctx = context();
     const Scalar scale = Scalar(1) / std::sqrt(Scalar(HS));
-    (void)keys;  // read only by the OpenMP if clause
-    // One (token, head) pair per iteration. static,1 deals the pairs round-robin: prefill queries
-    // late in a prompt have more keys than early ones.
-    SEQGEN_OMP(parallel for num_threads(threads_) schedule(static, 1) if (2 * keys * C >= kParallelMinWork))
-    for (Index i = 0; i < N * NH; ++i) {
-      const Index n = i / NH, h = i % NH;
-      const Index b = seq_[n0 + n], p = pos_[n0 + n];
-      const auto K = kv.block(h * HS, b * ctx, HS, p + 1);
-      const auto V = kv.block(C + h * HS, b * ctx, HS, p + 1);
-      auto s = scores_.col(detail::omp_thread_index()).head(p + 1);
-      s.noalias() = K.transpose() * qkv_.col(n).segment(h * HS, HS);
-      const Scalar max = s.maxCoeff();  // scale > 0, so the max commutes with it
-      s = ((s.array() - max) * scale).exp().matrix();
-      s /= s.sum();
-      att_.col(n).segment(h * HS, HS).noalias() = V * s;
-    }
+    const Index b = seq_[n0 + n], p = pos_[n0 + n];
+    const auto K = kv_[l].block(h * HS, b * ctx, HS, p + 1);
+    const auto V = kv_[l].block(C + h * HS, b * ctx, HS, p + 1);
+    auto s = scores_.col(detail::omp_thread_index()).head(p + 1);
+    s.noalias() = K.transpose() * qkv_.col(n).segment(h * HS, HS);
+    const Scalar max = s.maxCoeff();  // scale > 0, so the max commutes with it
+    s = ((s.array() - max) * scale).exp().matrix();
+    s /= s.sum();
+    att_.col(n).segment(h * HS, HS).noalias() = V * s;
   }
 };
 

@@ -36,19 +36,6 @@
 
 namespace seqgen {
 
-namespace detail {
-// Index of the calling thread in the current OpenMP team (0 without OpenMP).
-inline int omp_thread_index() {
-#if defined(SEQGEN_OPENMP) && defined(_OPENMP)
-  return omp_get_thread_num();
-#else
-  return 0;
-#endif
-}
-// Below about this many multiply-adds (B·T²·C) the (b, h) loops stay serial: a parallel region
-// costs more than it saves.
-}  // namespace detail
-
 template <typename Scalar>
 struct CausalSelfAttention {
   std::string name;

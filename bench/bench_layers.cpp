@@ -1,8 +1,11 @@
 // Per-layer forward and backward at GPT-S widths (C = 256, NH = 4, B·T = 8·256 tokens) and the
-// recurrent layers at H = 256. Every case reports tokens_per_s.
+// recurrent layers at H = 256 (B·T = 32·128). Every case reports tokens_per_s. Arg 0 runs forward
+// only, arg 1 forward + backward, so backward alone costs the difference.
 //   build/test/bench/seqgen_bench --benchmark_min_time=0.1   (built by ./scripts/test.sh)
 #include <benchmark/benchmark.h>
 #include <seqgen/seqgen.hpp>
+
+#include <vector>
 
 namespace {
 
@@ -34,6 +37,21 @@ void BM_Linear(benchmark::State& state) {
   report(state, kN);
 }
 
+void BM_Embedding(benchmark::State& state) {
+  Rng rng(1);
+  Embedding<float> layer("wte", 65, kC, rng);
+  std::vector<Token> ids(kN);
+  for (Index n = 0; n < kN; ++n) ids[n] = Token((7 * n + 3) % 65);
+  const Mat<float> dy = random_input(kC, kN);
+  Mat<float> y;
+  for (auto _ : state) {
+    layer.forward(ids, y);
+    if (state.range(0)) layer.backward(ids, dy);
+    benchmark::DoNotOptimize(y.data());
+  }
+  report(state, kN);
+}
+
 void BM_LayerNorm(benchmark::State& state) {
   LayerNorm<float> layer("ln", kC);
   LayerNorm<float>::Cache cache;
@@ -42,6 +60,19 @@ void BM_LayerNorm(benchmark::State& state) {
   for (auto _ : state) {
     layer.forward(x, y, cache);
     if (state.range(0)) layer.backward(x, dy, cache, dx);
+    benchmark::DoNotOptimize(y.data());
+  }
+  report(state, kN);
+}
+
+// GELU alone on the MLP's hidden width 4C.
+void BM_Gelu(benchmark::State& state) {
+  const Gelu<float> layer;
+  const Mat<float> x = random_input(4 * kC, kN), dy = random_input(4 * kC, kN);
+  Mat<float> y, dx;
+  for (auto _ : state) {
+    layer.forward(x, y);
+    if (state.range(0)) layer.backward(x, dy, dx);
     benchmark::DoNotOptimize(y.data());
   }
   report(state, kN);
@@ -70,6 +101,20 @@ void BM_Attention(benchmark::State& state) {
   for (auto _ : state) {
     layer.forward(x, kB, kT, y, cache);
     if (state.range(0)) layer.backward(x, dy, kB, kT, cache, dx);
+    benchmark::DoNotOptimize(y.data());
+  }
+  report(state, kN);
+}
+
+void BM_TransformerBlock(benchmark::State& state) {
+  Rng rng(1);
+  TransformerBlock<float> layer("block", kC, 4, rng);
+  TransformerBlock<float>::Cache cache;
+  const Mat<float> x = random_input(kC, kN), dy = random_input(kC, kN);
+  Mat<float> y, dx;
+  for (auto _ : state) {
+    layer.forward(x, kB, kT, y, cache, rng, true);
+    if (state.range(0)) layer.backward(x, dy, kB, kT, cache, dx, true);
     benchmark::DoNotOptimize(y.data());
   }
   report(state, kN);
@@ -113,9 +158,12 @@ void BM_SoftmaxHead(benchmark::State& state) {
 
 // Arg 0: forward only; arg 1: forward + backward.
 BENCHMARK(BM_Linear)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Embedding)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_LayerNorm)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Gelu)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Mlp)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Attention)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_TransformerBlock)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_SoftmaxHead)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);
 BENCHMARK_TEMPLATE(BM_Recurrent, seqgen::RnnLayer)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);
 BENCHMARK_TEMPLATE(BM_Recurrent, seqgen::LstmLayer)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);

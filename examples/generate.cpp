@@ -5,13 +5,27 @@
 //
 // Speed goes to stderr as llama.cpp reports it: prompt processing and generation, in tokens/s.
 // Exit status: 0 on success, 1 on bad input (a missing or corrupted checkpoint, a prompt character
-// absent from the vocabulary, an option out of range), with the reason on stderr.
+// absent from the vocabulary, an option out of range), with the reason on stderr; 2 when the
+// command line does not parse (docs/reliability.md).
 #include <CLI/CLI.hpp>
 #include <seqgen/seqgen.hpp>
+
+#include <sys/stat.h>
 
 #include <cstdio>
 
 namespace {
+
+constexpr int kExitError = 1, kExitUsage = 2;
+
+// An input file must be a regular file: opening a FIFO would block forever, a device never ends.
+// Missing files and folders are left to the readers, whose messages say so.
+void require_regular_file(const std::string& path, const char* what) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0 || S_ISDIR(st.st_mode)) return;
+  seqgen::check<seqgen::IoError>(S_ISREG(st.st_mode), what, " '", path,
+                                 "' is not a regular file (a FIFO, socket or device?)");
+}
 
 struct Args {
   std::string checkpoint, prompt, prompt_file;
@@ -78,13 +92,23 @@ int main(int argc, char** argv) {
   app.add_option("--stop", s.stop, "Stop when this text appears (repeatable)");
   app.add_option("--seed", args.seed, "Random seed");
   app.add_option("--threads", args.threads, "Threads (default: all cores)");
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : kExitUsage;  // --help is a success; every other parse error is usage
+  }
   try {
     check<ConfigError>(args.tokens >= 0, "--tokens must be >= 0, got ", args.tokens);
     check<ConfigError>(args.samples > 0 && args.samples <= 4096, "--samples must be in [1, 4096], got ", args.samples);
+    check<ConfigError>(args.threads >= 0 && args.threads <= 4096, "--threads must be in [0, 4096] (0: all cores), got ",
+                       args.threads);
     args.sampling.validate();
     if (args.threads > 0) set_num_threads(args.threads);
-    if (!args.prompt_file.empty()) args.prompt = read_text_file(args.prompt_file);
+    if (!args.prompt_file.empty()) {
+      require_regular_file(args.prompt_file, "--prompt-file");
+      args.prompt = read_text_file(args.prompt_file);
+    }
+    require_regular_file(args.checkpoint, "--checkpoint");
     const CheckpointReader ckpt = CheckpointReader::load(args.checkpoint);
     const std::string kind = checkpoint_model_kind(ckpt);
     if (kind == "gpt") return generate<Gpt<float>>(ckpt, args);
@@ -94,6 +118,6 @@ int main(int argc, char** argv) {
     throw FormatError("checkpoint '" + args.checkpoint + "' holds an unknown model kind '" + kind + "'");
   } catch (const std::exception& e) {
     std::fprintf(stderr, "generate: error: %s\n", e.what());
-    return 1;
+    return kExitError;
   }
 }

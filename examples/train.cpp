@@ -3,21 +3,36 @@
 //   ./train --data input.txt --model gpt --minutes 3 --out model.ckpt
 //   ./train --data input.txt --resume model.ckpt --steps 2000     # continue exactly where it stopped
 //
-// Ctrl-C (SIGINT) or SIGTERM saves a checkpoint and exits with status 130 or 143.
 // The last line is a summary:
 //   final: steps=… train_loss=… val_loss=… val_bits_per_char=… tokens_per_s=… checkpoint=…
+//
+// Exit status (docs/reliability.md):
+//   0    done; the checkpoint holds the last step
+//   1    an error: bad input, an option out of range, a file that cannot be read or written
+//        (the reason on stderr; a checkpoint that could not be written keeps its previous contents)
+//   2    the command line does not parse (unknown option, missing value)
+//   3    a NaN or infinite loss or gradient norm (beyond --skip-nonfinite): the checkpoint is left
+//        as the last save before it wrote it
+//   130  SIGINT (Ctrl-C), 143 SIGTERM: a checkpoint of the last finished step was saved
 #include <CLI/CLI.hpp>
 #include <seqgen/seqgen.hpp>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
 #include <iostream>
 #include <optional>
-#include <unistd.h>
 
 namespace {
+
+constexpr int kExitError = 1, kExitUsage = 2, kExitNonFinite = 3;
 
 // SIGINT and SIGTERM ask the loop to stop; the handler is then reset, so a second Ctrl-C during
 // the final save kills the program at once (the save is atomic, so the old checkpoint survives).
@@ -47,7 +62,53 @@ struct Args {
   int threads = 0;
   bool warmup_given = false;
   bool steps_given = false;
+  bool skip_given = false;
 };
+
+// A checkpoint could not be written: reported as it is, not followed by another attempt to save.
+struct SaveFailed : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// An input file must be a regular file: opening a FIFO would block forever, a device never ends.
+// Missing files and folders are left to the readers, whose messages say so.
+void require_regular_file(const std::string& path, const char* what) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0 || S_ISDIR(st.st_mode)) return;
+  seqgen::check<seqgen::IoError>(S_ISREG(st.st_mode), what, " '", path,
+                                 "' is not a regular file (a FIFO, socket or device?)");
+}
+
+// Checked before training, so a run does not learn for hours and then fail to save: the folder of
+// `out` must exist and be writable. A disk that fills up later is reported by the save itself.
+void require_writable_folder(const std::string& out) {
+  std::string dir = std::filesystem::path(out).parent_path().string();
+  if (dir.empty()) dir = ".";
+  struct stat st;
+  const int found = ::stat(dir.c_str(), &st) == 0 ? 0 : errno;
+  seqgen::check<seqgen::IoError>(found == 0, "cannot write checkpoint '", out, "': its folder '", dir, "': ",
+                                 std::strerror(found));
+  seqgen::check<seqgen::IoError>(S_ISDIR(st.st_mode), "cannot write checkpoint '", out, "': '", dir,
+                                 "' is not a folder");
+  const int writable = ::access(dir.c_str(), W_OK) == 0 ? 0 : errno;
+  seqgen::check<seqgen::IoError>(writable == 0, "cannot write checkpoint '", out, "': its folder '", dir,
+                                 "' is not writable: ", std::strerror(writable));
+  seqgen::check<seqgen::IoError>(!std::filesystem::is_directory(out), "cannot write checkpoint '", out,
+                                 "': it is a folder");
+}
+
+// Refuses a model whose weights, gradients and AdamW moments (16 bytes per parameter) plus the
+// logits and one activation per layer (a lower bound of what training holds) exceed the machine's
+// memory: allocating it would end in std::bad_alloc at best, the OOM killer at worst.
+void require_memory(double params, double tokens, double width) {
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGE_SIZE);
+  if (pages <= 0 || page <= 0) return;
+  const double physical = double(pages) * double(page);
+  const double need = 16 * params + 4 * tokens * width;
+  seqgen::check<seqgen::ConfigError>(need <= physical, "the model and batch need at least ", need / 1e9,
+                                     " GB to train, more than this machine's ", physical / 1e9,
+                                     " GB of memory (lower --channels, --layers, --batch or --seq-len)");
+}
 
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
@@ -83,6 +144,17 @@ int run(seqgen::Trainer<Model>& trainer, const Args& args, double cpt) {
   std::int64_t loss_count = 0;
   int fits = args.minutes > 0 ? 0 : 2;  // schedule fits still to do for a time budget
   bool in_step = false;
+  std::int64_t saved_step = -1;  // the step of the last checkpoint this process wrote
+
+  auto save = [&] {
+    try {
+      trainer.save(args.out);
+    } catch (const std::exception& e) {
+      throw SaveFailed(std::string(e.what()) + "; '" + args.out + "' keeps its previous contents" +
+                       (saved_step >= 0 ? " (step " + std::to_string(saved_step) + ")" : std::string()));
+    }
+    saved_step = trainer.step_count();
+  };
 
   // Periodic evaluations read eval_windows windows; the last one reads the whole split.
   auto eval = [&](Index windows) {
@@ -101,12 +173,19 @@ int run(seqgen::Trainer<Model>& trainer, const Args& args, double cpt) {
     std::fflush(stdout);
   };
 
-  // Anything thrown mid-run (an evaluation, a sample, a full disk) first saves the progress.
+  // Anything thrown mid-run (an evaluation, a sample) first saves the progress; a failed save or a
+  // failed step does not (a step that throws is half done, a non-finite one must not be saved).
   try {
   while (trainer.step_count() < o.steps && !g_signal) {
-    in_step = true;  // an exception inside a step leaves it half done: nothing to save then
+    in_step = true;
     const double loss = trainer.step();
     in_step = false;
+    if (trainer.last_step_skipped()) {
+      std::fprintf(stderr, "%strain: step %lld skipped: loss %g, gradient norm %g (%lld of --skip-nonfinite %lld)\n",
+                   tty ? "\n" : "", (long long)trainer.step_count() + 1, loss, trainer.last_grad_norm(),
+                   (long long)trainer.skipped_steps(), (long long)o.skip_nonfinite);
+      continue;
+    }
     loss_sum += loss;
     ++loss_count;
     last_train_loss = loss;
@@ -117,7 +196,8 @@ int run(seqgen::Trainer<Model>& trainer, const Args& args, double cpt) {
     // caches, page faults) no longer weigh on the estimate. The refit moves the cosine slightly.
     const double budget = args.minutes * 60;
     if (fits < 2 && done >= 10 && (fits == 0 || elapsed > 0.3 * budget)) {
-      const auto planned = std::int64_t(double(done) * budget / elapsed);
+      // --minutes is at most 1e6, so this fits an int64 unless steps take under ~1e-7 s.
+      const auto planned = std::int64_t(std::min(double(done) * budget / elapsed, 1e15));
       trainer.options.steps = std::max<std::int64_t>(trainer.step_count() + 1, first_step + planned);
       if (!args.warmup_given) trainer.options.warmup = std::min<std::int64_t>(100, trainer.options.steps / 10);
       trainer.options.warmup = std::min(trainer.options.warmup, trainer.options.steps);
@@ -140,19 +220,28 @@ int run(seqgen::Trainer<Model>& trainer, const Args& args, double cpt) {
     if (args.eval_interval > 0 && trainer.step_count() % args.eval_interval == 0) eval(args.eval_windows);
     if (args.sample_tokens > 0 && args.sample_interval > 0 && trainer.step_count() % args.sample_interval == 0)
       sample();
-    if (args.save_interval > 0 && trainer.step_count() % args.save_interval == 0) trainer.save(args.out);
+    if (args.save_interval > 0 && trainer.step_count() % args.save_interval == 0) save();
   }
+  } catch (const seqgen::NonFiniteError& e) {
+    std::fprintf(stderr, "%strain: error: %s\ntrain: stopped without saving: '%s' %s. Lower --lr, keep --clip on, or "
+                 "tolerate such steps with --skip-nonfinite N\n",
+                 tty ? "\n" : "", e.what(), args.out.c_str(),
+                 saved_step >= 0 ? ("holds step " + std::to_string(saved_step)).c_str()
+                                 : "was not written by this run");
+    return kExitNonFinite;
+  } catch (const SaveFailed&) {
+    throw;
   } catch (const std::exception&) {
     if (in_step) throw;
     std::fprintf(stderr, "\ntrain: saving step %lld to %s before reporting the error\n",
                  (long long)trainer.step_count(), args.out.c_str());
-    trainer.save(args.out);
+    save();
     throw;
   }
   if (tty) std::printf("\n");
   const double elapsed = seconds_since(start);
   const std::int64_t done = trainer.step_count() - first_step;
-  trainer.save(args.out);
+  save();
   if (g_signal) {
     std::fprintf(stderr, "train: %s received, checkpoint saved to %s at step %lld\n",
                  g_signal == SIGINT ? "SIGINT" : "SIGTERM", args.out.c_str(), (long long)trainer.step_count());
@@ -179,6 +268,8 @@ int start_or_resume(const Args& args, const seqgen::Tokenizer& tok, const seqgen
       trainer.options.steps = std::max(trainer.step_count(), args.train.steps);
       trainer.options.warmup = std::min(trainer.options.warmup, trainer.options.steps);
     }
+    // --skip-nonfinite sets the budget of the whole run, the steps skipped before included.
+    if (args.skip_given) trainer.options.skip_nonfinite = args.train.skip_nonfinite;
     std::printf("resumed %s at step %lld of %lld\n", args.resume.c_str(), (long long)trainer.step_count(),
                 (long long)trainer.options.steps);
     return run(trainer, args, cpt);
@@ -228,22 +319,39 @@ int main(int argc, char** argv) {
   app.add_option("--resume", args.resume, "Checkpoint to continue from");
   app.add_option("--seed", args.train.seed, "Random seed");
   app.add_option("--threads", args.threads, "Threads (default: all cores)");
-  CLI11_PARSE(app, argc, argv);
+  app.add_option("--skip-nonfinite", args.train.skip_nonfinite,
+                 "Steps with a NaN/Inf loss or gradient norm to skip (no update) before stopping, over the whole run");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : kExitUsage;  // --help is a success; every other parse error is usage
+  }
   args.warmup_given = app.count("--warmup") > 0;
   args.steps_given = app.count("--steps") > 0;
+  args.skip_given = app.count("--skip-nonfinite") > 0;
   // The default warm-up is 100 steps, or a tenth of a shorter run.
   if (!args.warmup_given) args.train.warmup = std::min<std::int64_t>(100, args.train.steps / 10);
   if (app.count("--out") == 0 && !args.resume.empty()) args.out = args.resume;
 
   install_signal_handlers();
   try {
+    check<ConfigError>(args.threads >= 0 && args.threads <= 4096, "--threads must be in [0, 4096] (0: all cores), got ",
+                       args.threads);
     if (args.threads > 0) set_num_threads(args.threads);
     check<ConfigError>(args.eval_windows > 0 && args.final_eval_windows > 0,
                        "--eval-windows and --final-eval-windows must be positive");
-    check<ConfigError>(args.minutes >= 0 && args.eval_interval >= 0 && args.sample_interval >= 0 &&
-                           args.sample_tokens >= 0 && args.save_interval >= 0,
-                       "--minutes, --eval-interval, --sample-interval, --sample-tokens and --save-interval must be >= 0");
+    check<ConfigError>(args.eval_interval >= 0 && args.sample_interval >= 0 && args.sample_tokens >= 0 &&
+                           args.save_interval >= 0,
+                       "--eval-interval, --sample-interval, --sample-tokens and --save-interval must be >= 0");
+    check<ConfigError>(args.minutes >= 0 && args.minutes <= 1e6, "--minutes must be in [0, 1e6], got ", args.minutes);
+    check<ConfigError>(app.count("--context") == 0 || args.context > 0, "--context must be positive, got ",
+                       args.context);
+    check<ConfigError>(args.train.skip_nonfinite >= 0, "--skip-nonfinite must be >= 0, got ",
+                       args.train.skip_nonfinite);
     const bool resume = !args.resume.empty();
+    require_regular_file(args.data, "--data");
+    if (resume) require_regular_file(args.resume, "--resume");
+    require_writable_folder(args.out);
     Tokenizer tok = Tokenizer::bytes();
     std::string kind = args.model;
     std::optional<CheckpointReader> ckpt;
@@ -259,6 +367,10 @@ int main(int argc, char** argv) {
     }
     check<FormatError>(kind == "gpt" || kind == "rnn" || kind == "lstm" || kind == "gru", "checkpoint '",
                        args.resume, "' holds an unknown model kind '", kind, "'");
+    // The model comes from the checkpoint; a --model that names another kind is a mistake.
+    check<ConfigError>(!resume || app.count("--model") == 0 || args.model == kind, "--model ", args.model,
+                       " conflicts with --resume '", args.resume, "', which holds a '", kind, "' model");
+    if (!resume) args.train.validate();  // before the model is allocated
     const std::string text = read_text_file(args.data);
     if (!resume && args.tokenizer == "char") tok = Tokenizer::characters(text);
     const TokenDataset data = TokenDataset::from_text(text, tok, args.val_fraction);
@@ -273,6 +385,9 @@ int main(int argc, char** argv) {
       c.dropout = args.dropout;
       c.tie_weights = !args.untie;
       if (resume) return start_or_resume<Gpt<float>>(args, tok, data, &*ckpt);
+      c.validate();
+      require_memory(c.num_params<double>(), double(args.train.batch) * double(args.train.seq_len),
+                     double(c.vocab_size + c.layers * c.channels));
       return start_or_resume(args, tok, data, nullptr, Gpt<float>(c, init_rng));
     }
     RecurrentConfig c;
@@ -280,6 +395,12 @@ int main(int argc, char** argv) {
     c.embedding = args.embedding;
     c.hidden = args.channels;
     c.layers = args.layers;
+    if (!resume) {
+      c.cell = kind == "rnn" ? CellKind::rnn : kind == "lstm" ? CellKind::lstm : CellKind::gru;
+      c.validate();
+      require_memory(c.num_params<double>(), double(args.train.batch) * double(args.train.seq_len),
+                     double(c.vocab_size + c.layers * c.hidden));
+    }
     if (kind == "rnn") {
       c.cell = CellKind::rnn;
       return resume ? start_or_resume<RnnLm<float>>(args, tok, data, &*ckpt)
@@ -295,6 +416,6 @@ int main(int argc, char** argv) {
                     : start_or_resume(args, tok, data, nullptr, GruLm<float>(c, init_rng));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "train: error: %s\n", e.what());
-    return 1;
+    return kExitError;
   }
 }

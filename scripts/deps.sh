@@ -20,3 +20,5 @@ ensure_packages() {
 # Debian packages the library and its programs need, and those only the tests need.
 SEQGEN_BUILD_PACKAGES=(cmake make g++ libeigen3-dev libcli11-dev)
 SEQGEN_TEST_PACKAGES=(catch2 pkg-config libbenchmark-dev)
+# Only ./scripts/fuzz.sh: clang with libFuzzer and the sanitizer runtimes.
+SEQGEN_FUZZ_PACKAGES=(clang-14 libclang-rt-14-dev libeigen3-dev)

@@ -543,9 +543,9 @@ TEST_CASE("Optimizers: bad options are clear errors", "[optim][errors]") {
   AdamW<double> opt;
   opt.options.lr = -2;
   SEQGEN_THROWS_WITH(opt.step(m), ConfigError, "AdamW: lr must be finite and >= 0, got -2");
-  SEQGEN_THROWS_WITH(opt.set_steps(-1), ConfigError, "AdamW: steps must be >= 0, got -1");
+  SEQGEN_THROWS_WITH(opt.set_steps(-1), ConfigError, "AdamW: steps must be in [0, 2^53], got -1");
   Sgd<double> plain;
-  SEQGEN_THROWS_WITH(plain.set_steps(-4), ConfigError, "Sgd: steps must be >= 0, got -4");
+  SEQGEN_THROWS_WITH(plain.set_steps(-4), ConfigError, "Sgd: steps must be in [0, 2^53], got -4");
 }
 
 TEST_CASE("Optimizers: a changed parameter list is a clear error", "[optim][errors]") {

@@ -10,6 +10,8 @@
 #define SEQGEN_OMP(x)
 #endif
 
+#include "seqgen/core/tensor.hpp"
+
 namespace seqgen {
 
 // Loops over fewer scalars than this run on one thread: below it, starting a thread team costs
@@ -32,6 +34,24 @@ inline void set_num_threads(int n) {
 #else
   (void)n;
 #endif
+}
+
+// Runs body(i) for i in [0, n): split in contiguous blocks across the threads when `parallel`
+// holds and the caller is not already in a parallel region, else in order on the calling thread.
+// The choice is a C++ branch rather than an OpenMP if clause because libgomp allocates (and frees)
+// a team for every parallel region that runs on one thread, which a training step must not do.
+template <class Body>
+void parallel_for(Index n, bool parallel, Body&& body) {
+#if defined(SEQGEN_OPENMP) && defined(_OPENMP)
+  if (parallel && n > 1 && omp_get_max_threads() > 1 && !omp_in_parallel()) {
+    SEQGEN_OMP(parallel for schedule(static))
+    for (Index i = 0; i < n; ++i) body(i);
+    return;
+  }
+#else
+  (void)parallel;
+#endif
+  for (Index i = 0; i < n; ++i) body(i);
 }
 
 namespace detail {

@@ -44,7 +44,10 @@ inline std::string read_text_file(const std::string& path) {
   std::error_code ec;
   const fs::file_type type = fs::status(path, ec).type();
   check<IoError>(type != fs::file_type::not_found, "read_text_file: '", path, "' does not exist");
+  check<IoError>(!ec, "read_text_file: cannot read '", path, "': ", ec.message());
   check<IoError>(type != fs::file_type::directory, "read_text_file: '", path, "' is a directory, expected a text file");
+  // A FIFO or device would block the open or never end; a corpus is a regular file.
+  check<IoError>(type == fs::file_type::regular, "read_text_file: '", path, "' is not a regular file");
   errno = 0;
   std::ifstream in(path, std::ios::binary);
   check<IoError>(in.is_open(), "read_text_file: cannot open '", path, "' for reading",
@@ -252,7 +255,8 @@ class StreamBatcher {
   // batcher over the same data, split, B and T continues with exactly the same batches.
   Index cursor() const { return cursor_; }
   void set_cursor(Index cursor) {
-    check<IndexError>(cursor >= 0 && cursor + T_ + 1 <= length_, "StreamBatcher::set_cursor: cursor ", cursor,
+    // length_ >= T_ + 1 (the constructor checks it), so the bound cannot overflow as cursor + T_ + 1 could.
+    check<IndexError>(cursor >= 0 && cursor <= length_ - T_ - 1, "StreamBatcher::set_cursor: cursor ", cursor,
                       " is out of range, streams of ", length_, " tokens with T = ", T_, " allow 0..",
                       length_ - T_ - 1);
     cursor_ = cursor;

@@ -47,8 +47,8 @@
 // prefill passes use. A step of up to 4 sequences reads the panel copies and allocates nothing,
 // except a step that slides the window, which re-prefills context/2 tokens.
 // RecurrentDecoder::step() allocates nothing after its first call, which sizes the layers' step
-// workspaces (Eigen's GEMM buffers aside, as above). Its prefill() runs the layers' sequence forward, which sizes their caches to the
-// prompt.
+// workspaces (Eigen's GEMM buffers aside, as above). Its prefill() runs the layers' sequence
+// forward, which sizes their caches to the prompt.
 //
 // The decoders keep a pointer to the model: the model must outlive them. GptDecoder copies the
 // block weights when it is made, so after the model's weights change (more training, a loaded
@@ -121,11 +121,6 @@ inline std::pair<Index, Index> panel_share(Index panels, int t, int nt) {
   return {p0, p1};
 }
 
-// Whether a recurrent layer's State has a cell c (LSTM) besides h.
-template <class S, class = void>
-struct HasCellState : std::false_type {};
-template <class S>
-struct HasCellState<S, std::void_t<decltype(std::declval<S&>().c)>> : std::true_type {};
 
 }  // namespace detail
 

@@ -289,7 +289,8 @@ class CheckpointReader {
     const auto io_fail = [&](const char* what, int error) {
       throw IoError(std::string("cannot ") + what + " checkpoint '" + path + "': " + detail::errno_text(error));
     };
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    // O_NONBLOCK: opening a FIFO would otherwise wait for a writer; the S_ISREG check below rejects it.
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) io_fail("open", errno);
     struct Closer {
       int fd;

@@ -41,8 +41,7 @@ struct Embedding {
   void forward(TokenSpan ids, Mat<Scalar>& y) const {
     check_ids(ids);
     ensure_shape(y, dim(), ids.size);
-    SEQGEN_OMP(parallel for if (y.size() >= kParallelMinWork))
-    for (Index n = 0; n < ids.size; ++n) y.col(n) = weight.value.col(ids[n]);
+    parallel_for(ids.size, y.size() >= kParallelMinWork, [&](Index n) { y.col(n) = weight.value.col(ids[n]); });
   }
 
   // ids: N, dy: (C, N). Serial over tokens: two positions with the same id write the same column.

@@ -65,11 +65,10 @@ struct Gelu {
                       "), expected (", x.rows(), ", ", x.cols(), ")");
     const Scalar k = Scalar(detail::kGeluK), c = Scalar(detail::kGeluC);
     const Index N = x.cols();
-    SEQGEN_OMP(parallel for if (x.size() >= kParallelMinWork))
-    for (Index n = 0; n < N; ++n) {
+    parallel_for(N, x.size() >= kParallelMinWork, [&](Index n) {
       const auto xn = x.col(n).array();
       y.col(n).array() = Scalar(0.5) * xn * (Scalar(1) + (k * (xn + c * xn.cube())).tanh());
-    }
+    });
   }
 
   // x, dy: (R, N) -> dx: (R, N). dx may be the same matrix as dy (elementwise, read before written).
@@ -79,8 +78,7 @@ struct Gelu {
     ensure_shape(dx, x.rows(), x.cols());
     const Scalar k = Scalar(detail::kGeluK), c = Scalar(detail::kGeluC);
     const Index R = x.rows(), N = x.cols();
-    SEQGEN_OMP(parallel for if (x.size() >= kParallelMinWork))
-    for (Index n = 0; n < N; ++n) {
+    parallel_for(N, x.size() >= kParallelMinWork, [&](Index n) {
       // tanh u is needed twice; a fixed-size chunk on the stack holds it, where an Eigen temporary
       // would be a heap allocation and a lazy expression would compute tanh twice.
       Eigen::Array<Scalar, kChunk, 1> t;
@@ -94,7 +92,7 @@ struct Gelu {
             (Scalar(0.5) * (Scalar(1) + ti) +
              Scalar(0.5) * k * xi * (Scalar(1) - ti.square()) * (Scalar(1) + Scalar(3) * c * xi.square()));
       }
-    }
+    });
   }
 
  private:

@@ -30,6 +30,7 @@
 #include <utility>
 
 #include "seqgen/core/error.hpp"
+#include "seqgen/core/gemm.hpp"
 #include "seqgen/core/init.hpp"
 #include "seqgen/core/param.hpp"
 #include "seqgen/layers/recurrent_common.hpp"
@@ -81,9 +82,9 @@ struct GruCell {
     ensure_shape(ws.gates, 3 * H, B);
     ensure_shape(ws.gh, 3 * H, B);
     ensure_shape(ws.hn, H, B);
-    ws.gates.noalias() = weight_ih.value * x;
+    gemm<Scalar>(weight_ih.value, false, x, false, ws.gates, false);
     add_input_biases(ws.gates);
-    ws.gh.noalias() = weight_hh.value * s.h;
+    gemm<Scalar>(weight_hh.value, false, s.h, false, ws.gh, false);
     gates_forward(ws.gates, ws.gh, bias_hh.value.bottomRows(H), s.h, ws.hn, s.h);
   }
 
@@ -99,11 +100,10 @@ struct GruCell {
   // b_hn stays out, as r multiplies it.
   void add_input_biases(MatRef<Scalar> a) const {
     const Index H = hidden_size();
-    SEQGEN_OMP(parallel for if (a.size() >= kParallelMinWork))
-    for (Index n = 0; n < a.cols(); ++n) {
+    parallel_for(a.cols(), a.size() >= kParallelMinWork, [&](Index n) {
       a.col(n) += bias_ih.value.col(0);
       a.col(n).head(2 * H) += bias_hh.value.col(0).head(2 * H);
-    }
+    });
   }
 
   // The element-wise part of one step. a: (3H, B) holds W_ih x + b_ih + [b_hr; b_hz; 0] on entry and the
@@ -113,8 +113,7 @@ struct GruCell {
                             const ConstMatRef<Scalar>& h_prev, MatRef<Scalar> hn, MatRef<Scalar> h) {
     const Index H = h.rows(), B = h.cols();
     const Scalar one(1);
-    SEQGEN_OMP(parallel for if (H * B >= kParallelMinWork))
-    for (Index b = 0; b < B; ++b) {
+    parallel_for(B, H * B >= kParallelMinWork, [&](Index b) {
       auto r = a.col(b).segment(0, H).array();
       auto z = a.col(b).segment(H, H).array();
       auto n = a.col(b).segment(2 * H, H).array();
@@ -124,7 +123,7 @@ struct GruCell {
       hnb = gh.col(b).segment(2 * H, H).array() + b_hn.col(0).array();
       n = (n + r * hnb).tanh();
       h.col(b).array() = (one - z) * n + z * h_prev.col(b).array();
-    }
+    });
   }
 
   // One step back (equations above). a: the activations r, z, n of step t; hn, h_prev: as in forward;
@@ -136,8 +135,7 @@ struct GruCell {
                              MatRef<Scalar> dgi, MatRef<Scalar> dgh) {
     const Index H = dh.rows(), B = dh.cols();
     const Scalar one(1);
-    SEQGEN_OMP(parallel for if (H * B >= kParallelMinWork))
-    for (Index b = 0; b < B; ++b) {
+    parallel_for(B, H * B >= kParallelMinWork, [&](Index b) {
       const auto r = a.col(b).segment(0, H).array();
       const auto z = a.col(b).segment(H, H).array();
       const auto n = a.col(b).segment(2 * H, H).array();
@@ -152,7 +150,7 @@ struct GruCell {
       dgh.col(b).head(2 * H) = dgi.col(b).head(2 * H);
       dgh.col(b).segment(2 * H, H).array() = da_n * r;
       dhb *= z;
-    }
+    });
   }
 };
 
@@ -199,13 +197,13 @@ struct GruLayer {
     ensure_shape(cache.gh, 3 * H, B);
     ensure_shape(h_all, H, N);
 
-    cache.gates.noalias() = cell.weight_ih.value * x;
+    gemm<Scalar>(cell.weight_ih.value, false, x, false, cache.gates, false);
     cell.add_input_biases(cache.gates);
     time_slice(cache.h_prev, 0, B, T) = s0.h;
     for (Index t = 0; t < T; ++t) {
       TimeSlice<Scalar> h_prev = time_slice(cache.h_prev, t, B, T);
       TimeSlice<Scalar> h = time_slice(h_all, t, B, T);
-      cache.gh.noalias() = cell.weight_hh.value * h_prev;
+      gemm<Scalar>(cell.weight_hh.value, false, h_prev, false, cache.gh, false);
       Cell::gates_forward(time_slice(cache.gates, t, B, T), cache.gh, cell.bias_hh.value.bottomRows(H), h_prev,
                           time_slice(cache.hn, t, B, T), h);
       if (t + 1 < T) time_slice(cache.h_prev, t + 1, B, T) = h;
@@ -233,15 +231,15 @@ struct GruLayer {
       Cell::gates_backward(time_slice(cache.gates, t, B, T), time_slice(cache.hn, t, B, T),
                            time_slice(cache.h_prev, t, B, T), detail::time_slice_ref(dh_all, t, B, T), cache.dh,
                            time_slice(cache.dgi, t, B, T), dgh);
-      cache.dh.noalias() += cell.weight_hh.value.transpose() * dgh;
+      gemm<Scalar>(cell.weight_hh.value, true, dgh, false, cache.dh, true);
     }
 
-    cell.weight_ih.grad.noalias() += cache.dgi * x.transpose();
-    cell.weight_hh.grad.noalias() += cache.dgh * cache.h_prev.transpose();
+    gemm<Scalar>(cache.dgi, false, x, true, cell.weight_ih.grad, true);
+    gemm<Scalar>(cache.dgh, false, cache.h_prev, true, cell.weight_hh.grad, true);
     cell.bias_ih.grad.col(0) += cache.dgi.rowwise().sum();
     cell.bias_hh.grad.col(0) += cache.dgh.rowwise().sum();
     ensure_shape(dx, input_size(), N);
-    dx.noalias() = cell.weight_ih.value.transpose() * cache.dgi;
+    gemm<Scalar>(cell.weight_ih.value, true, cache.dgi, false, dx, false);
     ds0.h = cache.dh;
   }
 

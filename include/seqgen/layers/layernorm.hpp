@@ -84,20 +84,19 @@ struct LayerNorm {
 
     // dx first holds x̂, so that the parameter gradients are plain row sums: race-free and the same
     // for any thread count.
-    SEQGEN_OMP(parallel for if (x.size() >= kParallelMinWork))
-    for (Index n = 0; n < N; ++n) dx.col(n) = (x.col(n).array() - cache.mean(n)) * cache.rstd(n);
+    parallel_for(N, x.size() >= kParallelMinWork,
+                 [&](Index n) { dx.col(n) = (x.col(n).array() - cache.mean(n)) * cache.rstd(n); });
     weight.grad.col(0) += (dy.array() * dx.array()).matrix().rowwise().sum();
     bias.grad.col(0) += dy.rowwise().sum();
 
     const auto g = weight.value.col(0).array();
-    SEQGEN_OMP(parallel for if (x.size() >= kParallelMinWork))
-    for (Index n = 0; n < N; ++n) {
+    parallel_for(N, x.size() >= kParallelMinWork, [&](Index n) {
       auto xhat = dx.col(n).array();  // overwritten below, after both means are read
       const auto gdy = g * dy.col(n).array();
       const Scalar mean_gdy = gdy.mean();
       const Scalar mean_gdy_xhat = (gdy * xhat).mean();
       xhat = cache.rstd(n) * (gdy - mean_gdy - xhat * mean_gdy_xhat);
-    }
+    });
   }
 
   template <class Visit>
@@ -116,8 +115,7 @@ struct LayerNorm {
     const Index N = x.cols();
     const auto g = weight.value.col(0).array();
     const auto b = bias.value.col(0).array();
-    SEQGEN_OMP(parallel for if (x.size() >= kParallelMinWork))
-    for (Index n = 0; n < N; ++n) {
+    parallel_for(N, x.size() >= kParallelMinWork, [&](Index n) {
       const auto xn = x.col(n).array();
       const Scalar mu = xn.mean();
       const Scalar var = (xn - mu).square().mean();
@@ -125,7 +123,7 @@ struct LayerNorm {
       y.col(n) = ((xn - mu) * rs * g + b).matrix();
       if (mean) mean[n] = mu;
       if (rstd) rstd[n] = rs;
-    }
+    });
   }
 };
 

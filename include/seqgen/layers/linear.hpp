@@ -12,6 +12,7 @@
 #include <string>
 
 #include "seqgen/core/error.hpp"
+#include "seqgen/core/gemm.hpp"
 #include "seqgen/core/init.hpp"
 #include "seqgen/core/param.hpp"
 
@@ -43,7 +44,7 @@ struct Linear {
   void forward(const ConstMatRef<Scalar>& x, Mat<Scalar>& y) const {
     check_input(x);
     ensure_shape(y, out_features(), x.cols());
-    y.noalias() = weight.value * x;
+    gemm<Scalar>(weight.value, false, x, false, y, false);
     if (has_bias()) y.colwise() += bias.value.col(0);
   }
 
@@ -52,7 +53,7 @@ struct Linear {
     check_input(x);
     check<ShapeError>(y.rows() == out_features() && y.cols() == x.cols(), "Linear '", name, "': output is (", y.rows(),
                       ", ", y.cols(), "), expected (", out_features(), ", ", x.cols(), ")");
-    y.noalias() = weight.value * x;
+    gemm<Scalar>(weight.value, false, x, false, y, false);
     if (has_bias()) y.colwise() += bias.value.col(0);
   }
 
@@ -61,11 +62,11 @@ struct Linear {
     check_input(x);
     check<ShapeError>(dy.rows() == out_features() && dy.cols() == x.cols(), "Linear '", name, "': dy is (", dy.rows(),
                       ", ", dy.cols(), "), expected (", out_features(), ", ", x.cols(), ")");
-    weight.grad.noalias() += dy * x.transpose();
+    gemm<Scalar>(dy, false, x, true, weight.grad, true);
     if (has_bias()) bias.grad.col(0) += dy.rowwise().sum();
     if (dx) {
       ensure_shape(*dx, in_features(), x.cols());
-      dx->noalias() = weight.value.transpose() * dy;
+      gemm<Scalar>(weight.value, true, dy, false, *dx, false);
     }
   }
 

@@ -29,6 +29,7 @@
 #include <utility>
 
 #include "seqgen/core/error.hpp"
+#include "seqgen/core/gemm.hpp"
 #include "seqgen/core/init.hpp"
 #include "seqgen/core/param.hpp"
 #include "seqgen/layers/recurrent_common.hpp"
@@ -82,8 +83,8 @@ struct LstmCell {
     detail::check_state("LSTM", name, "state c", s.c, H, B);
     ensure_shape(ws.gates, 4 * H, B);
     ensure_shape(ws.tanh_c, H, B);
-    ws.gates.noalias() = weight_ih.value * x;
-    ws.gates.noalias() += weight_hh.value * s.h;
+    gemm<Scalar>(weight_ih.value, false, x, false, ws.gates, false);
+    gemm<Scalar>(weight_hh.value, false, s.h, false, ws.gates, true);
     add_biases(ws.gates);
     gates_forward(ws.gates, s.c, s.c, ws.tanh_c, s.h);
   }
@@ -98,8 +99,8 @@ struct LstmCell {
 
   // a += b_ih + b_hh on every column of a (4H, n) matrix.
   void add_biases(MatRef<Scalar> a) const {
-    SEQGEN_OMP(parallel for if (a.size() >= kParallelMinWork))
-    for (Index n = 0; n < a.cols(); ++n) a.col(n) += bias_ih.value.col(0) + bias_hh.value.col(0);
+    parallel_for(a.cols(), a.size() >= kParallelMinWork,
+                 [&](Index n) { a.col(n) += bias_ih.value.col(0) + bias_hh.value.col(0); });
   }
 
   // The element-wise part of one step. a: (4H, B) pre-activations on entry, activations i, f, g, o on
@@ -107,8 +108,7 @@ struct LstmCell {
   static void gates_forward(MatRef<Scalar> a, const ConstMatRef<Scalar>& c_prev, MatRef<Scalar> c,
                             MatRef<Scalar> tanh_c, MatRef<Scalar> h) {
     const Index H = c.rows(), B = c.cols();
-    SEQGEN_OMP(parallel for if (H * B >= kParallelMinWork))
-    for (Index b = 0; b < B; ++b) {
+    parallel_for(B, H * B >= kParallelMinWork, [&](Index b) {
       auto i = a.col(b).segment(0, H).array();
       auto f = a.col(b).segment(H, H).array();
       auto g = a.col(b).segment(2 * H, H).array();
@@ -120,7 +120,7 @@ struct LstmCell {
       c.col(b).array() = f * c_prev.col(b).array() + i * g;
       tanh_c.col(b).array() = c.col(b).array().tanh();
       h.col(b).array() = o * tanh_c.col(b).array();
-    }
+    });
   }
 
   // One step back (equations above). a: the activations i, f, g, o of step t; dh_out: ∂L/∂h_t from the
@@ -131,8 +131,7 @@ struct LstmCell {
                              MatRef<Scalar> dh, MatRef<Scalar> dc, MatRef<Scalar> da) {
     const Index H = dc.rows(), B = dc.cols();
     const Scalar one(1);
-    SEQGEN_OMP(parallel for if (H * B >= kParallelMinWork))
-    for (Index b = 0; b < B; ++b) {
+    parallel_for(B, H * B >= kParallelMinWork, [&](Index b) {
       const auto i = a.col(b).segment(0, H).array();
       const auto f = a.col(b).segment(H, H).array();
       const auto g = a.col(b).segment(2 * H, H).array();
@@ -147,7 +146,7 @@ struct LstmCell {
       da.col(b).segment(2 * H, H).array() = dcb * i * (one - g.square());
       da.col(b).segment(3 * H, H).array() = dhb * tc * o * (one - o);
       dcb *= f;
-    }
+    });
   }
 };
 
@@ -195,7 +194,7 @@ struct LstmLayer {
     ensure_shape(cache.h_prev, H, N);
     ensure_shape(h_all, H, N);
 
-    cache.gates.noalias() = cell.weight_ih.value * x;
+    gemm<Scalar>(cell.weight_ih.value, false, x, false, cache.gates, false);
     cell.add_biases(cache.gates);
     time_slice(cache.h_prev, 0, B, T) = s0.h;
     time_slice(cache.c_prev, 0, B, T) = s0.c;
@@ -209,7 +208,7 @@ struct LstmLayer {
       TimeSlice<Scalar> h = time_slice(h_all, t, B, T);
       // c_t is written where step t+1 reads c_{t−1}, or into sT.c after the last step.
       TimeSlice<Scalar> c = last ? time_slice(sT.c, 0, B, 1) : time_slice(cache.c_prev, t + 1, B, T);
-      a.noalias() += cell.weight_hh.value * time_slice(cache.h_prev, t, B, T);
+      gemm<Scalar>(cell.weight_hh.value, false, time_slice(cache.h_prev, t, B, T), false, a, true);
       Cell::gates_forward(a, time_slice(cache.c_prev, t, B, T), c, time_slice(cache.tanh_c, t, B, T), h);
       if (!last) time_slice(cache.h_prev, t + 1, B, T) = h;
     }
@@ -240,17 +239,17 @@ struct LstmLayer {
       Cell::gates_backward(time_slice(cache.gates, t, B, T), time_slice(cache.c_prev, t, B, T),
                            time_slice(cache.tanh_c, t, B, T), detail::time_slice_ref(dh_all, t, B, T), cache.dh,
                            cache.dc, da);
-      cache.dh.noalias() = cell.weight_hh.value.transpose() * da;
+      gemm<Scalar>(cell.weight_hh.value, true, da, false, cache.dh, false);
     }
 
     const Mat<Scalar>& dA = cache.dgates;
-    cell.weight_ih.grad.noalias() += dA * x.transpose();
-    cell.weight_hh.grad.noalias() += dA * cache.h_prev.transpose();
+    gemm<Scalar>(dA, false, x, true, cell.weight_ih.grad, true);
+    gemm<Scalar>(dA, false, cache.h_prev, true, cell.weight_hh.grad, true);
     cache.dbias.noalias() = dA.rowwise().sum();
     cell.bias_ih.grad += cache.dbias;
     cell.bias_hh.grad += cache.dbias;
     ensure_shape(dx, input_size(), N);
-    dx.noalias() = cell.weight_ih.value.transpose() * dA;
+    gemm<Scalar>(cell.weight_ih.value, true, dA, false, dx, false);
     ds0.h = cache.dh;
     ds0.c = cache.dc;
   }

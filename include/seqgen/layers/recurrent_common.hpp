@@ -7,6 +7,8 @@
 #pragma once
 
 #include <string>
+#include <type_traits>
+#include <utility>
 
 #include "seqgen/core/error.hpp"
 #include "seqgen/core/parallel.hpp"
@@ -14,6 +16,12 @@
 
 namespace seqgen {
 namespace detail {
+
+// Whether a recurrent layer's State has a cell c (LSTM) besides h.
+template <class S, class = void>
+struct HasCellState : std::false_type {};
+template <class S>
+struct HasCellState<S, std::void_t<decltype(std::declval<S&>().c)>> : std::true_type {};
 
 // time_slice() for a Ref, whose columns may be further apart than rows() (a block of a taller matrix).
 template <typename Scalar>

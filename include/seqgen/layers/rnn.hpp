@@ -24,6 +24,7 @@
 #include <utility>
 
 #include "seqgen/core/error.hpp"
+#include "seqgen/core/gemm.hpp"
 #include "seqgen/core/init.hpp"
 #include "seqgen/core/param.hpp"
 #include "seqgen/layers/linear.hpp"
@@ -70,8 +71,8 @@ struct RnnCell {
                       input_size(), " (input_size)");
     detail::check_state("RNN", name, "state h", s.h, H, B);
     ensure_shape(ws.a, H, B);
-    ws.a.noalias() = weight_ih.value * x;
-    ws.a.noalias() += weight_hh.value * s.h;
+    gemm<Scalar>(weight_ih.value, false, x, false, ws.a, false);
+    gemm<Scalar>(weight_hh.value, false, s.h, false, ws.a, true);
     add_bias(ws.a);
     activate(ws.a);
     s.h = ws.a;
@@ -86,14 +87,12 @@ struct RnnCell {
 
   // a += b on every column of a (H, n) matrix.
   void add_bias(MatRef<Scalar> a) const {
-    SEQGEN_OMP(parallel for if (a.size() >= kParallelMinWork))
-    for (Index n = 0; n < a.cols(); ++n) a.col(n) += bias.value.col(0);
+    parallel_for(a.cols(), a.size() >= kParallelMinWork, [&](Index n) { a.col(n) += bias.value.col(0); });
   }
 
   // The element-wise part of one step: a (H, B) holds the pre-activation on entry and h_t = tanh(a) on return.
   static void activate(MatRef<Scalar> a) {
-    SEQGEN_OMP(parallel for if (a.size() >= kParallelMinWork))
-    for (Index b = 0; b < a.cols(); ++b) a.col(b).array() = a.col(b).array().tanh();
+    parallel_for(a.cols(), a.size() >= kParallelMinWork, [&](Index b) { a.col(b).array() = a.col(b).array().tanh(); });
   }
 
   // One step back: da = (dh_out + dh) ⊙ (1 − h²), with h = h_t, dh_out = ∂L/∂h_t from the output and,
@@ -101,9 +100,9 @@ struct RnnCell {
   static void activate_backward(const ConstMatRef<Scalar>& h, const ConstMatRef<Scalar>& dh_out, MatRef<Scalar> dh,
                                 MatRef<Scalar> da) {
     const Scalar one(1);
-    SEQGEN_OMP(parallel for if (h.size() >= kParallelMinWork))
-    for (Index b = 0; b < h.cols(); ++b)
+    parallel_for(h.cols(), h.size() >= kParallelMinWork, [&](Index b) {
       da.col(b).array() = (dh_out.col(b).array() + dh.col(b).array()) * (one - h.col(b).array().square());
+    });
   }
 };
 
@@ -145,12 +144,12 @@ struct RnnLayer {
     ensure_shape(cache.h_prev, H, N);
     ensure_shape(h_all, H, N);
 
-    h_all.noalias() = cell.weight_ih.value * x;
+    gemm<Scalar>(cell.weight_ih.value, false, x, false, h_all, false);
     cell.add_bias(h_all);
     time_slice(cache.h_prev, 0, B, T) = s0.h;
     for (Index t = 0; t < T; ++t) {
       TimeSlice<Scalar> h = time_slice(h_all, t, B, T);
-      h.noalias() += cell.weight_hh.value * time_slice(cache.h_prev, t, B, T);
+      gemm<Scalar>(cell.weight_hh.value, false, time_slice(cache.h_prev, t, B, T), false, h, true);
       Cell::activate(h);
       if (t + 1 < T) time_slice(cache.h_prev, t + 1, B, T) = h;
     }
@@ -175,15 +174,15 @@ struct RnnLayer {
     for (Index t = T - 1; t >= 0; --t) {
       TimeSlice<Scalar> da = time_slice(cache.da, t, B, T);
       Cell::activate_backward(time_slice(cache.h, t, B, T), detail::time_slice_ref(dh_all, t, B, T), cache.dh, da);
-      cache.dh.noalias() = cell.weight_hh.value.transpose() * da;
+      gemm<Scalar>(cell.weight_hh.value, true, da, false, cache.dh, false);
     }
 
     const Mat<Scalar>& dA = cache.da;
-    cell.weight_ih.grad.noalias() += dA * x.transpose();
-    cell.weight_hh.grad.noalias() += dA * cache.h_prev.transpose();
+    gemm<Scalar>(dA, false, x, true, cell.weight_ih.grad, true);
+    gemm<Scalar>(dA, false, cache.h_prev, true, cell.weight_hh.grad, true);
     cell.bias.grad.col(0) += dA.rowwise().sum();
     ensure_shape(dx, input_size(), N);
-    dx.noalias() = cell.weight_ih.value.transpose() * dA;
+    gemm<Scalar>(cell.weight_ih.value, true, dA, false, dx, false);
     ds0.h = cache.dh;
   }
 

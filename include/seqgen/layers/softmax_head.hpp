@@ -22,6 +22,7 @@
 #include <string>
 
 #include "seqgen/core/error.hpp"
+#include "seqgen/core/gemm.hpp"
 #include "seqgen/core/param.hpp"
 #include "seqgen/core/parallel.hpp"
 
@@ -50,10 +51,9 @@ struct SoftmaxHead {
     const Index V = weight.value.cols(), N = x.cols();
     ensure_shape(cache.probs, V, N);
     ensure_shape(cache.losses, N, 1);
-    cache.probs.noalias() = weight.value.transpose() * x;
+    gemm<Scalar>(weight.value, true, x, false, cache.probs, false);
 
-    SEQGEN_OMP(parallel for if (V * N >= kParallelMinWork))
-    for (Index n = 0; n < N; ++n) {
+    parallel_for(N, V * N >= kParallelMinWork, [&](Index n) {
       auto z = cache.probs.col(n);
       const Scalar m = z.maxCoeff();
       const Token t = targets[n];
@@ -62,7 +62,7 @@ struct SoftmaxHead {
       const Scalar sum = z.sum();  // ≥ 1: the max term is exp(0)
       z *= Scalar(1) / sum;
       cache.losses(n) = t == kIgnore ? Scalar(0) : std::log(sum) - zt_shifted;
-    }
+    });
     if (cache.count == 0) return Scalar(0);
     // Summed serially in double: the same result for any thread count, and no float drift over N.
     double total = 0;
@@ -85,8 +85,7 @@ struct SoftmaxHead {
 
     Mat<Scalar>& delta = cache.probs;
     const Scalar inv_count = cache.count > 0 ? Scalar(1) / static_cast<Scalar>(cache.count) : Scalar(0);
-    SEQGEN_OMP(parallel for if (V * N >= kParallelMinWork))
-    for (Index n = 0; n < N; ++n) {
+    parallel_for(N, V * N >= kParallelMinWork, [&](Index n) {
       const Token t = targets[n];
       if (t == kIgnore) {
         delta.col(n).setZero();
@@ -94,17 +93,17 @@ struct SoftmaxHead {
         delta.col(n) *= inv_count;
         delta(t, n) -= inv_count;
       }
-    }
-    weight.grad.noalias() += x * delta.transpose();
+    });
+    gemm<Scalar>(x, false, delta, true, weight.grad, true);
     ensure_shape(dx, x.rows(), N);
-    dx.noalias() = weight.value * delta;
+    gemm<Scalar>(weight.value, false, delta, false, dx, false);
   }
 
   // Inference: weight: (C, V), x: (C, N) -> out: (V, N) logits.
   void logits(const Param<Scalar>& weight, const ConstMatRef<Scalar>& x, Mat<Scalar>& out) const {
     check_input(weight, x);
     ensure_shape(out, weight.value.cols(), x.cols());
-    out.noalias() = weight.value.transpose() * x;
+    gemm<Scalar>(weight.value, true, x, false, out, false);
   }
 
  private:

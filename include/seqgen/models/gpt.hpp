@@ -173,8 +173,8 @@ struct Gpt {
     prepare(act, B, T);
     wte.forward(inputs, act.embedded);
     const Index N = B * T;
-    SEQGEN_OMP(parallel for if (act.embedded.size() >= kParallelMinWork))
-    for (Index n = 0; n < N; ++n) act.embedded.col(n) += wpe.weight.value.col(n % T);
+    parallel_for(N, act.embedded.size() >= kParallelMinWork,
+                 [&](Index n) { act.embedded.col(n) += wpe.weight.value.col(n % T); });
     drop.forward(act.embedded, act.residual[0], act.drop, rng, training);
   }
 

@@ -120,7 +120,8 @@ struct RecurrentLm {
     State initial;                              // the state each layer started the chunk from
     State zero_grad, grad_initial;              // dsT = 0 (detached), ds₀ (discarded)
     typename SoftmaxHead<Scalar>::Cache head;
-    Mat<Scalar> grad_a, grad_b;                 // backward scratch
+    Mat<Scalar> grad_a, grad_b;                 // backward scratch: (H, N) gradients of hidden outputs
+    Mat<Scalar> grad_embedded;                  // (C, N) gradient of embedded
   };
 
   RecurrentLm() = default;
@@ -144,7 +145,7 @@ struct RecurrentLm {
   static void reset_state(State& state) {
     for (auto& s : state) {
       s.h.setZero();
-      reset_cell(s);
+      if constexpr (detail::HasCellState<LayerState>::value) s.c.setZero();
     }
   }
 
@@ -160,13 +161,16 @@ struct RecurrentLm {
     check<ShapeError>(act.B == B && act.T == T, "RecurrentLm: backward with B=", B, " T=", T,
                       " but forward ran with B=", act.B, " T=", act.T);
     head.backward(lm_head, act.hidden.back(), targets, act.head, act.grad_a);
+    // grad_a holds the gradient of layer l's output. Layer 0's input gradient has C rows, the others'
+    // H, so each buffer keeps one shape and no step reallocates.
     for (Index l = config.layers - 1; l >= 0; --l) {
       const Mat<Scalar>& input = l == 0 ? act.embedded : act.hidden[l - 1];
-      layers[l].backward(input, B, T, act.initial[l], act.grad_a, act.zero_grad[l], act.layers[l], act.grad_b,
+      Mat<Scalar>& grad_input = l == 0 ? act.grad_embedded : act.grad_b;
+      layers[l].backward(input, B, T, act.initial[l], act.grad_a, act.zero_grad[l], act.layers[l], grad_input,
                          act.grad_initial[l]);
       std::swap(act.grad_a, act.grad_b);
     }
-    wte.backward(inputs, act.grad_a);
+    wte.backward(inputs, act.grad_embedded);
   }
 
   // Inference over a chunk: logits (V, N); `state` advances as in forward.
@@ -183,12 +187,6 @@ struct RecurrentLm {
   }
 
  private:
-  template <class S>
-  static auto reset_cell(S& s) -> decltype(s.c.setZero(), void()) {
-    s.c.setZero();
-  }
-  static void reset_cell(...) {}
-
   void run(TokenSpan inputs, Index B, Index T, State& state, Activations& act) {
     check<ShapeError>(B > 0 && T > 0, "RecurrentLm: B and T must be positive, got B=", B, " T=", T);
     check<ShapeError>(inputs.size == B * T, "RecurrentLm: got ", inputs.size, " input ids, expected B*T = ", B * T);

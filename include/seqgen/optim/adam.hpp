@@ -81,8 +81,7 @@ class Adam {
       const Index chunks = (n + kChunk - 1) / kChunk;
       // Each chunk of p, g, m and v stays in cache across the three statements: one pass over memory.
       // m and v are updated before p, so the L2 term reads the old p as PyTorch does.
-      SEQGEN_OMP(parallel for schedule(static) if (n >= kParallelMin))
-      for (Index c = 0; c < chunks; ++c) {
+      parallel_for(chunks, n >= kParallelMin, [&](Index c) {
         const Index i = c * kChunk, len = std::min(kChunk, n - i);
         auto P = Map(pv + i, len);
         auto G = ConstMap(pg + i, len);
@@ -91,7 +90,7 @@ class Adam {
         M = b1 * M + one_b1 * (G + l2 * P);
         V = b2 * V + one_b2 * (G + l2 * P).square();
         P = shrink * P - step_size * M / (V.sqrt() * inv_sqrt_bc2 + eps);
-      }
+      });
     });
   }
 
@@ -99,7 +98,8 @@ class Adam {
   std::int64_t steps() const { return steps_; }
   // Restores the step count from a checkpoint.
   void set_steps(std::int64_t steps) {
-    check<ConfigError>(steps >= 0, kind(), ": steps must be >= 0, got ", steps);
+    check<ConfigError>(steps >= 0 && steps <= (std::int64_t(1) << 53), kind(), ": steps must be in [0, 2^53], got ",
+                       steps);
     steps_ = steps;
   }
 

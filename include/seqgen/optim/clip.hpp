@@ -46,11 +46,10 @@ double grad_squared_norm(const Mat<Scalar>& g) {
   const Index n = g.size();
   if (n < kClipParallelMin) return sum_squares(g.data(), n);
   double partial[kClipParts];
-  SEQGEN_OMP(parallel for schedule(static))
-  for (int k = 0; k < kClipParts; ++k) {
+  parallel_for(kClipParts, true, [&](Index k) {
     const Index begin = n * k / kClipParts, end = n * (k + 1) / kClipParts;
     partial[k] = sum_squares(g.data() + begin, end - begin);
-  }
+  });
   double sum = 0;
   for (int k = 0; k < kClipParts; ++k) sum += partial[k];
   return sum;
@@ -63,11 +62,10 @@ void scale_grad(Mat<Scalar>& g, Scalar c) {
     g *= c;
     return;
   }
-  SEQGEN_OMP(parallel for schedule(static))
-  for (int k = 0; k < kClipParts; ++k) {
+  parallel_for(kClipParts, true, [&](Index k) {
     const Index begin = n * k / kClipParts, end = n * (k + 1) / kClipParts;
     Eigen::Map<Vec<Scalar>>(g.data() + begin, end - begin) *= c;
-  }
+  });
 }
 
 }  // namespace detail

@@ -78,8 +78,7 @@ class Sgd {
       Scalar* pb = buffer.data();
       const Index chunks = (n + kChunk - 1) / kChunk;
       // Each chunk of p, g and buf stays in cache between the two statements: one pass over memory.
-      SEQGEN_OMP(parallel for schedule(static) if (n >= kParallelMin))
-      for (Index c = 0; c < chunks; ++c) {
+      parallel_for(chunks, n >= kParallelMin, [&](Index c) {
         const Index i = c * kChunk, len = std::min(kChunk, n - i);
         auto P = Map(pv + i, len);
         auto G = ConstMap(pg + i, len);
@@ -92,7 +91,7 @@ class Sgd {
           P -= lr * ((G + wd * P) + mu * B);
         else
           P -= lr * B;
-      }
+      });
     });
     ++steps_;
   }
@@ -102,7 +101,8 @@ class Sgd {
   // Restores the step count from a checkpoint. With momentum, steps() == 0 means "the next step
   // starts the buffers from the gradient", so restore it after the buffers.
   void set_steps(std::int64_t steps) {
-    check<ConfigError>(steps >= 0, "Sgd: steps must be >= 0, got ", steps);
+    check<ConfigError>(steps >= 0 && steps <= (std::int64_t(1) << 53), "Sgd: steps must be in [0, 2^53], got ",
+                       steps);
     steps_ = steps;
   }
 

@@ -10,10 +10,19 @@
 // count, the random generator, the stream cursor and carried hidden state, the options — so
 // N steps, save, load, M steps gives bit-identical weights and losses to N + M steps in one run
 // (at a fixed thread count; see README "Determinism").
+//
+// Numerical health: a step whose loss or global gradient norm is NaN or infinite applies no
+// update. Up to TrainOptions::skip_nonfinite such steps over the whole run are skipped: no
+// optimizer step, no moment update, the step counter (hence the schedule and AdamW's bias
+// correction) does not advance, the batch is consumed and a recurrent model's carried state is
+// reset. One more throws NonFiniteError naming the step. save() refuses weights that are not
+// finite, so a diverged run never overwrites a good checkpoint.
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <type_traits>
@@ -31,6 +40,12 @@
 
 namespace seqgen {
 
+// Training met a NaN or infinite loss or gradient norm (beyond TrainOptions::skip_nonfinite), or
+// save() was asked to write non-finite weights.
+struct NonFiniteError : Error {
+  using Error::Error;
+};
+
 struct TrainOptions {
   Index batch = 16;     // B
   Index seq_len = 128;  // T
@@ -43,17 +58,23 @@ struct TrainOptions {
   double beta2 = 0.99;
   double clip = 1.0;  // max global gradient norm; 0 turns clipping off
   std::uint64_t seed = 1337;
+  std::int64_t skip_nonfinite = 0;  // non-finite steps tolerated (and skipped) over the whole run
 
   void validate() const {
     check<ConfigError>(batch > 0 && batch <= (Index(1) << 20), "TrainOptions: batch must be in [1, 2^20], got ", batch);
     check<ConfigError>(seq_len > 0 && seq_len <= (Index(1) << 20), "TrainOptions: seq_len must be in [1, 2^20], got ",
                        seq_len);
     check<ConfigError>(steps > 0, "TrainOptions: steps must be positive, got ", steps);
-    check<ConfigError>(lr > 0 && min_lr >= 0 && min_lr <= lr, "TrainOptions: need 0 <= min_lr <= lr and lr > 0, got lr=",
-                       lr, " min_lr=", min_lr);
+    check<ConfigError>(std::isfinite(lr) && lr > 0 && min_lr >= 0 && min_lr <= lr,
+                       "TrainOptions: need 0 <= min_lr <= lr, lr > 0 and finite, got lr=", lr, " min_lr=", min_lr);
     check<ConfigError>(warmup >= 0 && warmup <= steps, "TrainOptions: warmup must be in [0, steps=", steps, "], got ",
                        warmup);
-    check<ConfigError>(clip >= 0, "TrainOptions: clip must be >= 0, got ", clip);
+    check<ConfigError>(std::isfinite(weight_decay) && weight_decay >= 0,
+                       "TrainOptions: weight_decay must be finite and >= 0, got ", weight_decay);
+    check<ConfigError>(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1,
+                       "TrainOptions: beta1 and beta2 must be in [0, 1), got ", beta1, " and ", beta2);
+    check<ConfigError>(std::isfinite(clip) && clip >= 0, "TrainOptions: clip must be finite and >= 0, got ", clip);
+    check<ConfigError>(skip_nonfinite >= 0, "TrainOptions: skip_nonfinite must be >= 0, got ", skip_nonfinite);
   }
 };
 
@@ -123,6 +144,7 @@ inline void write_options(CheckpointWriter& w, const TrainOptions& o) {
   w.put_double("train.beta2", o.beta2);
   w.put_double("train.clip", o.clip);
   w.put_int("train.seed", static_cast<std::int64_t>(o.seed));
+  w.put_int("train.skip_nonfinite", o.skip_nonfinite);
 }
 inline TrainOptions read_options(const CheckpointReader& r) {
   TrainOptions o;
@@ -137,6 +159,7 @@ inline TrainOptions read_options(const CheckpointReader& r) {
   o.beta2 = r.get_double("train.beta2");
   o.clip = r.get_double("train.clip");
   o.seed = static_cast<std::uint64_t>(r.get_int("train.seed"));
+  if (r.has("train.skip_nonfinite")) o.skip_nonfinite = r.get_int("train.skip_nonfinite");  // absent before 2026-12
   o.validate();
   return o;
 }
@@ -174,6 +197,10 @@ class Trainer {
   Model model;
   Tokenizer tokenizer;
   TrainOptions options;
+  // Called after backward, with every gradient of the batch in model's Param::grad, before the
+  // gradient norm is measured and the update applied. Empty by default; it may read or edit the
+  // gradients (logging, or a test injecting a NaN). Not saved in checkpoints.
+  std::function<void(Model&)> on_gradients;
 
   // A fresh run. The dataset must outlive the trainer.
   Trainer(Model model_, Tokenizer tokenizer_, const TokenDataset& data, const TrainOptions& options_)
@@ -222,7 +249,11 @@ class Trainer {
       r.get_tensor("optim/" + name, m, m.rows(), m.cols());
     });
     t.step_ = r.get_int("train.step");
-    check<FormatError>(t.step_ >= 0, "checkpoint '", path, "': negative step count ", t.step_);
+    // Far beyond any real run, and low enough that counting on from it can never overflow.
+    check<FormatError>(t.step_ >= 0 && t.step_ <= (std::int64_t(1) << 53), "checkpoint '", path,
+                       "': step count ", t.step_, " is outside [0, 2^53]");
+    if (r.has("train.skipped_nonfinite")) t.skipped_ = r.get_int("train.skipped_nonfinite");
+    check<FormatError>(t.skipped_ >= 0, "checkpoint '", path, "': negative count of skipped steps ", t.skipped_);
     t.optimizer_.set_steps(t.step_);
     Rng::State s;
     for (int i = 0; i < 4; ++i) s[i] = static_cast<std::uint64_t>(r.get_int("rng." + std::to_string(i)));
@@ -238,13 +269,18 @@ class Trainer {
     return t;
   }
 
-  // Saves everything needed to continue exactly; atomic (see CheckpointWriter::save).
+  // Saves everything needed to continue exactly; atomic (see CheckpointWriter::save). Throws
+  // NonFiniteError, writing nothing, if a weight is NaN or infinite.
   void save(const std::string& path) const {
+    auto& m = const_cast<Model&>(model);
+    m.for_each_param([&](Param<Scalar>& p) {
+      check<NonFiniteError>(p.value.allFinite(), "Trainer::save: parameter '", p.name,
+                            "' holds a NaN or infinite value at step ", step_, "; not writing '", path, "'");
+    });
     CheckpointWriter w;
     w.put_string("model.kind", ModelTraits<Model>::kind());
     write_config(w, model.config);
     w.put_bytes("tokenizer", tokenizer.to_bytes());
-    auto& m = const_cast<Model&>(model);
     write_params(w, m);
     std::string flags;
     m.for_each_param([&](Param<Scalar>& p) { flags += p.decay ? '1' : '0'; });
@@ -256,6 +292,7 @@ class Trainer {
     opt.for_each_state([&](const std::string& name, Mat<Scalar>& tensor) { w.put_tensor("optim/" + name, tensor); });
     write_options(w, options);
     w.put_int("train.step", step_);
+    w.put_int("train.skipped_nonfinite", skipped_);
     for (int i = 0; i < 4; ++i) w.put_int("rng." + std::to_string(i), static_cast<std::int64_t>(rng_.state()[i]));
     if constexpr (!kGpt) {
       w.put_int("data.cursor", streams_->cursor());
@@ -267,7 +304,9 @@ class Trainer {
     w.save(path);
   }
 
-  // One optimizer step; returns the training loss of its batch. Also sets last_grad_norm().
+  // One optimizer step; returns the training loss of its batch. Also sets last_grad_norm() and
+  // last_step_skipped(). A non-finite loss or gradient norm skips the update while the budget
+  // options.skip_nonfinite lasts, and then throws NonFiniteError (see the file comment).
   double step() {
     const Index B = options.batch, T = options.seq_len;
     zero_grad(model);
@@ -283,7 +322,19 @@ class Trainer {
       loss = model.forward(inputs_, targets_, B, T, state_, act_);
       model.backward(inputs_, targets_, B, T, act_);
     }
+    if (on_gradients) on_gradients(model);
+    // A non-finite norm leaves the gradients unscaled (clip_grad_norm); they are not used then.
     grad_norm_ = options.clip > 0 ? clip_grad_norm(model, options.clip) : grad_norm(model);
+    skipped_last_ = !std::isfinite(loss) || !std::isfinite(grad_norm_);
+    if (skipped_last_) {
+      check<NonFiniteError>(skipped_ < options.skip_nonfinite, "Trainer: step ", step_ + 1, " has a non-finite ",
+                            std::isfinite(loss) ? "gradient norm" : "loss", " (loss ", loss, ", gradient norm ",
+                            grad_norm_, "); its update was not applied. ", skipped_, " non-finite steps were skipped ",
+                            "before, skip_nonfinite allows ", options.skip_nonfinite);
+      ++skipped_;
+      if constexpr (!kGpt) model.reset_state(state_);  // the chunk's final state may be the culprit
+      return loss;
+    }
     optimizer_.options.lr = learning_rate();
     optimizer_.step(model);
     ++step_;
@@ -322,7 +373,11 @@ class Trainer {
   double learning_rate() const {
     return WarmupCosineLr{options.lr, options.min_lr, options.warmup, options.steps}(step_);
   }
+  // Updates applied so far (skipped steps are not counted).
   std::int64_t step_count() const { return step_; }
+  // Non-finite steps skipped so far in the whole run, and whether the last step() was one.
+  std::int64_t skipped_steps() const { return skipped_; }
+  bool last_step_skipped() const { return skipped_last_; }
   double last_grad_norm() const { return grad_norm_; }
   const TokenDataset& data() const { return *data_; }
   Rng& rng() { return rng_; }
@@ -338,15 +393,14 @@ class Trainer {
     return a;
   }
   template <class S>
-  static auto save_cell(CheckpointWriter& w, Index l, const S& s) -> decltype(s.c, void()) {
-    w.put_tensor("state/" + std::to_string(l) + ".c", s.c);
+  static void save_cell(CheckpointWriter& w, Index l, const S& s) {
+    if constexpr (detail::HasCellState<S>::value) w.put_tensor("state/" + std::to_string(l) + ".c", s.c);
   }
-  static void save_cell(...) {}
   template <class S>
-  static auto load_cell(const CheckpointReader& r, Index l, S& s) -> decltype(s.c, void()) {
-    r.get_tensor("state/" + std::to_string(l) + ".c", s.c, s.c.rows(), s.c.cols());
+  static void load_cell(const CheckpointReader& r, Index l, S& s) {
+    if constexpr (detail::HasCellState<S>::value)
+      r.get_tensor("state/" + std::to_string(l) + ".c", s.c, s.c.rows(), s.c.cols());
   }
-  static void load_cell(...) {}
 
   static Index count_tensors(Model& m) {
     Index n = 0;
@@ -358,6 +412,8 @@ class Trainer {
   Rng rng_;
   AdamW<Scalar> optimizer_;
   std::int64_t step_ = 0;
+  std::int64_t skipped_ = 0;
+  bool skipped_last_ = false;
   double grad_norm_ = 0;
   std::vector<Token> inputs_, targets_, eval_inputs_, eval_targets_;
   typename Model::Activations act_, eval_act_;

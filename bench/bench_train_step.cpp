@@ -1,0 +1,85 @@
+// One full training step, as Trainer::step runs it: sample a batch, forward, backward, clip,
+// AdamW. The configs match ../shared/peers:
+//   TrainStep/gpt_s    V=65, C=256, L=4, NH=4, T=256, B=8   torch_gpt_step.py 8 256 256 4 4 65 5 {1,2}
+//   TrainStep/lstm_s   V=65, H=256 (embedding 256), L=2, T=128, B=32
+//                                                          torch_rnn_step.py lstm 32 128 256 2 65 5 {1,2}
+// Counters: tokens_per_s (B·T per step) and gflops, the model FLOPs of the config
+// (train_flops_per_token) per second.
+#include <benchmark/benchmark.h>
+#include <seqgen/seqgen.hpp>
+
+#include <string>
+
+namespace {
+
+using namespace seqgen;
+
+constexpr Index kVocab = 65;
+
+// A tokenizer of kVocab characters and a dataset of random tokens: the step's cost does not
+// depend on the text.
+Tokenizer tokenizer65() {
+  std::string symbols;
+  for (int i = 0; i < kVocab; ++i) symbols += char('!' + i);
+  return Tokenizer::characters(symbols);
+}
+
+TokenDataset random_tokens(Index n) {
+  Rng rng(7);
+  std::vector<Token> ids(n);
+  for (Token& id : ids) id = Token(rng.next_u64() % kVocab);
+  return TokenDataset::from_tokens(TokenSpan(ids.data(), Index(ids.size())), kVocab);
+}
+
+TrainOptions options(Index B, Index T) {
+  TrainOptions o;
+  o.batch = B;
+  o.seq_len = T;
+  o.steps = 1000000;
+  o.warmup = 10;
+  o.lr = 1e-4;  // small: the weights stay in a normal range however long the benchmark runs
+  return o;
+}
+
+template <class Model>
+void run_steps(benchmark::State& state, Trainer<Model>& trainer, double flops_per_token) {
+  trainer.step();  // the first step sizes every workspace
+  for (auto _ : state) benchmark::DoNotOptimize(trainer.step());
+  const double tokens = double(trainer.options.batch * trainer.options.seq_len) * double(state.iterations());
+  state.counters["tokens_per_s"] = benchmark::Counter(tokens, benchmark::Counter::kIsRate);
+  state.counters["gflops"] = benchmark::Counter(tokens * flops_per_token * 1e-9, benchmark::Counter::kIsRate);
+}
+
+void train_step_gpt_s(benchmark::State& state) {
+  GptConfig c;
+  c.vocab_size = kVocab;
+  c.context = 256;
+  c.channels = 256;
+  c.layers = 4;
+  c.heads = 4;
+  Rng rng(1);
+  const TokenDataset data = random_tokens(1 << 18);
+  Trainer<Gpt<float>> trainer(Gpt<float>(c, rng), tokenizer65(), data, options(8, 256));
+  run_steps(state, trainer, c.train_flops_per_token(256));
+}
+
+void train_step_lstm_s(benchmark::State& state) {
+  RecurrentConfig c;
+  c.cell = CellKind::lstm;
+  c.vocab_size = kVocab;
+  c.embedding = 256;
+  c.hidden = 256;
+  c.layers = 2;
+  Rng rng(1);
+  const TokenDataset data = random_tokens(1 << 18);
+  Trainer<LstmLm<float>> trainer(LstmLm<float>(c, rng), tokenizer65(), data, options(32, 128));
+  run_steps(state, trainer, c.train_flops_per_token());
+}
+
+const bool registered = [] {
+  benchmark::RegisterBenchmark("TrainStep/gpt_s", train_step_gpt_s)->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark("TrainStep/lstm_s", train_step_lstm_s)->Unit(benchmark::kMillisecond);
+  return true;
+}();
+
+}  // namespace

@@ -1,0 +1,170 @@
+// Matrix products of the training step: C = op(A) op(B) or C += op(A) op(B), op(X) = X or Xᵀ,
+// split across the OpenMP threads by seqgen and run with no heap allocation after warm-up.
+//
+//   op(A): (M, K)    op(B): (K, N)    C: (M, N)
+//
+// Why not `C.noalias() = A * B`: Eigen packs panels of A and B into buffers on every product, on
+// the heap once they pass EIGEN_STACK_ALLOCATION_LIMIT (128 KB), which every GEMM of a GPT layer
+// does, and always on the heap when Eigen runs the product on several threads. Here each thread
+// keeps its packing buffers (thread_local, grown to the largest product it has run) and runs
+// Eigen's single-thread kernel on its own slice of C:
+//   N ≥ M: thread t computes columns [j_t, j_t+1) of C from all of op(A) and those columns of op(B)
+//   N < M: thread t computes rows [i_t, i_t+1) of C from those rows of op(A) and all of op(B)
+// Each thread packs the operand it shares separately, a small cost next to its M·N·K/threads
+// multiply-adds, and the threads never wait on each other inside a product.
+//
+// The kernel is Eigen's own (general_matrix_matrix_product with a caller-supplied blocking), an
+// internal interface that is stable across Eigen 3.4.x. With another Eigen version seqgen falls
+// back to the ordinary products, which are as fast but allocate.
+#pragma once
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <vector>
+
+#include "seqgen/core/error.hpp"
+#include "seqgen/core/parallel.hpp"
+#include "seqgen/core/tensor.hpp"
+
+#if EIGEN_VERSION_AT_LEAST(3, 4, 0) && !EIGEN_VERSION_AT_LEAST(3, 4, 90)
+#define SEQGEN_GEMM_KEEPS_BUFFERS 1
+#else
+#define SEQGEN_GEMM_KEEPS_BUFFERS 0
+#endif
+
+namespace seqgen {
+
+// Below this many multiply-adds a product runs on the calling thread alone.
+constexpr double kGemmParallelMinWork = double(1 << 18);
+
+namespace detail {
+
+#if SEQGEN_GEMM_KEEPS_BUFFERS
+// The packing buffers of the calling thread. They only grow, so after the first step of a
+// training run (which runs every product shape) no product allocates.
+template <typename Scalar>
+struct GemmBuffers {
+  std::vector<Scalar, Eigen::aligned_allocator<Scalar>> a, b;
+};
+
+template <typename Scalar>
+GemmBuffers<Scalar>& thread_gemm_buffers() {
+  static thread_local GemmBuffers<Scalar> buffers;
+  return buffers;
+}
+
+// Eigen's cache blocking for an (M, N, K) product (panels of kc × mc of A and kc × nc of B),
+// pointing at this thread's buffers instead of allocating its own.
+template <typename Scalar>
+class KeptBlocking : public Eigen::internal::level3_blocking<Scalar, Scalar> {
+ public:
+  KeptBlocking(Index M, Index N, Index K) {
+    this->m_mc = M;
+    this->m_nc = N;
+    this->m_kc = K;
+    Eigen::internal::computeProductBlockingSizes<Scalar, Scalar, 1, Index>(this->m_kc, this->m_mc, this->m_nc,
+                                                                          Index(1));
+    GemmBuffers<Scalar>& buffers = thread_gemm_buffers<Scalar>();
+    const std::size_t size_a = std::size_t(this->m_kc * this->m_mc), size_b = std::size_t(this->m_kc * this->m_nc);
+    if (buffers.a.size() < size_a) buffers.a.resize(size_a);
+    if (buffers.b.size() < size_b) buffers.b.resize(size_b);
+    this->m_blockA = buffers.a.data();
+    this->m_blockB = buffers.b.data();
+  }
+};
+
+// C += op(A) op(B) on the calling thread. Pointers and leading dimensions of column-major
+// storage; a transposed operand is the same memory read as row-major.
+template <typename Scalar, bool TransA, bool TransB>
+void gemm_serial(Index M, Index N, Index K, const Scalar* a, Index lda, const Scalar* b, Index ldb, Scalar* c,
+                 Index ldc) {
+  if (M == 0 || N == 0 || K == 0) return;
+  KeptBlocking<Scalar> blocking(M, N, K);
+  Eigen::internal::general_matrix_matrix_product<Index, Scalar, TransA ? Eigen::RowMajor : Eigen::ColMajor, false,
+                                                 Scalar, TransB ? Eigen::RowMajor : Eigen::ColMajor, false,
+                                                 Eigen::ColMajor, 1>::run(M, N, K, a, lda, b, ldb, c, 1, ldc,
+                                                                          Scalar(1), blocking, nullptr);
+}
+
+// The slice [i0, i1) of the thread t of nt over n items, in multiples of `step`.
+inline void gemm_slice(Index n, int t, int nt, Index step, Index& i0, Index& i1) {
+  const Index share = ((n + nt - 1) / nt + step - 1) / step * step;
+  i0 = std::min(n, Index(t) * share);
+  i1 = t + 1 == nt ? n : std::min(n, i0 + share);
+}
+
+template <typename Scalar, bool TransA, bool TransB>
+void gemm_threads(const ConstMatRef<Scalar>& A, const ConstMatRef<Scalar>& B, MatRef<Scalar> C, bool accumulate) {
+  const Index M = C.rows(), N = C.cols(), K = TransA ? A.rows() : A.cols();
+  const Scalar* a = A.data();
+  const Scalar* b = B.data();
+  const Index lda = A.outerStride(), ldb = B.outerStride(), ldc = C.outerStride();
+  const bool by_columns = N >= M;
+  // Thread t of nt computes its slice of C.
+  auto run_slice = [&](int t, int nt) {
+    Index i0 = 0, i1 = M, j0 = 0, j1 = N;
+    if (by_columns) {
+      gemm_slice(N, t, nt, 8, j0, j1);
+    } else {
+      gemm_slice(M, t, nt, 32, i0, i1);
+    }
+    auto slice = C.block(i0, j0, i1 - i0, j1 - j0);
+    if (!accumulate) slice.setZero();
+    // Row i of op(A) and column j of op(B) in memory:
+    const Scalar* a_rows = TransA ? a + i0 * lda : a + i0;
+    const Scalar* b_cols = TransB ? b + j0 : b + j0 * ldb;
+    gemm_serial<Scalar, TransA, TransB>(i1 - i0, j1 - j0, K, a_rows, lda, b_cols, ldb, slice.data(), ldc);
+  };
+  // A C++ branch, not an OpenMP if clause: see parallel_for in parallel.hpp.
+#if defined(SEQGEN_OPENMP) && defined(_OPENMP)
+  if (double(M) * double(N) * double(K) >= kGemmParallelMinWork && omp_get_max_threads() > 1 && !omp_in_parallel()) {
+    SEQGEN_OMP(parallel)
+    run_slice(omp_thread_index(), omp_team_size());
+    return;
+  }
+#endif
+  run_slice(0, 1);
+}
+#endif
+
+}  // namespace detail
+
+// C = op(A) op(B), or C += op(A) op(B) when accumulating; op(X) is Xᵀ when its flag is set.
+// C must not overlap A or B.
+template <typename Scalar>
+void gemm(const ConstMatRef<Scalar>& A, bool transpose_a, const ConstMatRef<Scalar>& B, bool transpose_b,
+          MatRef<Scalar> C, bool accumulate) {
+  const Index M = transpose_a ? A.cols() : A.rows(), K = transpose_a ? A.rows() : A.cols();
+  const Index KB = transpose_b ? B.cols() : B.rows(), N = transpose_b ? B.rows() : B.cols();
+  check<ShapeError>(K == KB && C.rows() == M && C.cols() == N, "gemm: op(A) is (", M, ", ", K, "), op(B) is (", KB,
+                    ", ", N, ") and C is (", C.rows(), ", ", C.cols(),
+                    "); expected op(A) (M, K), op(B) (K, N), C (M, N)");
+#if SEQGEN_GEMM_KEEPS_BUFFERS
+  if (transpose_a) {
+    if (transpose_b) {
+      detail::gemm_threads<Scalar, true, true>(A, B, C, accumulate);
+    } else {
+      detail::gemm_threads<Scalar, true, false>(A, B, C, accumulate);
+    }
+  } else {
+    if (transpose_b) {
+      detail::gemm_threads<Scalar, false, true>(A, B, C, accumulate);
+    } else {
+      detail::gemm_threads<Scalar, false, false>(A, B, C, accumulate);
+    }
+  }
+#else
+  if (!accumulate) C.setZero();
+  if (transpose_a && transpose_b) {
+    C.noalias() += A.transpose() * B.transpose();
+  } else if (transpose_a) {
+    C.noalias() += A.transpose() * B;
+  } else if (transpose_b) {
+    C.noalias() += A * B.transpose();
+  } else {
+    C.noalias() += A * B;
+  }
+#endif
+}
+
+}  // namespace seqgen

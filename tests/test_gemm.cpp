@@ -1,0 +1,54 @@
+#include <seqgen/core/gemm.hpp>
+
+#include "test_util.hpp"
+
+using namespace seqgen;
+using seqgen_test::random_mat;
+
+namespace {
+
+// op(A) op(B) through gemm against Eigen's product, for one shape and all four transpositions,
+// assigned and accumulated, into a block of a larger matrix (a leading dimension above M).
+template <typename Scalar>
+void check_shape(Index M, Index N, Index K, double tol) {
+  for (bool ta : {false, true}) {
+    for (bool tb : {false, true}) {
+      INFO("M=" << M << " N=" << N << " K=" << K << " transpose_a=" << ta << " transpose_b=" << tb);
+      const Mat<Scalar> A = ta ? random_mat<Scalar>(K, M, 1) : random_mat<Scalar>(M, K, 1);
+      const Mat<Scalar> B = tb ? random_mat<Scalar>(N, K, 2) : random_mat<Scalar>(K, N, 2);
+      const Mat<Scalar> opA = ta ? Mat<Scalar>(A.transpose()) : A;
+      const Mat<Scalar> opB = tb ? Mat<Scalar>(B.transpose()) : B;
+      const Mat<Scalar> expected = opA * opB;
+
+      Mat<Scalar> big = random_mat<Scalar>(M + 3, N + 2, 3);
+      const Mat<Scalar> before = big;
+      auto C = big.block(1, 2, M, N);
+      gemm<Scalar>(A, ta, B, tb, C, false);
+      CHECK(double((C - expected).cwiseAbs().maxCoeff()) <= tol * std::max<double>(1, K));
+      gemm<Scalar>(A, ta, B, tb, C, true);
+      CHECK(double((C - 2 * expected).cwiseAbs().maxCoeff()) <= tol * std::max<double>(1, K));
+      // nothing outside the block changes
+      big.block(1, 2, M, N) = before.block(1, 2, M, N);
+      CHECK(big == before);
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("gemm: equals Eigen's product for every transposition, small and threaded shapes", "[gemm]") {
+  check_shape<double>(1, 1, 1, 1e-15);
+  check_shape<double>(5, 3, 7, 1e-15);
+  check_shape<double>(37, 29, 13, 1e-15);
+  check_shape<double>(130, 70, 300, 1e-15);  // wide enough to split across threads, by rows
+  check_shape<double>(70, 130, 300, 1e-15);  // by columns
+  check_shape<float>(200, 100, 96, 1e-6);
+}
+
+TEST_CASE("gemm: shapes are checked", "[gemm][errors]") {
+  Mat<double> C(2, 3);
+  SEQGEN_THROWS_WITH(gemm<double>(Mat<double>::Ones(2, 4), false, Mat<double>::Ones(5, 3), false, C, false), ShapeError,
+                     "gemm: op(A) is (2, 4), op(B) is (5, 3) and C is (2, 3)");
+  SEQGEN_THROWS_WITH(gemm<double>(Mat<double>::Ones(2, 4), false, Mat<double>::Ones(4, 3), true, C, false), ShapeError,
+                     "op(B) is (3, 4)");
+}

@@ -14,8 +14,11 @@ void check_shape(Index M, Index N, Index K, double tol) {
   for (bool ta : {false, true}) {
     for (bool tb : {false, true}) {
       INFO("M=" << M << " N=" << N << " K=" << K << " transpose_a=" << ta << " transpose_b=" << tb);
-      const Mat<Scalar> A = ta ? random_mat<Scalar>(K, M, 1) : random_mat<Scalar>(M, K, 1);
-      const Mat<Scalar> B = tb ? random_mat<Scalar>(N, K, 2) : random_mat<Scalar>(K, N, 2);
+      // A and B are blocks of larger matrices too: their leading dimension is not their row count.
+      const Mat<Scalar> A_big = random_mat<Scalar>((ta ? K : M) + 5, (ta ? M : K) + 1, 1);
+      const Mat<Scalar> B_big = random_mat<Scalar>((tb ? N : K) + 4, (tb ? K : N) + 2, 2);
+      const Mat<Scalar> A = A_big.block(3, 1, ta ? K : M, ta ? M : K);
+      const Mat<Scalar> B = B_big.block(2, 1, tb ? N : K, tb ? K : N);
       const Mat<Scalar> opA = ta ? Mat<Scalar>(A.transpose()) : A;
       const Mat<Scalar> opB = tb ? Mat<Scalar>(B.transpose()) : B;
       const Mat<Scalar> expected = opA * opB;
@@ -23,9 +26,11 @@ void check_shape(Index M, Index N, Index K, double tol) {
       Mat<Scalar> big = random_mat<Scalar>(M + 3, N + 2, 3);
       const Mat<Scalar> before = big;
       auto C = big.block(1, 2, M, N);
-      gemm<Scalar>(A, ta, B, tb, C, false);
+      const auto A_view = A_big.block(3, 1, A.rows(), A.cols());
+      const auto B_view = B_big.block(2, 1, B.rows(), B.cols());
+      gemm<Scalar>(A_view, ta, B_view, tb, C, false);
       CHECK(double((C - expected).cwiseAbs().maxCoeff()) <= tol * std::max<double>(1, K));
-      gemm<Scalar>(A, ta, B, tb, C, true);
+      gemm<Scalar>(A_view, ta, B_view, tb, C, true);
       CHECK(double((C - 2 * expected).cwiseAbs().maxCoeff()) <= tol * std::max<double>(1, K));
       // nothing outside the block changes
       big.block(1, 2, M, N) = before.block(1, 2, M, N);
@@ -37,12 +42,20 @@ void check_shape(Index M, Index N, Index K, double tol) {
 }  // namespace
 
 TEST_CASE("gemm: equals Eigen's product for every transposition, small and threaded shapes", "[gemm]") {
-  check_shape<double>(1, 1, 1, 1e-15);
-  check_shape<double>(5, 3, 7, 1e-15);
-  check_shape<double>(37, 29, 13, 1e-15);
-  check_shape<double>(130, 70, 300, 1e-15);  // wide enough to split across threads, by rows
-  check_shape<double>(70, 130, 300, 1e-15);  // by columns
-  check_shape<float>(200, 100, 96, 1e-6);
+  const int threads = num_threads();
+  for (int nt : {1, 2, 3}) {
+    INFO(nt << " threads");
+    set_num_threads(nt);
+    check_shape<double>(1, 1, 1, 1e-15);
+    check_shape<double>(40, 1, 30, 1e-15);  // one column: the matrix-vector path
+    check_shape<double>(1, 40, 30, 1e-15);
+    check_shape<double>(5, 3, 7, 1e-15);
+    check_shape<double>(37, 29, 13, 1e-15);
+    check_shape<double>(130, 70, 300, 1e-15);  // wide enough to split across threads, by rows
+    check_shape<double>(70, 130, 300, 1e-15);  // by columns
+    check_shape<float>(200, 100, 96, 1e-6);
+  }
+  set_num_threads(threads);
 }
 
 TEST_CASE("gemm: shapes are checked", "[gemm][errors]") {

@@ -97,6 +97,20 @@ long allocations_after_first_step(Trainer<Model>& trainer, int steps) {
   return g_allocations.load();
 }
 
+// Allocations during `steps` decoding steps of one sequence, after a prefill and a first step.
+template <class Decoder>
+long allocations_per_decode(Decoder& decoder, int steps) {
+  const std::vector<std::vector<Token>> start = {{1}};
+  decoder.prefill(start);
+  Token token = 2;
+  decoder.step(TokenSpan(&token, 1));
+  g_allocations = 0;
+  g_counting = true;
+  for (int i = 0; i < steps; ++i) decoder.step(TokenSpan(&token, 1));
+  g_counting = false;
+  return g_allocations.load();
+}
+
 int check(const char* what, long allocations) {
   std::printf("%-40s %ld allocations\n", what, allocations);
   return allocations == 0 ? 0 : 1;
@@ -129,6 +143,8 @@ int main() {
     Rng rng(1);
     Trainer<Gpt<float>> trainer(Gpt<float>(c, rng), tokenizer65(), data, options(2, 256));
     failures += check("GPT training step (with dropout)", allocations_after_first_step(trainer, 3));
+    GptDecoder<float> decoder(trainer.model, 1);
+    failures += check("GPT decoding step (KV cache)", allocations_per_decode(decoder, 20));
   }
   for (CellKind cell : {CellKind::rnn, CellKind::lstm, CellKind::gru}) {
     RecurrentConfig c;
@@ -145,6 +161,8 @@ int main() {
     } else if (cell == CellKind::lstm) {
       Trainer<LstmLm<float>> trainer(LstmLm<float>(c, rng), tokenizer65(), data, options(16, 32));
       failures += check(what.c_str(), allocations_after_first_step(trainer, 3));
+      auto decoder = make_decoder(static_cast<const LstmLm<float>&>(trainer.model), 1);
+      failures += check("lstm decoding step", allocations_per_decode(decoder, 20));
     } else {
       Trainer<GruLm<float>> trainer(GruLm<float>(c, rng), tokenizer65(), data, options(16, 32));
       failures += check(what.c_str(), allocations_after_first_step(trainer, 3));

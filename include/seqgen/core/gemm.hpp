@@ -11,7 +11,8 @@
 //   N ≥ M: thread t computes columns [j_t, j_t+1) of C from all of op(A) and those columns of op(B)
 //   N < M: thread t computes rows [i_t, i_t+1) of C from those rows of op(A) and all of op(B)
 // Each thread packs the operand it shares separately, a small cost next to its M·N·K/threads
-// multiply-adds, and the threads never wait on each other inside a product.
+// multiply-adds, and the threads never wait on each other inside a product. A single column
+// (N = 1, a decoding step) runs as Eigen's matrix-vector product, which neither packs nor allocates.
 //
 // The kernel is Eigen's own (general_matrix_matrix_product with a caller-supplied blocking), an
 // internal interface that is stable across Eigen 3.4.x. With another Eigen version seqgen falls
@@ -108,6 +109,7 @@ void gemm_threads(const ConstMatRef<Scalar>& A, const ConstMatRef<Scalar>& B, Ma
     } else {
       gemm_slice(M, t, nt, 32, i0, i1);
     }
+    if (i1 == i0 || j1 == j0) return;  // more threads than slices
     auto slice = C.block(i0, j0, i1 - i0, j1 - j0);
     if (!accumulate) slice.setZero();
     // Row i of op(A) and column j of op(B) in memory:
@@ -139,6 +141,21 @@ void gemm(const ConstMatRef<Scalar>& A, bool transpose_a, const ConstMatRef<Scal
   check<ShapeError>(K == KB && C.rows() == M && C.cols() == N, "gemm: op(A) is (", M, ", ", K, "), op(B) is (", KB,
                     ", ", N, ") and C is (", C.rows(), ", ", C.cols(),
                     "); expected op(A) (M, K), op(B) (K, N), C (M, N)");
+  if (N == 1) {
+    // One column (a decoding step of one sequence): a matrix-vector product, which Eigen runs
+    // without packing and without heap allocation.
+    if (!accumulate) C.setZero();
+    if (transpose_a && transpose_b) {
+      C.col(0).noalias() += A.transpose() * B.row(0).transpose();
+    } else if (transpose_a) {
+      C.col(0).noalias() += A.transpose() * B.col(0);
+    } else if (transpose_b) {
+      C.col(0).noalias() += A * B.row(0).transpose();
+    } else {
+      C.col(0).noalias() += A * B.col(0);
+    }
+    return;
+  }
 #if SEQGEN_GEMM_KEEPS_BUFFERS
   if (transpose_a) {
     if (transpose_b) {

@@ -18,7 +18,7 @@ namespace seqgen {
 // more than the work (and far more on an oversubscribed machine).
 constexpr long kParallelMinWork = 1 << 15;
 
-// Number of threads seqgen's loops and Eigen's GEMMs use.
+// Number of threads seqgen's loops and matrix products use.
 inline int num_threads() {
 #if defined(SEQGEN_OPENMP) && defined(_OPENMP)
   return omp_get_max_threads();
@@ -27,7 +27,7 @@ inline int num_threads() {
 #endif
 }
 
-// Sets the thread count for seqgen's loops and for Eigen's GEMMs.
+// Sets the thread count for seqgen's loops and matrix products.
 inline void set_num_threads(int n) {
 #if defined(SEQGEN_OPENMP) && defined(_OPENMP)
   omp_set_num_threads(n < 1 ? 1 : n);

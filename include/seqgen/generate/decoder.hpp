@@ -47,8 +47,8 @@
 // prefill passes use. A step of up to 4 sequences reads the panel copies and allocates nothing,
 // except a step that slides the window, which re-prefills context/2 tokens.
 // RecurrentDecoder::step() allocates nothing after its first call, which sizes the layers' step
-// workspaces (Eigen's GEMM buffers aside, as above). Its prefill() runs the layers' sequence
-// forward, which sizes their caches to the prompt.
+// workspaces. Its prefill() runs the layers' sequence forward, which sizes their caches to the
+// prompt.
 //
 // The decoders keep a pointer to the model: the model must outlive them. GptDecoder copies the
 // block weights when it is made, so after the model's weights change (more training, a loaded
@@ -113,12 +113,11 @@ inline void check_sequence_index(const char* who, Index b, Index B) {
   check<IndexError>(b >= 0 && b < B, who, ": sequence ", b, " is out of range [0, ", B, ")");
 }
 
-// The panels [p0, p1) of a PanelMatrix that thread t of a team of nt computes. Shares are even,
-// which keeps the kernel on its two-panel path.
+// The panels [p0, p1) of a PanelMatrix that thread t of a team of nt computes: pairs of panels
+// dealt out evenly, which keeps the kernel on its two-panel path.
 inline std::pair<Index, Index> panel_share(Index panels, int t, int nt) {
-  const Index share = (panels / nt + 1) / 2 * 2;
-  const Index p0 = std::min(panels, t * share), p1 = t + 1 == nt ? panels : std::min(panels, p0 + share);
-  return {p0, p1};
+  const Index pairs = (panels + 1) / 2;
+  return {std::min(panels, 2 * (pairs * t / nt)), std::min(panels, 2 * (pairs * (t + 1) / nt))};
 }
 
 
@@ -370,9 +369,8 @@ class GptDecoder {
     auto att = att_.leftCols(N);
     auto hid = hid_.leftCols(N);
 
-    SEQGEN_OMP(parallel num_threads(threads_))
-    {
-      const int t = detail::omp_thread_index(), nt = detail::omp_team_size();
+    // Thread t of a team of nt; the directives inside also work outside a parallel region.
+    auto pass = [&](int t, int nt) {
       auto ln = ln_.middleCols(t * kStepColumns, N);
       for (Index l = 0; l < m.config.layers; ++l) {
         const TransformerBlock<Scalar>& block = m.blocks[l];
@@ -406,7 +404,16 @@ class GptDecoder {
         panel.mlp_proj.multiply(hid, x, block.mlp.proj.bias.value.data(), true, p0, p1);
         SEQGEN_OMP(barrier)
       }
+    };
+    // A C++ branch, not an OpenMP if clause: see parallel_for in parallel.hpp.
+#if defined(SEQGEN_OPENMP) && defined(_OPENMP)
+    if (threads_ > 1 && !omp_in_parallel()) {
+      SEQGEN_OMP(parallel num_threads(threads_))
+      pass(detail::omp_thread_index(), detail::omp_team_size());
+      return;
     }
+#endif
+    pass(0, 1);
   }
 
   // att_ column n, head h = attention of query qkv_ column n, head h over positions 0 … pos_[n0 + n]

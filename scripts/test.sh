@@ -4,7 +4,8 @@
 #   1. release build, ctest (unit tests, CLI, crash-safety and hostile-input tests, no-allocation test)
 #   2. the consumer projects through find_package, pkg-config and add_subdirectory
 #   3. the same ctest suite built with AddressSanitizer + UndefinedBehaviorSanitizer (at -O1; the asan
-#      preset's flags), except the no-allocation test, which replaces malloc as ASan does
+#      preset's flags), except the no-allocation test, which replaces malloc as ASan does, and the
+#      crash-safety script, which kills train at random moments and takes minutes when sanitized
 #   4. every libFuzzer target for SEQGEN_FUZZ_SECONDS seconds (default 60), see scripts/fuzz.sh
 #   ./scripts/test.sh                               everything
 #   SEQGEN_SKIP_SANITIZERS=1 SEQGEN_FUZZ_SECONDS=0 ./scripts/test.sh   steps 1 and 2 only
@@ -59,7 +60,7 @@ if [ -z "${SEQGEN_SKIP_SANITIZERS:-}" ]; then
     -DSEQGEN_BUILD_BENCHMARKS=OFF >/dev/null
   cmake --build "$asan" -j "$jobs" --target seqgen_tests train generate
   (cd "$asan" && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-    ctest -j "$jobs" --output-on-failure --timeout 900 -E no_alloc_training_step)
+    ctest -j "$jobs" --output-on-failure --timeout 900 -E "no_alloc_training_step|crash_safety")
 fi
 
 fuzz_seconds=${SEQGEN_FUZZ_SECONDS:-60}

@@ -390,3 +390,33 @@ TEST_CASE("Decoders: bad inputs are clear errors", "[decoder][errors]") {
   REQUIRE(g.logits().isZero(0));
   REQUIRE(r.logits().isZero(0));
 }
+
+TEST_CASE("GptDecoder: decoders stepped from the caller's own parallel region give the same logits", "[decoder][gpt]") {
+  auto model = make_gpt<double>(16, true, 50, 32, 4);
+  const std::vector<Token> prompt = random_ids(3, 11, 51), steps = random_ids(6, 11, 52);
+  const Mat<double> expected = full_forward(model, [&] {
+    std::vector<Token> all = prompt;
+    all.insert(all.end(), steps.begin(), steps.end());
+    return all;
+  }());
+  constexpr int kCallers = 3;
+  std::vector<double> errors(kCallers, -1);
+  // Each caller thread owns one decoder; the decoder must not open or join a team of its own.
+#if defined(SEQGEN_OPENMP) && defined(_OPENMP)
+#pragma omp parallel for num_threads(kCallers)
+#endif
+  for (int c = 0; c < kCallers; ++c) {
+    GptDecoder<double> decoder(model, 1);
+    double err = (decoder.prefill({prompt}).col(0) - expected.col(2)).cwiseAbs().maxCoeff();
+    for (Index k = 0; k < Index(steps.size()); ++k) {
+      const Token token = steps[k];
+      err = std::max(err, (decoder.step(TokenSpan(&token, 1)).col(0) - expected.col(3 + k)).cwiseAbs().maxCoeff());
+    }
+    errors[c] = err;
+  }
+  for (int c = 0; c < kCallers; ++c) {
+    INFO("caller " << c);
+    CHECK(errors[c] >= 0);
+    CHECK(errors[c] < 1e-10);
+  }
+}

@@ -64,6 +64,14 @@ inline int omp_thread_index() {
 #endif
 }
 
+// A per-thread scratch slot in [0, slots): the thread's index in the team of a loop seqgen split
+// (parallel_for), or 0 when the loop ran serially inside a caller's own parallel region, where the
+// thread index belongs to the caller's team but the object is used by that one thread only.
+inline int scratch_slot(Index slots) {
+  const int t = omp_thread_index();
+  return t < slots ? t : 0;
+}
+
 // Number of threads in the current OpenMP team (1 outside a parallel region or without OpenMP).
 inline int omp_team_size() {
 #if defined(SEQGEN_OPENMP) && defined(_OPENMP)

@@ -369,8 +369,9 @@ class GptDecoder {
     auto att = att_.leftCols(N);
     auto hid = hid_.leftCols(N);
 
-    // Thread t of a team of nt; the directives inside also work outside a parallel region.
-    auto pass = [&](int t, int nt) {
+    // Thread t of a team of nt. Without a team of its own (team false) the pass runs on the caller
+    // alone and must not meet a barrier: it would bind to a team the caller may be part of.
+    auto pass = [&](int t, int nt, bool team) {
       auto ln = ln_.middleCols(t * kStepColumns, N);
       for (Index l = 0; l < m.config.layers; ++l) {
         const TransformerBlock<Scalar>& block = m.blocks[l];
@@ -384,36 +385,48 @@ class GptDecoder {
         const Index r0 = std::max(C, p0 * kPanel), r1 = std::min(3 * C, p1 * kPanel);
         for (Index n = 0; n < N && r0 < r1; ++n)
           kv_[l].col(seq_[n0 + n] * ctx + pos_[n0 + n]).segment(r0 - C, r1 - r0) = qkv.col(n).segment(r0, r1 - r0);
-        SEQGEN_OMP(barrier)
+        if (team) {
+          SEQGEN_OMP(barrier)
+        }
 
-        SEQGEN_OMP(for schedule(static, 1))
-        for (Index i = 0; i < N * NH; ++i) attend(l, n0, i / NH, i % NH);  // ends with a barrier
+        if (team) {
+          SEQGEN_OMP(for schedule(static, 1))
+          for (Index i = 0; i < N * NH; ++i) attend(l, n0, i / NH, i % NH);  // ends with a barrier
+        } else {
+          for (Index i = 0; i < N * NH; ++i) attend(l, n0, i / NH, i % NH);
+        }
 
         std::tie(p0, p1) = detail::panel_share(panel.attn_proj.panels(), t, nt);
         panel.attn_proj.multiply(att, x, block.attn.proj.bias.value.data(), true, p0, p1);
-        SEQGEN_OMP(barrier)
+        if (team) {
+          SEQGEN_OMP(barrier)
+        }
 
         block.ln2.forward_into(x, ln);
         std::tie(p0, p1) = detail::panel_share(panel.fc.panels(), t, nt);
         panel.fc.multiply(ln, hid, block.mlp.fc.bias.value.data(), false, p0, p1);
         const Index h0 = std::min(4 * C, p0 * kPanel), h1 = std::min(4 * C, p1 * kPanel);
         Gelu<Scalar>().forward_into(hid.middleRows(h0, h1 - h0), hid.middleRows(h0, h1 - h0));
-        SEQGEN_OMP(barrier)
+        if (team) {
+          SEQGEN_OMP(barrier)
+        }
 
         std::tie(p0, p1) = detail::panel_share(panel.mlp_proj.panels(), t, nt);
         panel.mlp_proj.multiply(hid, x, block.mlp.proj.bias.value.data(), true, p0, p1);
-        SEQGEN_OMP(barrier)
+        if (team) {
+          SEQGEN_OMP(barrier)
+        }
       }
     };
     // A C++ branch, not an OpenMP if clause: see parallel_for in parallel.hpp.
 #if defined(SEQGEN_OPENMP) && defined(_OPENMP)
     if (threads_ > 1 && !omp_in_parallel()) {
       SEQGEN_OMP(parallel num_threads(threads_))
-      pass(detail::omp_thread_index(), detail::omp_team_size());
+      pass(detail::omp_thread_index(), detail::omp_team_size(), true);
       return;
     }
 #endif
-    pass(0, 1);
+    pass(0, 1, false);
   }
 
   // att_ column n, head h = attention of query qkv_ column n, head h over positions 0 … pos_[n0 + n]
@@ -424,7 +437,7 @@ class GptDecoder {
     const Index b = seq_[n0 + n], p = pos_[n0 + n];
     const auto K = kv_[l].block(h * HS, b * ctx, HS, p + 1);
     const auto V = kv_[l].block(C + h * HS, b * ctx, HS, p + 1);
-    auto s = scores_.col(detail::omp_thread_index()).head(p + 1);
+    auto s = scores_.col(detail::scratch_slot(scores_.cols())).head(p + 1);
     s.noalias() = K.transpose() * qkv_.col(n).segment(h * HS, HS);
     const Scalar max = s.maxCoeff();  // scale > 0, so the max commutes with it
     s = ((s.array() - max) * scale).exp().matrix();

@@ -139,7 +139,7 @@ struct CausalSelfAttention {
       auto dQ = cache.dqkv.block(h * HS, b * T, HS, T);
       auto dK = cache.dqkv.block(C + h * HS, b * T, HS, T);
       auto dV = cache.dqkv.block(2 * C + h * HS, b * T, HS, T);
-      auto dS = cache.dp.middleCols(T * detail::omp_thread_index(), T);  // this thread's (T, T) scratch
+      auto dS = cache.dp.middleCols(T * detail::scratch_slot(cache.dp.cols() / T), T);  // this thread's (T, T)
 
       for (Index i0 = 0; i0 < T; i0 += kBlock) {  // dV of key block [i0, i1) over queries [i0, T)
         const Index w = std::min(kBlock, T - i0);

@@ -106,48 +106,37 @@ def log_y_axis(ax):
     ax.yaxis.set_minor_formatter(ticker.NullFormatter())
 
 
-def plot_seq_time(cases, context, out):
+def plot_seq(cases, context, out, counter, transform, ylabel, title):
+    """One SeqCost counter against T for every kind, log-log."""
     kinds = [k for k in RECURRENT + ATTENTION if k in cases]
     fig, ax = plt.subplots(figsize=(7.5, 5.5))
     all_x = set()
     for kind in kinds:
-        xs, ys = series(cases, kind, "tokens_per_s", lambda r: 1e6 / r)
+        xs, ys = series(cases, kind, counter, transform)
         if xs:
             ax.plot(xs, ys, label=LABEL[kind], **STYLE[kind])
             all_x.update(xs)
     log2_axis(ax, sorted(all_x))
     log_y_axis(ax)
     ax.set_xlabel("sequence length T (tokens)")
-    ax.set_ylabel("time per token (µs), forward + backward")
-    ax.set_title("One layer over one sequence (B = 1, width 256, 4 heads)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3, fontsize=9, frameon=False)
     footer(fig, context)
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)
+
+
+def plot_seq_time(cases, context, out):
+    plot_seq(cases, context, out, "tokens_per_s", lambda r: 1e6 / r, "time per token (µs), forward + backward",
+             "One layer over one sequence (B = 1, width 256, 4 heads)")
 
 
 def plot_seq_memory(cases, context, out):
-    kinds = [k for k in RECURRENT + ATTENTION if k in cases]
-    fig, ax = plt.subplots(figsize=(7.5, 5.5))
-    all_x = set()
-    for kind in kinds:
-        xs, ys = series(cases, kind, "activation_bytes", lambda b: b / 2**20)
-        if xs:
-            ax.plot(xs, ys, label=LABEL[kind], **STYLE[kind])
-            all_x.update(xs)
-    log2_axis(ax, sorted(all_x))
-    log_y_axis(ax)
-    ax.set_xlabel("sequence length T (tokens)")
-    ax.set_ylabel("activations kept for backward (MiB)")
-    ax.set_title("Memory of one layer's cache after forward (B = 1, width 256, float)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3, fontsize=9, frameon=False)
-    footer(fig, context)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    plot_seq(cases, context, out, "activation_bytes", lambda b: b / 2**20, "activations kept for backward (MiB)",
+             "Memory of one layer's cache after forward (B = 1, width 256, float)")
 
 
 def plot_decode(cases, context, out):

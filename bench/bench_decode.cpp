@@ -127,7 +127,7 @@ void add_positions(benchmark::internal::Benchmark* family) {
   family->Unit(benchmark::kMicrosecond);
 }
 
-const bool registered = [] {
+const bool decode_registered = [] {
   benchmark::RegisterBenchmark("Decode/gpt_s/kv_cache", decode_kv_cache)->Unit(benchmark::kMillisecond);
   benchmark::RegisterBenchmark("Decode/gpt_s/recompute", decode_recompute)->Unit(benchmark::kMillisecond);
   // "DecodeCost/<kind>" with Arg(t) gives the names DecodeCost/<kind>/<t>.

@@ -179,7 +179,7 @@ void add_family(Kind kind, benchmark::internal::Benchmark* family) {
 
 std::string family_name(Kind kind) { return std::string("SeqCost/") + kind_name(kind); }
 
-const bool registered = [] {
+const bool seq_cost_registered = [] {
   // The thread count in the JSON context, for the plots' captions.
   benchmark::AddCustomContext("seqgen_threads", std::to_string(num_threads()));
   add_family(Kind::rnn, benchmark::RegisterBenchmark(family_name(Kind::rnn).c_str(),

@@ -76,7 +76,7 @@ void train_step_lstm_s(benchmark::State& state) {
   run_steps(state, trainer, c.train_flops_per_token());
 }
 
-const bool registered = [] {
+const bool train_step_registered = [] {
   benchmark::RegisterBenchmark("TrainStep/gpt_s", train_step_gpt_s)->Unit(benchmark::kMillisecond);
   benchmark::RegisterBenchmark("TrainStep/lstm_s", train_step_lstm_s)->Unit(benchmark::kMillisecond);
   return true;

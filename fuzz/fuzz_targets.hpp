@@ -1,5 +1,5 @@
 // The fuzz targets: one entry function per reader of outside bytes, shared by the libFuzzer
-// programs (fuzz/<target>.cpp, built by scripts/fuzz.sh) and by the regression test
+// program (fuzz/seqgen_fuzz.cpp, built by scripts/fuzz.sh) and by the regression test
 // (tests/test_fuzz_regressions.cpp), which replays the seed corpus and every saved crash input
 // through the very same functions.
 //
@@ -892,13 +892,15 @@ inline int fuzz_generate(const std::uint8_t* data, std::size_t size) {
 struct FuzzTarget {
   const char* name;
   int (*run)(const std::uint8_t*, std::size_t);
+  bool checkpoint_input;  // its inputs are checkpoint files: mutate them with mutate_checkpoint
 };
 
 inline const std::vector<FuzzTarget>& all_targets() {
   static const std::vector<FuzzTarget> targets = {
-      {"checkpoint", fuzz_checkpoint}, {"load_gpt", fuzz_load_gpt},       {"load_recurrent", fuzz_load_recurrent},
-      {"tokenizer", fuzz_tokenizer},   {"utf8", fuzz_utf8},               {"dataset", fuzz_dataset},
-      {"stop_strings", fuzz_stop_strings}, {"generate", fuzz_generate},
+      {"checkpoint", fuzz_checkpoint, true},     {"load_gpt", fuzz_load_gpt, true},
+      {"load_recurrent", fuzz_load_recurrent, true}, {"tokenizer", fuzz_tokenizer, false},
+      {"utf8", fuzz_utf8, false},                {"dataset", fuzz_dataset, false},
+      {"stop_strings", fuzz_stop_strings, false}, {"generate", fuzz_generate, false},
   };
   return targets;
 }

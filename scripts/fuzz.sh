@@ -7,7 +7,8 @@
 #   ./scripts/fuzz.sh 300             every target, 300 s each
 #   ./scripts/fuzz.sh 30 utf8 dataset some targets
 #   FUZZ_JOBS=1 ./scripts/fuzz.sh     one target at a time
-# Binaries go to build/fuzz/ (rebuilt when a header or a target changed); crash inputs to
+# The program goes to build/fuzz/seqgen_fuzz (rebuilt when a header changed), with a link
+# build/fuzz/<target> to it for each target; crash inputs to
 # build/fuzz/artifacts/<target>/; the repository's corpus is never written to.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -19,14 +20,15 @@ seconds=${1:-60}
 shift || true
 [[ "$seconds" =~ ^[0-9]+$ ]] && [ "$seconds" -gt 0 ] || { echo "usage: $0 [seconds] [target...]" >&2; exit 2; }
 jobs=${FUZZ_JOBS:-2}
+# The names of all_targets() in fuzz/fuzz_targets.hpp.
+all=(checkpoint load_gpt load_recurrent tokenizer utf8 dataset stop_strings generate)
 if [ $# -gt 0 ]; then
   targets=("$@")
-else
-  targets=()
-  for f in fuzz/*.cpp; do
-    name=$(basename "$f" .cpp)
-    [ "$name" = make_corpus ] || targets+=("$name")
+  for t in "${targets[@]}"; do
+    [[ " ${all[*]} " == *" $t "* ]] || { echo "fuzz.sh: no target '$t'; the targets are: ${all[*]}" >&2; exit 2; }
   done
+else
+  targets=("${all[@]}")
 fi
 
 # Longest input per target: a little above its largest seed.
@@ -42,33 +44,21 @@ max_len() {
 out=build/fuzz
 mkdir -p "$out"
 cxx=clang++-14
-flags=(-std=c++17 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -I include
-       -I /usr/include/eigen3)
+flags=(-std=c++17 -O1 -gline-tables-only -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+       -I include -I /usr/include/eigen3)
 
-build() {
-  local t=$1 bin=$out/$1
-  [ -f "fuzz/$t.cpp" ] || { echo "fuzz.sh: no target fuzz/$t.cpp" >&2; return 1; }
-  if [ -x "$bin" ] && [ -z "$(find include fuzz/fuzz_targets.hpp "fuzz/$t.cpp" -newer "$bin" -name '*pp' | head -1)" ]; then
-    return 0
-  fi
-  "$cxx" "${flags[@]}" "fuzz/$t.cpp" -o "$bin.tmp" 2>"$out/$t.build.log" || {
-    echo "fuzz.sh: building $t failed:" >&2
-    cat "$out/$t.build.log" >&2
-    return 1
+# One program for every target (fuzz/seqgen_fuzz.cpp), run through a link named after the target.
+bin=$out/seqgen_fuzz
+if [ ! -x "$bin" ] || [ -n "$(find include fuzz -newer "$bin" -name '*pp' | head -1)" ]; then
+  echo "== build $bin"
+  "$cxx" "${flags[@]}" fuzz/seqgen_fuzz.cpp -o "$bin.tmp" 2>"$out/build.log" || {
+    echo "fuzz.sh: building the fuzz targets failed:" >&2
+    cat "$out/build.log" >&2
+    exit 1
   }
   mv "$bin.tmp" "$bin"
-}
-
-echo "== build (${targets[*]}) into $out"
-pids=()
-for t in "${targets[@]}"; do
-  while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done
-  build "$t" &
-  pids+=($!)
-done
-status=0
-for p in "${pids[@]}"; do wait "$p" || status=1; done
-[ $status -eq 0 ] || exit 1
+fi
+for t in "${all[@]}"; do ln -sf seqgen_fuzz "$out/$t"; done
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

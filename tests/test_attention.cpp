@@ -6,6 +6,8 @@
 
 #include "test_util.hpp"
 
+namespace test_attention {  // see "Unity build" in tests/CMakeLists.txt
+
 using namespace seqgen;
 using seqgen_test::random_mat;
 
@@ -144,7 +146,7 @@ TEST_CASE("CausalSelfAttention: gradient check over shapes (T = 1, B = 1, NH = 1
     GradCheck check;
     check.add("x", x, dx);
     check.add_params(attn);
-    seqgen_test::require_grad_ok(check.run([&] {
+    seqgen_test::require_grad_ok(check.run([&, B = B, T = T] {  // (C++17 lambdas cannot capture a binding)
       attn.forward(x, B, T, y, cache);
       return (y.array() * R.array()).sum();
     }));
@@ -238,3 +240,5 @@ TEST_CASE("CausalSelfAttention: clear errors for bad configs and shapes", "[atte
   SEQGEN_THROWS_WITH(attn.backward(x, Mat<float>::Zero(4, 6), 3, 2, cache, dx), ShapeError,
                      "CausalSelfAttention 'attn': cache is for 6 tokens with T=3, expected B=3 T=2");
 }
+
+}  // namespace test_attention

@@ -13,6 +13,8 @@
 
 #include "test_util.hpp"
 
+namespace test_checkpoint {  // see "Unity build" in tests/CMakeLists.txt
+
 using namespace seqgen;
 using seqgen_test::random_mat;
 namespace fs = std::filesystem;
@@ -596,3 +598,5 @@ TEST_CASE("Checkpoint: a failed save throws IoError and leaves the previous file
     REQUIRE(dir.names() == std::vector<std::string>{"model.ckpt"});
   }
 }
+
+}  // namespace test_checkpoint

@@ -8,6 +8,8 @@
 
 #include "test_util.hpp"
 
+namespace test_dataset {  // see "Unity build" in tests/CMakeLists.txt
+
 using namespace seqgen;
 
 namespace {
@@ -267,3 +269,5 @@ TEST_CASE("TokenDataset: files, short corpora and bad arguments are clear errors
   REQUIRE(StreamBatcher(small, Split::train, 3, 12).steps_per_epoch() == 1);
   SEQGEN_THROWS_WITH(StreamBatcher(small, Split::val, 1, 0), ConfigError, "StreamBatcher: B and T must be positive");
 }
+
+}  // namespace test_dataset

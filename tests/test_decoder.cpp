@@ -3,6 +3,8 @@
 
 #include "test_util.hpp"
 
+namespace test_decoder {  // see "Unity build" in tests/CMakeLists.txt
+
 using namespace seqgen;
 
 namespace {
@@ -420,3 +422,5 @@ TEST_CASE("GptDecoder: decoders stepped from the caller's own parallel region gi
     CHECK(errors[c] < 1e-10);
   }
 }
+
+}  // namespace test_decoder

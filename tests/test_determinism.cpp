@@ -13,6 +13,8 @@
 
 #include "test_util.hpp"
 
+namespace test_determinism {  // see "Unity build" in tests/CMakeLists.txt
+
 using namespace seqgen;
 
 namespace {
@@ -115,3 +117,5 @@ TEST_CASE("Determinism: LSTM training is bit-identical at a fixed thread count, 
   o.seed = 6;
   check_determinism(LstmLm<float>(cfg, rng), tok, data, o);
 }
+
+}  // namespace test_determinism

@@ -2,6 +2,8 @@
 
 #include "test_util.hpp"
 
+namespace test_dropout {  // see "Unity build" in tests/CMakeLists.txt
+
 using namespace seqgen;
 using seqgen_test::random_mat;
 
@@ -107,3 +109,5 @@ TEST_CASE("Dropout: bad p and a mismatched mask are clear errors", "[dropout][er
   SEQGEN_THROWS_WITH(drop.backward(Mat<float>::Ones(3, 5), cache, dx, true), ShapeError,
                      "Dropout: dy is (3, 5) but the mask from forward is (3, 4)");
 }
+
+}  // namespace test_dropout

@@ -2,6 +2,8 @@
 
 #include "test_util.hpp"
 
+namespace test_embedding {  // see "Unity build" in tests/CMakeLists.txt
+
 using namespace seqgen;
 using seqgen_test::random_mat;
 
@@ -107,3 +109,5 @@ TEST_CASE("Embedding: an empty batch gives an empty output", "[embedding]") {
   REQUIRE(y.rows() == 2);
   REQUIRE(y.cols() == 0);
 }
+
+}  // namespace test_embedding

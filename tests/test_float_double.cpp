@@ -6,6 +6,8 @@
 
 #include "test_util.hpp"
 
+namespace test_float_double {  // see "Unity build" in tests/CMakeLists.txt
+
 using namespace seqgen;
 using seqgen_test::random_mat;
 
@@ -96,3 +98,5 @@ TEST_CASE("float and double: SoftmaxHead loss, probabilities and gradients", "[f
   REQUIRE(rel_diff(dxf, dxd) < 1e-5);
   REQUIRE(rel_diff(wf.grad, wd.grad) < 1e-5);
 }
+
+}  // namespace test_float_double

@@ -16,6 +16,8 @@
 #include "../fuzz/fuzz_targets.hpp"
 #include "catch_compat.hpp"
 
+namespace test_fuzz_regressions {  // see "Unity build" in tests/CMakeLists.txt
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -146,3 +148,5 @@ TEST_CASE("fuzz: the brute-force stop-string matcher picks the earliest end, the
   CHECK(start == 1);
   CHECK(ref_first_stop({"z"}, "abc", start) == -1);
 }
+
+}  // namespace test_fuzz_regressions

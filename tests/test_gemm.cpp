@@ -2,6 +2,8 @@
 
 #include "test_util.hpp"
 
+namespace test_gemm {  // see "Unity build" in tests/CMakeLists.txt
+
 using namespace seqgen;
 using seqgen_test::random_mat;
 
@@ -65,3 +67,5 @@ TEST_CASE("gemm: shapes are checked", "[gemm][errors]") {
   SEQGEN_THROWS_WITH(gemm<double>(Mat<double>::Ones(2, 4), false, Mat<double>::Ones(4, 3), true, C, false), ShapeError,
                      "op(B) is (3, 4)");
 }
+
+}  // namespace test_gemm

@@ -3,6 +3,8 @@
 
 #include "test_util.hpp"
 
+namespace test_gradcheck {  // see "Unity build" in tests/CMakeLists.txt
+
 using namespace seqgen;
 using seqgen_test::random_mat;
 
@@ -55,3 +57,5 @@ TEST_CASE("GradCheck: mismatched gradient shape is an error", "[gradcheck][error
   GradCheck check;
   SEQGEN_THROWS_WITH(check.add("x", x, g), ShapeError, "tensor 'x' is (2, 3) but its gradient is (3, 2)");
 }
+
+}  // namespace test_gradcheck

@@ -6,6 +6,8 @@
 
 #include "test_util.hpp"
 
+namespace test_gru {  // see "Unity build" in tests/CMakeLists.txt
+
 using namespace seqgen;
 using seqgen_test::random_mat;
 
@@ -303,3 +305,5 @@ TEST_CASE("GRU: wrong shapes and sizes are clear errors", "[gru][errors]") {
   SEQGEN_THROWS_WITH(layer.step(Mat<float>(4, 4), s0, ws), ShapeError,
                      "GRU 'dec': state h is (3, 2), expected (3, 4) = (hidden_size, B)");
 }
+
+}  // namespace test_gru

@@ -3,6 +3,8 @@
 
 #include "test_util.hpp"
 
+namespace test_layernorm {  // see "Unity build" in tests/CMakeLists.txt
+
 using namespace seqgen;
 using seqgen_test::random_mat;
 
@@ -189,3 +191,5 @@ TEST_CASE("LayerNorm: bad shapes and sizes are clear errors", "[layernorm][error
                      "LayerNorm 'ln_f': cache holds 2 columns, expected 5");
   SEQGEN_THROWS_WITH(LayerNorm<float>("ln", 0), ConfigError, "LayerNorm 'ln': size must be positive, got C=0");
 }
+
+}  // namespace test_layernorm

@@ -2,6 +2,8 @@
 
 #include "test_util.hpp"
 
+namespace test_linear {  // see "Unity build" in tests/CMakeLists.txt
+
 using namespace seqgen;
 using seqgen_test::random_mat;
 
@@ -59,3 +61,5 @@ TEST_CASE("Linear: wrong input shape and bad sizes are clear errors", "[linear][
   SEQGEN_THROWS_WITH(layer.forward(x, y), ShapeError, "Linear 'head': input has 3 rows, expected 4");
   SEQGEN_THROWS_WITH(Linear<float>("fc", 0, 2, rng), ConfigError, "sizes must be positive");
 }
+
+}  // namespace test_linear

@@ -6,6 +6,8 @@
 
 #include "test_util.hpp"
 
+namespace test_lstm {  // see "Unity build" in tests/CMakeLists.txt
+
 using namespace seqgen;
 using seqgen_test::random_mat;
 
@@ -330,3 +332,5 @@ TEST_CASE("LSTM: wrong shapes and sizes are clear errors", "[lstm][errors]") {
   SEQGEN_THROWS_WITH(layer.step(Mat<float>(4, 1), s0, ws), ShapeError,
                      "LSTM 'enc': state h is (3, 2), expected (3, 1) = (hidden_size, B)");
 }
+
+}  // namespace test_lstm

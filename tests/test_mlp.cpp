@@ -4,6 +4,8 @@
 
 #include "test_util.hpp"
 
+namespace test_mlp {  // see "Unity build" in tests/CMakeLists.txt
+
 using namespace seqgen;
 using seqgen_test::random_mat;
 
@@ -177,3 +179,5 @@ TEST_CASE("Mlp: clear errors for bad sizes and shapes", "[mlp][errors]") {
   SEQGEN_THROWS_WITH(mlp.backward(x5, Mat<float>::Zero(4, 5), cache, dx), ShapeError,
                      "Mlp 'h.0.mlp': cache holds 2 columns, expected 5");
 }
+
+}  // namespace test_mlp

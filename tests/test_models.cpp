@@ -5,6 +5,8 @@
 
 #include "test_util.hpp"
 
+namespace test_models {  // see "Unity build" in tests/CMakeLists.txt
+
 using namespace seqgen;
 
 namespace {
@@ -226,3 +228,5 @@ TEST_CASE("Every model overfits one tiny batch to a loss below 0.05", "[gpt][rec
   cfg.cell = CellKind::gru;
   recurrent(GruLm<float>(cfg, rng));
 }
+
+}  // namespace test_models

@@ -18,6 +18,8 @@
 
 #include "test_util.hpp"
 
+namespace test_numerics {  // see "Unity build" in tests/CMakeLists.txt
+
 using namespace seqgen;
 using seqgen_test::random_mat;
 
@@ -282,3 +284,5 @@ TEMPLATE_TEST_CASE("Numerics: GELU on rows of ±1e4 is x and 0, its gradient 1 a
     REQUIRE((dx.col(n + 3).array() == S(0)).all());
   }
 }
+
+}  // namespace test_numerics

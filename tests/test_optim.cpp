@@ -11,6 +11,8 @@
 
 #include "test_util.hpp"
 
+namespace test_optim {  // see "Unity build" in tests/CMakeLists.txt
+
 using namespace seqgen;
 using seqgen_test::random_mat;
 
@@ -591,3 +593,5 @@ TEST_CASE("Optimizers: a changed parameter list is a clear error", "[optim][erro
   set_grads(small, 0);
   SEQGEN_THROWS_WITH(opt.step(small), ConfigError, "Adam: the module has 2 parameters, expected 3 as at the first step");
 }
+
+}  // namespace test_optim

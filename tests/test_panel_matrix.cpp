@@ -2,6 +2,8 @@
 
 #include "test_util.hpp"
 
+namespace test_panel_matrix {  // see "Unity build" in tests/CMakeLists.txt
+
 using namespace seqgen;
 using seqgen_test::random_mat;
 
@@ -49,3 +51,5 @@ TEST_CASE("PanelMatrix: shapes and ranges are checked", "[panel_matrix][errors]"
   SEQGEN_THROWS_WITH(P.multiply(Mat<float>::Ones(8, 1), y, nullptr, false, 1, 3), ShapeError,
                      "PanelMatrix: panels [1, 3) are outside [0, 2)");
 }
+
+}  // namespace test_panel_matrix

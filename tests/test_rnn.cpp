@@ -6,6 +6,8 @@
 
 #include "test_util.hpp"
 
+namespace test_rnn {  // see "Unity build" in tests/CMakeLists.txt
+
 using namespace seqgen;
 using seqgen_test::random_mat;
 
@@ -383,3 +385,5 @@ TEST_CASE("ElmanRnn: errors are caught before any gradient is touched", "[rnn][e
   net.for_each_param([&](Param<double>& p) { grad_norm += p.grad.norm(); });
   REQUIRE(grad_norm == 0.0);
 }
+
+}  // namespace test_rnn

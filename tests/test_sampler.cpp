@@ -11,6 +11,8 @@
 
 #include "test_util.hpp"
 
+namespace test_sampler {  // see "Unity build" in tests/CMakeLists.txt
+
 using namespace seqgen;
 
 TEST_CASE("Sampler: temperature 0 is greedy, and a tiny temperature agrees", "[sampler]") {
@@ -506,3 +508,5 @@ TEST_CASE("StopStrings: the first stop string completed wins, however the text i
     REQUIRE(stopped == (expected.size() < text.size()));
   }
 }
+
+}  // namespace test_sampler

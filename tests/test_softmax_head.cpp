@@ -3,6 +3,8 @@
 
 #include "test_util.hpp"
 
+namespace test_softmax_head {  // see "Unity build" in tests/CMakeLists.txt
+
 using namespace seqgen;
 using seqgen_test::random_mat;
 
@@ -214,3 +216,5 @@ TEST_CASE("SoftmaxHead: bad targets, shapes and call order are clear errors", "[
   SEQGEN_THROWS_WITH(head.backward(w, x, targets, cache, dx), ConfigError,
                      "SoftmaxHead 'lm_head': backward called twice after one forward");
 }
+
+}  // namespace test_softmax_head

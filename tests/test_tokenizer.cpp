@@ -4,6 +4,8 @@
 
 #include "test_util.hpp"
 
+namespace test_tokenizer {  // see "Unity build" in tests/CMakeLists.txt
+
 using namespace seqgen;
 
 namespace {
@@ -261,3 +263,5 @@ TEST_CASE("Tokenizer: from_bytes on randomly corrupted blobs returns a valid tok
   }
   REQUIRE(accepted < 2000);
 }
+
+}  // namespace test_tokenizer

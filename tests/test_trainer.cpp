@@ -14,6 +14,8 @@
 
 #include "test_util.hpp"
 
+namespace test_trainer {  // see "Unity build" in tests/CMakeLists.txt
+
 using namespace seqgen;
 
 namespace {
@@ -390,3 +392,5 @@ TEST_CASE("Trainer: a save that fails midway (file size limit, not a folder) kee
   REQUIRE(temp_files_of(path) == 0);
   std::filesystem::remove(path);
 }
+
+}  // namespace test_trainer

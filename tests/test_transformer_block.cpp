@@ -4,6 +4,8 @@
 
 #include "test_util.hpp"
 
+namespace test_transformer_block {  // see "Unity build" in tests/CMakeLists.txt
+
 using namespace seqgen;
 using seqgen_test::random_mat;
 
@@ -109,7 +111,7 @@ TEST_CASE("TransformerBlock: gradient check over shapes (T = 1, B = 1, NH = 1, N
     GradCheck check;
     check.add("x", x, dx);
     check.add_params(block);
-    seqgen_test::require_grad_ok(check.run([&] {
+    seqgen_test::require_grad_ok(check.run([&, B = B, T = T] {  // (C++17 lambdas cannot capture a binding)
       block.forward(x, B, T, y, cache, rng, true);
       return (y.array() * R.array()).sum();
     }));
@@ -135,7 +137,7 @@ TEST_CASE("TransformerBlock: gradient check with dropout in training, fixed mask
     GradCheck check;
     check.add("x", x, dx);
     check.add_params(block);
-    seqgen_test::require_grad_ok(check.run([&] {
+    seqgen_test::require_grad_ok(check.run([&, B = B, T = T] {
       rng.reseed(20);  // the same masks as the analytic pass
       block.forward(x, B, T, y, cache, rng, true);
       return (y.array() * R.array()).sum();
@@ -202,3 +204,5 @@ TEST_CASE("TransformerBlock: clear errors for bad configs and shapes", "[block][
   SEQGEN_THROWS_WITH(block.backward(x8, Mat<float>::Zero(4, 8), 2, 4, cache, dx, false), ShapeError,
                      "TransformerBlock 'h.1': cache holds 6 columns, expected 8");
 }
+
+}  // namespace test_transformer_block

@@ -1,5 +1,7 @@
 #include <seqgen/core/gemm.hpp>
 
+#include <limits>
+
 #include "test_util.hpp"
 
 namespace test_gemm {  // see "Unity build" in tests/CMakeLists.txt
@@ -30,6 +32,7 @@ void check_shape(Index M, Index N, Index K, double tol) {
       auto C = big.block(1, 2, M, N);
       const auto A_view = A_big.block(3, 1, A.rows(), A.cols());
       const auto B_view = B_big.block(2, 1, B.rows(), B.cols());
+      C.setConstant(std::numeric_limits<Scalar>::quiet_NaN());  // assigning never reads C
       gemm<Scalar>(A_view, ta, B_view, tb, C, false);
       CHECK(double((C - expected).cwiseAbs().maxCoeff()) <= tol * std::max<double>(1, K));
       gemm<Scalar>(A_view, ta, B_view, tb, C, true);
@@ -57,6 +60,26 @@ TEST_CASE("gemm: equals Eigen's product for every transposition, small and threa
     check_shape<double>(70, 130, 300, 1e-15);  // by columns
     check_shape<float>(200, 100, 96, 1e-6);
   }
+  set_num_threads(threads);
+}
+
+TEST_CASE("gemm: float through the AVX2 kernel and through Eigen's, across every cache block", "[gemm]") {
+  const int threads = num_threads();
+  const bool avx2 = detail::avx2_kernel();
+  for (bool use_avx2 : {true, false}) {
+    detail::set_avx2_kernel(use_avx2);  // stays off on a CPU without AVX2
+    INFO("AVX2 kernel: " << detail::avx2_kernel());
+    for (int nt : {1, 2}) {
+      INFO(nt << " threads");
+      set_num_threads(nt);
+      check_shape<float>(16, 6, 1, 1e-6);      // one tile
+      check_shape<float>(17, 7, 5, 1e-6);      // ragged tiles
+      check_shape<float>(3, 4, 0, 1e-6);       // K = 0: C = 0
+      check_shape<float>(401, 53, 600, 1e-6);  // three row blocks and three k blocks, all ragged
+      check_shape<float>(9, 4100, 20, 1e-6);   // two column blocks
+    }
+  }
+  detail::set_avx2_kernel(avx2);
   set_num_threads(threads);
 }
 

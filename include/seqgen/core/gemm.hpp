@@ -6,24 +6,27 @@
 // Why not `C.noalias() = A * B`: Eigen packs panels of A and B into buffers on every product, on
 // the heap once they pass EIGEN_STACK_ALLOCATION_LIMIT (128 KB), which every GEMM of a GPT layer
 // does, and always on the heap when Eigen runs the product on several threads. Here each thread
-// keeps its packing buffers (thread_local, grown to the largest product it has run) and runs
-// Eigen's single-thread kernel on its own slice of C:
+// keeps its packing buffers (thread_local, grown to the largest product it has run) and runs a
+// single-thread kernel on its own slice of C:
 //   N ≥ M: thread t computes columns [j_t, j_t+1) of C from all of op(A) and those columns of op(B)
 //   N < M: thread t computes rows [i_t, i_t+1) of C from those rows of op(A) and all of op(B)
 // Each thread packs the operand it shares separately, a small cost next to its M·N·K/threads
 // multiply-adds, and the threads never wait on each other inside a product. A single column
 // (N = 1, a decoding step) runs as Eigen's matrix-vector product, which neither packs nor allocates.
 //
-// The kernel is Eigen's own (general_matrix_matrix_product with a caller-supplied blocking), an
-// internal interface that is stable across Eigen 3.4.x. With another Eigen version seqgen falls
-// back to the ordinary products, which are as fast but allocate.
+// The kernel: for float on an x86-64 CPU with AVX2 and FMA (checked at run time), seqgen's own
+// (gemm_avx2.hpp); otherwise Eigen's (general_matrix_matrix_product with a caller-supplied
+// blocking), an internal interface that is stable across Eigen 3.4.x. With another Eigen version
+// and no AVX2 seqgen falls back to the ordinary products, which are as fast but allocate.
 #pragma once
 
 #include <Eigen/Core>
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 
 #include "seqgen/core/error.hpp"
+#include "seqgen/core/gemm_avx2.hpp"
 #include "seqgen/core/parallel.hpp"
 #include "seqgen/core/tensor.hpp"
 
@@ -40,12 +43,16 @@ constexpr double kGemmParallelMinWork = double(1 << 18);
 
 namespace detail {
 
-#if SEQGEN_GEMM_KEEPS_BUFFERS
 // The packing buffers of the calling thread. They only grow, so after the first step of a
 // training run (which runs every product shape) no product allocates.
 template <typename Scalar>
 struct GemmBuffers {
   std::vector<Scalar, Eigen::aligned_allocator<Scalar>> a, b;
+
+  void reserve(std::size_t size_a, std::size_t size_b) {
+    if (a.size() < size_a) a.resize(size_a);
+    if (b.size() < size_b) b.resize(size_b);
+  }
 };
 
 template <typename Scalar>
@@ -54,6 +61,7 @@ GemmBuffers<Scalar>& thread_gemm_buffers() {
   return buffers;
 }
 
+#if SEQGEN_GEMM_KEEPS_BUFFERS
 // Eigen's cache blocking for an (M, N, K) product (panels of kc × mc of A and kc × nc of B),
 // pointing at this thread's buffers instead of allocating its own.
 template <typename Scalar>
@@ -66,25 +74,75 @@ class KeptBlocking : public Eigen::internal::level3_blocking<Scalar, Scalar> {
     Eigen::internal::computeProductBlockingSizes<Scalar, Scalar, 1, Index>(this->m_kc, this->m_mc, this->m_nc,
                                                                           Index(1));
     GemmBuffers<Scalar>& buffers = thread_gemm_buffers<Scalar>();
-    const std::size_t size_a = std::size_t(this->m_kc * this->m_mc), size_b = std::size_t(this->m_kc * this->m_nc);
-    if (buffers.a.size() < size_a) buffers.a.resize(size_a);
-    if (buffers.b.size() < size_b) buffers.b.resize(size_b);
+    buffers.reserve(std::size_t(this->m_kc * this->m_mc), std::size_t(this->m_kc * this->m_nc));
     this->m_blockA = buffers.a.data();
     this->m_blockB = buffers.b.data();
   }
 };
+#endif
 
-// C += op(A) op(B) on the calling thread. Pointers and leading dimensions of column-major
-// storage; a transposed operand is the same memory read as row-major.
+// C = op(A) op(B), or C += op(A) op(B) when accumulating, on the calling thread. Pointers and
+// leading dimensions of column-major storage; a transposed operand is the same memory read as
+// row-major.
 template <typename Scalar, bool TransA, bool TransB>
 void gemm_serial(Index M, Index N, Index K, const Scalar* a, Index lda, const Scalar* b, Index ldb, Scalar* c,
-                 Index ldc) {
-  if (M == 0 || N == 0 || K == 0) return;
+                 Index ldc, bool accumulate) {
+  if (M == 0 || N == 0) return;
+  Eigen::Map<Mat<Scalar>, 0, Eigen::OuterStride<>> C(c, M, N, Eigen::OuterStride<>(ldc));
+  if (K == 0) {
+    if (!accumulate) C.setZero();
+    return;
+  }
+#if SEQGEN_GEMM_AVX2
+  if constexpr (std::is_same_v<Scalar, float>) {
+    if (avx2::enabled()) {
+      GemmBuffers<float>& buffers = thread_gemm_buffers<float>();
+      buffers.reserve(std::size_t(avx2::packed_a_size(M, K)), std::size_t(avx2::packed_b_size(N, K)));
+      avx2::gemm<TransA, TransB>(M, N, K, a, lda, b, ldb, c, ldc, accumulate, buffers.a.data(), buffers.b.data());
+      return;
+    }
+  }
+#endif
+  if (!accumulate) C.setZero();
+#if SEQGEN_GEMM_KEEPS_BUFFERS
   KeptBlocking<Scalar> blocking(M, N, K);
   Eigen::internal::general_matrix_matrix_product<Index, Scalar, TransA ? Eigen::RowMajor : Eigen::ColMajor, false,
                                                  Scalar, TransB ? Eigen::RowMajor : Eigen::ColMajor, false,
                                                  Eigen::ColMajor, 1>::run(M, N, K, a, lda, b, ldb, c, 1, ldc,
                                                                           Scalar(1), blocking, nullptr);
+#else
+  using Stride = Eigen::OuterStride<>;
+  using ConstMap = Eigen::Map<const Mat<Scalar>, 0, Stride>;
+  const ConstMap A(a, TransA ? K : M, TransA ? M : K, Stride(lda));
+  const ConstMap B(b, TransB ? N : K, TransB ? K : N, Stride(ldb));
+  if (TransA && TransB) {
+    C.noalias() += A.transpose() * B.transpose();
+  } else if (TransA) {
+    C.noalias() += A.transpose() * B;
+  } else if (TransB) {
+    C.noalias() += A * B.transpose();
+  } else {
+    C.noalias() += A * B;
+  }
+#endif
+}
+
+// Whether float products run seqgen's AVX2 kernel: on by default when the CPU has AVX2 and FMA,
+// never on a CPU without them. A test turns it off to check Eigen's kernel on the same machine.
+inline bool avx2_kernel() {
+#if SEQGEN_GEMM_AVX2
+  return avx2::enabled();
+#else
+  return false;
+#endif
+}
+
+inline void set_avx2_kernel(bool on) {
+#if SEQGEN_GEMM_AVX2
+  avx2::enabled() = on && avx2::supported();
+#else
+  (void)on;
+#endif
 }
 
 // The slice [i0, i1) of the thread t of nt over n items, in multiples of `step`.
@@ -101,21 +159,21 @@ void gemm_threads(const ConstMatRef<Scalar>& A, const ConstMatRef<Scalar>& B, Ma
   const Scalar* b = B.data();
   const Index lda = A.outerStride(), ldb = B.outerStride(), ldc = C.outerStride();
   const bool by_columns = N >= M;
-  // Thread t of nt computes its slice of C.
+  // Thread t of nt computes its slice of C: whole tiles of the kernels (16 × 6 for AVX2, 24 × 4
+  // or 8 × 4 for Eigen's), so that only the last slice has ragged edges.
   auto run_slice = [&](int t, int nt) {
     Index i0 = 0, i1 = M, j0 = 0, j1 = N;
     if (by_columns) {
-      gemm_slice(N, t, nt, 8, j0, j1);
+      gemm_slice(N, t, nt, 24, j0, j1);
     } else {
-      gemm_slice(M, t, nt, 32, i0, i1);
+      gemm_slice(M, t, nt, 48, i0, i1);
     }
     if (i1 == i0 || j1 == j0) return;  // more threads than slices
-    auto slice = C.block(i0, j0, i1 - i0, j1 - j0);
-    if (!accumulate) slice.setZero();
     // Row i of op(A) and column j of op(B) in memory:
     const Scalar* a_rows = TransA ? a + i0 * lda : a + i0;
     const Scalar* b_cols = TransB ? b + j0 : b + j0 * ldb;
-    gemm_serial<Scalar, TransA, TransB>(i1 - i0, j1 - j0, K, a_rows, lda, b_cols, ldb, slice.data(), ldc);
+    gemm_serial<Scalar, TransA, TransB>(i1 - i0, j1 - j0, K, a_rows, lda, b_cols, ldb, &C(i0, j0), ldc,
+                                        accumulate);
   };
   // A C++ branch, not an OpenMP if clause: see parallel_for in parallel.hpp.
 #if defined(SEQGEN_OPENMP) && defined(_OPENMP)
@@ -127,7 +185,6 @@ void gemm_threads(const ConstMatRef<Scalar>& A, const ConstMatRef<Scalar>& B, Ma
 #endif
   run_slice(0, 1);
 }
-#endif
 
 }  // namespace detail
 
@@ -156,7 +213,6 @@ void gemm(const ConstMatRef<Scalar>& A, bool transpose_a, const ConstMatRef<Scal
     }
     return;
   }
-#if SEQGEN_GEMM_KEEPS_BUFFERS
   if (transpose_a) {
     if (transpose_b) {
       detail::gemm_threads<Scalar, true, true>(A, B, C, accumulate);
@@ -170,18 +226,6 @@ void gemm(const ConstMatRef<Scalar>& A, bool transpose_a, const ConstMatRef<Scal
       detail::gemm_threads<Scalar, false, false>(A, B, C, accumulate);
     }
   }
-#else
-  if (!accumulate) C.setZero();
-  if (transpose_a && transpose_b) {
-    C.noalias() += A.transpose() * B.transpose();
-  } else if (transpose_a) {
-    C.noalias() += A.transpose() * B;
-  } else if (transpose_b) {
-    C.noalias() += A * B.transpose();
-  } else {
-    C.noalias() += A * B;
-  }
-#endif
 }
 
 }  // namespace seqgen

@@ -1,0 +1,188 @@
+// The single-precision matrix product of gemm.hpp on x86-64 CPUs with AVX2 and FMA, chosen at run
+// time, so it runs whether or not the program was compiled with -march=native.
+//
+//   C (M, N) = op(A) op(B)  or  C += op(A) op(B)      op(A): (M, K), op(B): (K, N), all column-major
+//
+// The classic blocked scheme (Goto and van de Geijn, 2008):
+//   for each block of NC columns of C:
+//     for each block of KC of the summed dimension:  pack op(B)[k block, j block] into panels of NR columns
+//       for each block of MC rows of C:             pack op(A)[i block, k block] into panels of MR rows
+//         for each NR-column panel of B, for each MR-row panel of A:
+//           the micro-kernel: C[MR × NR tile] += A panel (MR × kc) · B panel (kc × NR)
+// Packing lays each panel out in the order the kernel reads it (k-major: MR values of A, then NR
+// values of B per step of k) and pads ragged edges with zeros, so the kernel never branches on
+// shape; it also absorbs the transpositions. The tile is 16 × 6: two 8-float vectors of a column
+// of C times 6 broadcast values of B, 12 accumulators in registers (AVX2 has 16), 12 fused
+// multiply-adds for 2 loads and 6 broadcasts per step of k. A B panel (kc × 6) stays in L1 while
+// the A block (MC × KC, 192 KB) streams from L2.
+//
+// Each k is summed in the same order whatever the tile's position, so a column of C does not
+// depend on how the threads split C.
+#pragma once
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define SEQGEN_GEMM_AVX2 1
+
+#include <immintrin.h>
+
+#include <algorithm>
+
+#include "seqgen/core/tensor.hpp"
+
+namespace seqgen {
+namespace detail {
+namespace avx2 {
+
+constexpr Index kMR = 16, kNR = 6;                // micro-tile of C
+constexpr Index kKC = 256, kMC = 192, kNC = 4092;  // cache blocks: kc × MC of A in L2, kc × NC of B in L3
+
+inline bool supported() {
+  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return ok;
+}
+
+// Whether float products run this kernel (see set_avx2_kernel in gemm.hpp).
+inline bool& enabled() {
+  static bool on = supported();
+  return on;
+}
+
+// Packing buffer sizes, in floats, for a product of at most (M, N) with these blocks.
+inline Index packed_a_size(Index M, Index K) { return std::min(kKC, K) * (std::min(kMC, M) + kMR); }
+inline Index packed_b_size(Index N, Index K) { return std::min(kKC, K) * (std::min(kNC, N) + kNR); }
+
+// op(A)[0..mc, 0..kc] into mc/MR panels, each kc steps of MR rows (zeros past row mc).
+// op(A)(i, k) is a[i + k·lda], or a[k + i·lda] when transposed.
+template <bool TransA>
+void pack_a(Index mc, Index kc, const float* a, Index lda, float* out) {
+  for (Index i0 = 0; i0 < mc; i0 += kMR, out += kc * kMR) {
+    const Index m = std::min(kMR, mc - i0);
+    if (TransA) {  // a row of op(A) is contiguous: copy a row at a time
+      for (Index r = 0; r < kMR; ++r) {
+        if (r < m) {
+          const float* src = a + (i0 + r) * lda;
+          for (Index k = 0; k < kc; ++k) out[k * kMR + r] = src[k];
+        } else {
+          for (Index k = 0; k < kc; ++k) out[k * kMR + r] = 0;
+        }
+      }
+    } else {  // a column of op(A) is contiguous: copy a column at a time
+      for (Index k = 0; k < kc; ++k) {
+        const float* src = a + i0 + k * lda;
+        for (Index r = 0; r < kMR; ++r) out[k * kMR + r] = r < m ? src[r] : 0.0f;
+      }
+    }
+  }
+}
+
+// op(B)[0..kc, 0..nc] into nc/NR panels, each kc steps of NR columns (zeros past column nc).
+// op(B)(k, j) is b[k + j·ldb], or b[j + k·ldb] when transposed.
+template <bool TransB>
+void pack_b(Index kc, Index nc, const float* b, Index ldb, float* out) {
+  for (Index j0 = 0; j0 < nc; j0 += kNR, out += kc * kNR) {
+    const Index n = std::min(kNR, nc - j0);
+    if (TransB) {
+      for (Index k = 0; k < kc; ++k) {
+        const float* src = b + j0 + k * ldb;
+        for (Index j = 0; j < kNR; ++j) out[k * kNR + j] = j < n ? src[j] : 0.0f;
+      }
+    } else {
+      for (Index j = 0; j < kNR; ++j) {
+        const float* src = b + (j0 + j) * ldb;
+        float* dst = out + j;
+        if (j < n) {
+          for (Index k = 0; k < kc; ++k) dst[k * kNR] = src[k];
+        } else {
+          for (Index k = 0; k < kc; ++k) dst[k * kNR] = 0;
+        }
+      }
+    }
+  }
+}
+
+// The micro-kernel: the 16 × 6 tile T = Σ_k a[16k .. 16k+15] ⊗ b[6k .. 6k+5], then
+// C[0..m, 0..n] = T (or += T when `add`), m ≤ 16 and n ≤ 6 for a tile at the edge of C.
+__attribute__((target("avx2,fma"))) inline void kernel_16x6(Index kc, const float* a, const float* b, float* c,
+                                                             Index ldc, bool add, Index m, Index n) {
+  __m256 t00 = _mm256_setzero_ps(), t01 = _mm256_setzero_ps(), t10 = _mm256_setzero_ps(),
+         t11 = _mm256_setzero_ps(), t20 = _mm256_setzero_ps(), t21 = _mm256_setzero_ps(),
+         t30 = _mm256_setzero_ps(), t31 = _mm256_setzero_ps(), t40 = _mm256_setzero_ps(),
+         t41 = _mm256_setzero_ps(), t50 = _mm256_setzero_ps(), t51 = _mm256_setzero_ps();
+  for (Index j = 0; j < kNR; ++j) {  // C's tile comes in from memory while the products run
+    _mm_prefetch(reinterpret_cast<const char*>(c + j * ldc), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(c + j * ldc + kMR - 1), _MM_HINT_T0);
+  }
+  for (Index k = 0; k < kc; ++k, a += kMR, b += kNR) {
+    const __m256 a0 = _mm256_loadu_ps(a), a1 = _mm256_loadu_ps(a + 8);
+    __m256 bj = _mm256_broadcast_ss(b);
+    t00 = _mm256_fmadd_ps(a0, bj, t00);
+    t01 = _mm256_fmadd_ps(a1, bj, t01);
+    bj = _mm256_broadcast_ss(b + 1);
+    t10 = _mm256_fmadd_ps(a0, bj, t10);
+    t11 = _mm256_fmadd_ps(a1, bj, t11);
+    bj = _mm256_broadcast_ss(b + 2);
+    t20 = _mm256_fmadd_ps(a0, bj, t20);
+    t21 = _mm256_fmadd_ps(a1, bj, t21);
+    bj = _mm256_broadcast_ss(b + 3);
+    t30 = _mm256_fmadd_ps(a0, bj, t30);
+    t31 = _mm256_fmadd_ps(a1, bj, t31);
+    bj = _mm256_broadcast_ss(b + 4);
+    t40 = _mm256_fmadd_ps(a0, bj, t40);
+    t41 = _mm256_fmadd_ps(a1, bj, t41);
+    bj = _mm256_broadcast_ss(b + 5);
+    t50 = _mm256_fmadd_ps(a0, bj, t50);
+    t51 = _mm256_fmadd_ps(a1, bj, t51);
+  }
+  const __m256 tile[kNR][2] = {{t00, t01}, {t10, t11}, {t20, t21}, {t30, t31}, {t40, t41}, {t50, t51}};
+  if (m == kMR && n == kNR) {
+    for (Index j = 0; j < kNR; ++j) {
+      float* cj = c + j * ldc;
+      __m256 lo = tile[j][0], hi = tile[j][1];
+      if (add) {
+        lo = _mm256_add_ps(lo, _mm256_loadu_ps(cj));
+        hi = _mm256_add_ps(hi, _mm256_loadu_ps(cj + 8));
+      }
+      _mm256_storeu_ps(cj, lo);
+      _mm256_storeu_ps(cj + 8, hi);
+    }
+    return;
+  }
+  alignas(32) float edge[kNR][kMR];
+  for (Index j = 0; j < kNR; ++j) {
+    _mm256_store_ps(edge[j], tile[j][0]);
+    _mm256_store_ps(edge[j] + 8, tile[j][1]);
+  }
+  for (Index j = 0; j < n; ++j)
+    for (Index r = 0; r < m; ++r) c[r + j * ldc] = add ? c[r + j * ldc] + edge[j][r] : edge[j][r];
+}
+
+// C = op(A) op(B), or C += op(A) op(B) when `accumulate`, on the calling thread; packed_a and
+// packed_b hold packed_a_size(M, K) and packed_b_size(N, K) floats. K = 0 is handled by the caller.
+template <bool TransA, bool TransB>
+void gemm(Index M, Index N, Index K, const float* a, Index lda, const float* b, Index ldb, float* c, Index ldc,
+          bool accumulate, float* packed_a, float* packed_b) {
+  for (Index jc = 0; jc < N; jc += kNC) {
+    const Index nc = std::min(kNC, N - jc);
+    for (Index pc = 0; pc < K; pc += kKC) {
+      const Index kc = std::min(kKC, K - pc);
+      const bool add = accumulate || pc > 0;  // the first k block assigns C unless accumulating
+      pack_b<TransB>(kc, nc, TransB ? b + jc + pc * ldb : b + pc + jc * ldb, ldb, packed_b);
+      for (Index ic = 0; ic < M; ic += kMC) {
+        const Index mc = std::min(kMC, M - ic);
+        pack_a<TransA>(mc, kc, TransA ? a + pc + ic * lda : a + ic + pc * lda, lda, packed_a);
+        for (Index jr = 0; jr < nc; jr += kNR) {
+          for (Index ir = 0; ir < mc; ir += kMR) {
+            kernel_16x6(kc, packed_a + ir * kc, packed_b + jr * kc, c + (ic + ir) + (jc + jr) * ldc, ldc, add,
+                        std::min(kMR, mc - ir), std::min(kNR, nc - jr));
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace avx2
+}  // namespace detail
+}  // namespace seqgen
+
+#endif

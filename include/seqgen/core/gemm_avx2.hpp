@@ -58,19 +58,18 @@ void pack_a(Index mc, Index kc, const float* a, Index lda, float* out) {
   for (Index i0 = 0; i0 < mc; i0 += kMR, out += kc * kMR) {
     const Index m = std::min(kMR, mc - i0);
     if (TransA) {  // a row of op(A) is contiguous: copy a row at a time
-      for (Index r = 0; r < kMR; ++r) {
-        if (r < m) {
-          const float* src = a + (i0 + r) * lda;
-          for (Index k = 0; k < kc; ++k) out[k * kMR + r] = src[k];
-        } else {
-          for (Index k = 0; k < kc; ++k) out[k * kMR + r] = 0;
-        }
+      for (Index r = 0; r < m; ++r) {
+        const float* src = a + (i0 + r) * lda;
+        for (Index k = 0; k < kc; ++k) out[k * kMR + r] = src[k];
       }
-    } else {  // a column of op(A) is contiguous: copy a column at a time
-      for (Index k = 0; k < kc; ++k) {
-        const float* src = a + i0 + k * lda;
-        for (Index r = 0; r < kMR; ++r) out[k * kMR + r] = r < m ? src[r] : 0.0f;
-      }
+      for (Index r = m; r < kMR; ++r)
+        for (Index k = 0; k < kc; ++k) out[k * kMR + r] = 0;
+    } else if (m == kMR) {  // a column of op(A) is contiguous: MR values per k
+      for (Index k = 0; k < kc; ++k)
+        for (Index r = 0; r < kMR; ++r) out[k * kMR + r] = a[i0 + r + k * lda];
+    } else {
+      for (Index k = 0; k < kc; ++k)
+        for (Index r = 0; r < kMR; ++r) out[k * kMR + r] = r < m ? a[i0 + r + k * lda] : 0.0f;
     }
   }
 }
@@ -81,21 +80,19 @@ template <bool TransB>
 void pack_b(Index kc, Index nc, const float* b, Index ldb, float* out) {
   for (Index j0 = 0; j0 < nc; j0 += kNR, out += kc * kNR) {
     const Index n = std::min(kNR, nc - j0);
-    if (TransB) {
-      for (Index k = 0; k < kc; ++k) {
-        const float* src = b + j0 + k * ldb;
-        for (Index j = 0; j < kNR; ++j) out[k * kNR + j] = j < n ? src[j] : 0.0f;
-      }
-    } else {
-      for (Index j = 0; j < kNR; ++j) {
+    if (TransB && n == kNR) {  // a row of op(B) is contiguous: NR values per k
+      for (Index k = 0; k < kc; ++k)
+        for (Index j = 0; j < kNR; ++j) out[k * kNR + j] = b[j0 + j + k * ldb];
+    } else if (TransB) {
+      for (Index k = 0; k < kc; ++k)
+        for (Index j = 0; j < kNR; ++j) out[k * kNR + j] = j < n ? b[j0 + j + k * ldb] : 0.0f;
+    } else {  // a column of op(B) is contiguous: read NR columns side by side
+      for (Index j = 0; j < n; ++j) {
         const float* src = b + (j0 + j) * ldb;
-        float* dst = out + j;
-        if (j < n) {
-          for (Index k = 0; k < kc; ++k) dst[k * kNR] = src[k];
-        } else {
-          for (Index k = 0; k < kc; ++k) dst[k * kNR] = 0;
-        }
+        for (Index k = 0; k < kc; ++k) out[k * kNR + j] = src[k];
       }
+      for (Index j = n; j < kNR; ++j)
+        for (Index k = 0; k < kc; ++k) out[k * kNR + j] = 0;
     }
   }
 }

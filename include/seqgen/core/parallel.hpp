@@ -10,6 +10,8 @@
 #define SEQGEN_OMP(x)
 #endif
 
+#include <algorithm>
+
 #include "seqgen/core/tensor.hpp"
 
 namespace seqgen {
@@ -52,6 +54,31 @@ void parallel_for(Index n, bool parallel, Body&& body) {
   (void)parallel;
 #endif
   for (Index i = 0; i < n; ++i) body(i);
+}
+
+// Runs body(r0, r1) on blocks of rows [r0, r1) that together cover [0, rows), split across the
+// threads as parallel_for. Meant for sums along the rows of a column-major matrix (a bias
+// gradient, Σ over tokens): each thread owns whole rows, and each row is summed over the columns in
+// order, so the result is race-free and the same for any thread count.
+template <class Body>
+void parallel_row_blocks(Index rows, bool parallel, Body&& body) {
+  constexpr Index kRows = 32;
+  parallel_for((rows + kRows - 1) / kRows, parallel, [&](Index block) {
+    const Index r0 = block * kRows;
+    body(r0, std::min(rows, r0 + kRows));
+  });
+}
+
+// y += x, column by column across the threads.
+template <typename Scalar>
+void parallel_add(MatRef<Scalar> y, const ConstMatRef<Scalar>& x) {
+  parallel_for(y.cols(), y.size() >= kParallelMinWork, [&](Index n) { y.col(n) += x.col(n); });
+}
+
+// y = x, column by column across the threads.
+template <typename Scalar>
+void parallel_copy(MatRef<Scalar> y, const ConstMatRef<Scalar>& x) {
+  parallel_for(y.cols(), y.size() >= kParallelMinWork, [&](Index n) { y.col(n) = x.col(n); });
 }
 
 namespace detail {

@@ -13,6 +13,7 @@
 #pragma once
 
 #include "seqgen/core/error.hpp"
+#include "seqgen/core/parallel.hpp"
 #include "seqgen/core/random.hpp"
 #include "seqgen/core/tensor.hpp"
 
@@ -35,7 +36,7 @@ struct Dropout {
   void forward(const ConstMatRef<Scalar>& x, Mat<Scalar>& y, Cache& cache, Rng& rng, bool training) const {
     ensure_shape(y, x.rows(), x.cols());
     if (!active(training)) {
-      y = x;
+      parallel_copy<Scalar>(y, x);
       return;
     }
     const Scalar keep_scale = static_cast<Scalar>(1.0 / (1.0 - p));
@@ -49,7 +50,7 @@ struct Dropout {
   void backward(const ConstMatRef<Scalar>& dy, const Cache& cache, Mat<Scalar>& dx, bool training) const {
     ensure_shape(dx, dy.rows(), dy.cols());
     if (!active(training)) {
-      dx = dy;
+      parallel_copy<Scalar>(dx, dy);
       return;
     }
     check<ShapeError>(cache.mask.rows() == dy.rows() && cache.mask.cols() == dy.cols(), "Dropout: dy is (", dy.rows(),

@@ -44,12 +44,16 @@ struct Embedding {
     parallel_for(ids.size, y.size() >= kParallelMinWork, [&](Index n) { y.col(n) = weight.value.col(ids[n]); });
   }
 
-  // ids: N, dy: (C, N). Serial over tokens: two positions with the same id write the same column.
+  // ids: N, dy: (C, N). Threads split the rows, not the tokens: two positions with the same id
+  // add into the same column.
   void backward(TokenSpan ids, const ConstMatRef<Scalar>& dy) {
     check<ShapeError>(dy.rows() == dim() && dy.cols() == ids.size, "Embedding '", name, "': dy is (", dy.rows(), ", ",
                       dy.cols(), "), expected (", dim(), ", ", ids.size, ")");
     check_ids(ids);
-    for (Index n = 0; n < ids.size; ++n) weight.grad.col(ids[n]) += dy.col(n);
+    parallel_row_blocks(dim(), dy.size() >= kParallelMinWork, [&](Index r0, Index r1) {
+      for (Index n = 0; n < ids.size; ++n)
+        weight.grad.col(ids[n]).segment(r0, r1 - r0) += dy.col(n).segment(r0, r1 - r0);
+    });
   }
 
   template <class Visit>

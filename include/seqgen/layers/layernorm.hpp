@@ -86,8 +86,12 @@ struct LayerNorm {
     // for any thread count.
     parallel_for(N, x.size() >= kParallelMinWork,
                  [&](Index n) { dx.col(n) = (x.col(n).array() - cache.mean(n)) * cache.rstd(n); });
-    weight.grad.col(0) += (dy.array() * dx.array()).matrix().rowwise().sum();
-    bias.grad.col(0) += dy.rowwise().sum();
+    parallel_row_blocks(C, x.size() >= kParallelMinWork, [&](Index r0, Index r1) {
+      const Index rows = r1 - r0;
+      weight.grad.col(0).segment(r0, rows) +=
+          (dy.middleRows(r0, rows).array() * dx.middleRows(r0, rows).array()).matrix().rowwise().sum();
+      bias.grad.col(0).segment(r0, rows) += dy.middleRows(r0, rows).rowwise().sum();
+    });
 
     const auto g = weight.value.col(0).array();
     parallel_for(N, x.size() >= kParallelMinWork, [&](Index n) {

@@ -15,6 +15,7 @@
 #include <string>
 
 #include "seqgen/core/error.hpp"
+#include "seqgen/core/parallel.hpp"
 #include "seqgen/core/param.hpp"
 #include "seqgen/layers/attention.hpp"
 #include "seqgen/layers/dropout.hpp"
@@ -66,11 +67,11 @@ struct TransformerBlock {
     ln1.forward(x, cache.ln1_out, cache.ln1);
     attn.forward(cache.ln1_out, B, T, cache.attn_out, cache.attn);
     drop.forward(cache.attn_out, cache.x1, cache.drop1, rng, training);
-    cache.x1 += x;
+    parallel_add<Scalar>(cache.x1, x);
     ln2.forward(cache.x1, cache.ln2_out, cache.ln2);
     mlp.forward(cache.ln2_out, cache.mlp_out, cache.mlp);
     drop.forward(cache.mlp_out, y, cache.drop2, rng, training);
-    y += cache.x1;
+    parallel_add<Scalar>(y, cache.x1);
   }
 
   // x, dy: (C, B·T) -> dx: (C, B·T)
@@ -85,12 +86,12 @@ struct TransformerBlock {
     drop.backward(dy, cache.drop2, cache.dbranch, training);
     mlp.backward(cache.ln2_out, cache.dbranch, cache.mlp, cache.dln);
     ln2.backward(cache.x1, cache.dln, cache.ln2, cache.dx1);
-    cache.dx1 += dy;
+    parallel_add<Scalar>(cache.dx1, dy);
     // attention branch: dx = dx1 + (gradient through LN1, Attn, Drop)
     drop.backward(cache.dx1, cache.drop1, cache.dbranch, training);
     attn.backward(cache.ln1_out, cache.dbranch, B, T, cache.attn, cache.dln);
     ln1.backward(x, cache.dln, cache.ln1, dx);
-    dx += cache.dx1;
+    parallel_add<Scalar>(dx, cache.dx1);
   }
 
   template <class Visit>

@@ -113,7 +113,7 @@ struct GruCell {
                             const ConstMatRef<Scalar>& h_prev, MatRef<Scalar> hn, MatRef<Scalar> h) {
     const Index H = h.rows(), B = h.cols();
     const Scalar one(1);
-    parallel_for(B, H * B >= kParallelMinWork, [&](Index b) {
+    parallel_for(B, 3 * H * B >= kParallelMinWork, [&](Index b) {
       auto r = a.col(b).segment(0, H).array();
       auto z = a.col(b).segment(H, H).array();
       auto n = a.col(b).segment(2 * H, H).array();
@@ -135,7 +135,7 @@ struct GruCell {
                              MatRef<Scalar> dgi, MatRef<Scalar> dgh) {
     const Index H = dh.rows(), B = dh.cols();
     const Scalar one(1);
-    parallel_for(B, H * B >= kParallelMinWork, [&](Index b) {
+    parallel_for(B, 3 * H * B >= kParallelMinWork, [&](Index b) {
       const auto r = a.col(b).segment(0, H).array();
       const auto z = a.col(b).segment(H, H).array();
       const auto n = a.col(b).segment(2 * H, H).array();
@@ -236,8 +236,10 @@ struct GruLayer {
 
     gemm<Scalar>(cache.dgi, false, x, true, cell.weight_ih.grad, true);
     gemm<Scalar>(cache.dgh, false, cache.h_prev, true, cell.weight_hh.grad, true);
-    cell.bias_ih.grad.col(0) += cache.dgi.rowwise().sum();
-    cell.bias_hh.grad.col(0) += cache.dgh.rowwise().sum();
+    parallel_row_blocks(3 * H, cache.dgi.size() >= kParallelMinWork, [&](Index r0, Index r1) {
+      cell.bias_ih.grad.col(0).segment(r0, r1 - r0) += cache.dgi.middleRows(r0, r1 - r0).rowwise().sum();
+      cell.bias_hh.grad.col(0).segment(r0, r1 - r0) += cache.dgh.middleRows(r0, r1 - r0).rowwise().sum();
+    });
     ensure_shape(dx, input_size(), N);
     gemm<Scalar>(cell.weight_ih.value, true, cache.dgi, false, dx, false);
     ds0.h = cache.dh;

@@ -108,7 +108,7 @@ struct LstmCell {
   static void gates_forward(MatRef<Scalar> a, const ConstMatRef<Scalar>& c_prev, MatRef<Scalar> c,
                             MatRef<Scalar> tanh_c, MatRef<Scalar> h) {
     const Index H = c.rows(), B = c.cols();
-    parallel_for(B, H * B >= kParallelMinWork, [&](Index b) {
+    parallel_for(B, 4 * H * B >= kParallelMinWork, [&](Index b) {
       auto i = a.col(b).segment(0, H).array();
       auto f = a.col(b).segment(H, H).array();
       auto g = a.col(b).segment(2 * H, H).array();
@@ -131,7 +131,7 @@ struct LstmCell {
                              MatRef<Scalar> dh, MatRef<Scalar> dc, MatRef<Scalar> da) {
     const Index H = dc.rows(), B = dc.cols();
     const Scalar one(1);
-    parallel_for(B, H * B >= kParallelMinWork, [&](Index b) {
+    parallel_for(B, 4 * H * B >= kParallelMinWork, [&](Index b) {
       const auto i = a.col(b).segment(0, H).array();
       const auto f = a.col(b).segment(H, H).array();
       const auto g = a.col(b).segment(2 * H, H).array();
@@ -245,7 +245,9 @@ struct LstmLayer {
     const Mat<Scalar>& dA = cache.dgates;
     gemm<Scalar>(dA, false, x, true, cell.weight_ih.grad, true);
     gemm<Scalar>(dA, false, cache.h_prev, true, cell.weight_hh.grad, true);
-    cache.dbias.noalias() = dA.rowwise().sum();
+    parallel_row_blocks(4 * H, dA.size() >= kParallelMinWork, [&](Index r0, Index r1) {
+      cache.dbias.middleRows(r0, r1 - r0).noalias() = dA.middleRows(r0, r1 - r0).rowwise().sum();
+    });
     cell.bias_ih.grad += cache.dbias;
     cell.bias_hh.grad += cache.dbias;
     ensure_shape(dx, input_size(), N);

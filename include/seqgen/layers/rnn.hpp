@@ -180,7 +180,9 @@ struct RnnLayer {
     const Mat<Scalar>& dA = cache.da;
     gemm<Scalar>(dA, false, x, true, cell.weight_ih.grad, true);
     gemm<Scalar>(dA, false, cache.h_prev, true, cell.weight_hh.grad, true);
-    cell.bias.grad.col(0) += dA.rowwise().sum();
+    parallel_row_blocks(H, dA.size() >= kParallelMinWork, [&](Index r0, Index r1) {
+      cell.bias.grad.col(0).segment(r0, r1 - r0) += dA.middleRows(r0, r1 - r0).rowwise().sum();
+    });
     ensure_shape(dx, input_size(), N);
     gemm<Scalar>(cell.weight_ih.value, true, dA, false, dx, false);
     ds0.h = cache.dh;

@@ -105,9 +105,9 @@ __attribute__((target("avx2,fma"))) inline void kernel_16x6(Index kc, const floa
          t11 = _mm256_setzero_ps(), t20 = _mm256_setzero_ps(), t21 = _mm256_setzero_ps(),
          t30 = _mm256_setzero_ps(), t31 = _mm256_setzero_ps(), t40 = _mm256_setzero_ps(),
          t41 = _mm256_setzero_ps(), t50 = _mm256_setzero_ps(), t51 = _mm256_setzero_ps();
-  for (Index j = 0; j < kNR; ++j) {  // C's tile comes in from memory while the products run
+  for (Index j = 0; j < n; ++j) {  // C's tile comes in from memory while the products run
     _mm_prefetch(reinterpret_cast<const char*>(c + j * ldc), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(c + j * ldc + kMR - 1), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(c + j * ldc + m - 1), _MM_HINT_T0);
   }
   for (Index k = 0; k < kc; ++k, a += kMR, b += kNR) {
     const __m256 a0 = _mm256_loadu_ps(a), a1 = _mm256_loadu_ps(a + 8);

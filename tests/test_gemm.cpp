@@ -44,6 +44,37 @@ void check_shape(Index M, Index N, Index K, double tol) {
   }
 }
 
+// PackedMatrix: op(A) packed once, then multiplied by two different B (assigned, then accumulated),
+// into a block of a larger matrix, against Eigen's product.
+template <typename Scalar>
+void check_packed(Index M, Index N, Index K, double tol) {
+  for (bool ta : {false, true}) {
+    INFO("M=" << M << " N=" << N << " K=" << K << " transpose=" << ta);
+    const Mat<Scalar> A_big = random_mat<Scalar>((ta ? K : M) + 3, (ta ? M : K) + 1, 4);
+    const auto A = A_big.block(2, 1, ta ? K : M, ta ? M : K);
+    const Mat<Scalar> opA = ta ? Mat<Scalar>(A.transpose()) : Mat<Scalar>(A);
+    PackedMatrix<Scalar> packed;
+    packed.pack(A, ta);
+    CHECK(packed.rows() == M);
+    CHECK(packed.cols() == K);
+    for (int seed : {5, 6}) {
+      const Mat<Scalar> B_big = random_mat<Scalar>(K + 2, N + 1, seed);
+      const auto B = B_big.block(1, 1, K, N);
+      Mat<Scalar> big = random_mat<Scalar>(M + 3, N + 2, 7);
+      const Mat<Scalar> before = big;
+      auto C = big.block(1, 2, M, N);
+      C.setConstant(std::numeric_limits<Scalar>::quiet_NaN());  // assigning never reads C
+      packed.multiply(B, C, false);
+      const Mat<Scalar> expected = opA * B;
+      CHECK(double((C - expected).cwiseAbs().maxCoeff()) <= tol * std::max<double>(1, K));
+      packed.multiply(B, C, true);
+      CHECK(double((C - 2 * expected).cwiseAbs().maxCoeff()) <= tol * std::max<double>(1, K));
+      big.block(1, 2, M, N) = before.block(1, 2, M, N);
+      CHECK(big == before);
+    }
+  }
+}
+
 }  // namespace
 
 TEST_CASE("gemm: equals Eigen's product for every transposition, small and threaded shapes", "[gemm]") {
@@ -81,6 +112,34 @@ TEST_CASE("gemm: float through the AVX2 kernel and through Eigen's, across every
   }
   detail::set_avx2_kernel(avx2);
   set_num_threads(threads);
+}
+
+TEST_CASE("gemm: a matrix packed once multiplies many right-hand sides, through both float kernels",
+          "[gemm]") {
+  const bool avx2 = detail::avx2_kernel();
+  for (bool use_avx2 : {true, false}) {
+    detail::set_avx2_kernel(use_avx2);
+    INFO("AVX2 kernel: " << detail::avx2_kernel());
+    check_packed<float>(16, 6, 1, 1e-6);     // one tile
+    check_packed<float>(1024, 16, 256, 1e-6);  // an LSTM's W_hh h, H = 256, 16 sequences
+    check_packed<float>(37, 13, 600, 1e-6);  // ragged panels and tiles, three k blocks
+    check_packed<float>(5, 3, 0, 1e-6);      // K = 0: C = 0
+  }
+  detail::set_avx2_kernel(avx2);
+  check_packed<double>(37, 13, 60, 1e-15);
+
+  // A layout packed for one kernel stays readable after the switch changes.
+  const Mat<float> A = random_mat<float>(20, 30, 8), B = random_mat<float>(30, 7, 9);
+  PackedMatrix<float> packed;
+  packed.pack(A, false);
+  detail::set_avx2_kernel(!avx2);
+  Mat<float> C(20, 7);
+  packed.multiply(B, C, false);
+  detail::set_avx2_kernel(avx2);
+  CHECK(double((C - A * B).cwiseAbs().maxCoeff()) <= 1e-5);
+
+  SEQGEN_THROWS_WITH(packed.multiply(Mat<float>::Ones(29, 7), C, false), ShapeError,
+                     "PackedMatrix: op(A) is (20, 30), B is (29, 7) and C is (20, 7)");
 }
 
 TEST_CASE("gemm: shapes are checked", "[gemm][errors]") {

@@ -204,6 +204,17 @@ TEST_CASE("GRU: two chunks with the state carried equal one call, forward and ba
   REQUIRE(max_abs_diff(chunked.cell.bias_hh.grad, full.cell.bias_hh.grad) < 1e-12);
 }
 
+TEST_CASE("GRU: the sequences shared out among 1, 2 and 3 threads give the same results", "[gru][threads]") {
+  const Index D = 8, H = 96, B = 11, T = 5;  // 3H·H·B multiply-adds per step: enough to split
+  Rng rng(72);
+  const Layer layer("gru", D, H, rng);
+  const Mat<double> h_all = seqgen_test::check_thread_shares(layer, B, T, 1e-13);
+  Mat<double> h = seqgen_test::random_mat(H, B, 43);  // the helper's x and s0
+  REQUIRE(max_abs_diff(h_all, reference_gru(layer.cell, seqgen_test::random_mat(D, B * T, 41), B, T, h)) < 1e-12);
+  Rng rng_f(72);
+  seqgen_test::check_thread_shares(GruLayer<float>("gru", D, H, rng_f), B, T, 1e-5);
+}
+
 TEST_CASE("GRU: float and double agree", "[gru]") {
   const Index D = 6, H = 16, B = 3, T = 10;
   Rng rng_d(67), rng_f(67);

@@ -224,6 +224,19 @@ TEST_CASE("LSTM: two chunks with the state carried equal one call, forward and b
   REQUIRE(max_abs_diff(chunked.cell.bias_hh.grad, full.cell.bias_hh.grad) < 1e-12);
 }
 
+TEST_CASE("LSTM: the sequences shared out among 1, 2 and 3 threads give the same results", "[lstm][threads]") {
+  const Index D = 8, H = 96, B = 8, T = 5;  // 4H·H·B multiply-adds per step: enough to split
+  Rng rng(71);
+  const Layer layer("lstm", D, H, rng);
+  const Mat<double> h_all = seqgen_test::check_thread_shares(layer, B, T, 1e-13);
+  Mat<double> x = seqgen_test::random_mat(D, B * T, 41);  // the helper's x and s0
+  const Reference ref = reference_lstm(layer.cell, x, B, T, seqgen_test::random_mat(H, B, 43),
+                                       seqgen_test::random_mat(H, B, 44));
+  REQUIRE(max_abs_diff(h_all, ref.h_all) < 1e-12);
+  Rng rng_f(71);
+  seqgen_test::check_thread_shares(LstmLayer<float>("lstm", D, H, rng_f), B, T, 1e-5);
+}
+
 TEST_CASE("LSTM: float and double agree", "[lstm]") {
   const Index D = 6, H = 16, B = 3, T = 10;
   Rng rng_d(32), rng_f(32);

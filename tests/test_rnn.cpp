@@ -206,6 +206,17 @@ TEST_CASE("RNN: two chunks with the state carried equal one call, forward and ba
   REQUIRE(max_abs_diff(chunked.cell.bias.grad, full.cell.bias.grad) < 1e-12);
 }
 
+TEST_CASE("RNN: the sequences shared out among 1, 2 and 3 threads give the same results", "[rnn][threads]") {
+  const Index D = 8, H = 160, B = 11, T = 5;  // H·H·B multiply-adds per step: enough to split
+  Rng rng(73);
+  const Layer layer("rnn", D, H, rng);
+  const Mat<double> h_all = seqgen_test::check_thread_shares(layer, B, T, 1e-13);
+  Mat<double> h = seqgen_test::random_mat(H, B, 43);  // the helper's x and s0
+  REQUIRE(max_abs_diff(h_all, reference_rnn(layer.cell, seqgen_test::random_mat(D, B * T, 41), B, T, h)) < 1e-12);
+  Rng rng_f(73);
+  seqgen_test::check_thread_shares(RnnLayer<float>("rnn", D, H, rng_f), B, T, 1e-5);
+}
+
 TEST_CASE("RNN: float and double agree", "[rnn]") {
   const Index D = 6, H = 16, B = 3, T = 10;
   Rng rng_d(48), rng_f(48);

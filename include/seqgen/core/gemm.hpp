@@ -145,13 +145,6 @@ inline void set_avx2_kernel(bool on) {
 #endif
 }
 
-// The slice [i0, i1) of the thread t of nt over n items, in multiples of `step`.
-inline void gemm_slice(Index n, int t, int nt, Index step, Index& i0, Index& i1) {
-  const Index share = ((n + nt - 1) / nt + step - 1) / step * step;
-  i0 = std::min(n, Index(t) * share);
-  i1 = t + 1 == nt ? n : std::min(n, i0 + share);
-}
-
 template <typename Scalar, bool TransA, bool TransB>
 void gemm_threads(const ConstMatRef<Scalar>& A, const ConstMatRef<Scalar>& B, MatRef<Scalar> C, bool accumulate) {
   const Index M = C.rows(), N = C.cols(), K = TransA ? A.rows() : A.cols();
@@ -164,9 +157,9 @@ void gemm_threads(const ConstMatRef<Scalar>& A, const ConstMatRef<Scalar>& B, Ma
   auto run_slice = [&](int t, int nt) {
     Index i0 = 0, i1 = M, j0 = 0, j1 = N;
     if (by_columns) {
-      gemm_slice(N, t, nt, 24, j0, j1);
+      thread_share(N, t, nt, 24, j0, j1);
     } else {
-      gemm_slice(M, t, nt, 48, i0, i1);
+      thread_share(M, t, nt, 48, i0, i1);
     }
     if (i1 == i0 || j1 == j0) return;  // more threads than slices
     // Row i of op(A) and column j of op(B) in memory:
@@ -175,18 +168,85 @@ void gemm_threads(const ConstMatRef<Scalar>& A, const ConstMatRef<Scalar>& B, Ma
     gemm_serial<Scalar, TransA, TransB>(i1 - i0, j1 - j0, K, a_rows, lda, b_cols, ldb, &C(i0, j0), ldc,
                                         accumulate);
   };
-  // A C++ branch, not an OpenMP if clause: see parallel_for in parallel.hpp.
-#if defined(SEQGEN_OPENMP) && defined(_OPENMP)
-  if (double(M) * double(N) * double(K) >= kGemmParallelMinWork && omp_get_max_threads() > 1 && !omp_in_parallel()) {
-    SEQGEN_OMP(parallel)
-    run_slice(omp_thread_index(), omp_team_size());
-    return;
-  }
-#endif
-  run_slice(0, 1);
+  parallel_team(double(M) * double(N) * double(K) >= kGemmParallelMinWork, run_slice);
 }
 
 }  // namespace detail
+
+// op(A) packed once for many products op(A)·B with different B, run on the calling thread. A
+// recurrent layer multiplies W_hh by a new h_{t−1} at every time step; packing W_hh once per
+// sequence instead of once per step saves a pass over the weights per step, and lets the threads
+// share one packed copy. pack() reads A once; A may change afterwards without affecting the packed
+// copy. Buffers only grow, so repacking the same shape never allocates.
+template <typename Scalar>
+class PackedMatrix {
+ public:
+  // Packs op(A): A, or Aᵀ when `transpose`.
+  void pack(const ConstMatRef<Scalar>& A, bool transpose) {
+    rows_ = transpose ? A.cols() : A.rows();
+    cols_ = transpose ? A.rows() : A.cols();
+#if SEQGEN_GEMM_AVX2
+    if constexpr (std::is_same_v<Scalar, float>) {
+      avx2_ = detail::avx2::enabled();
+      if (avx2_) {
+        grow(std::size_t(detail::avx2::packed_lhs_size(rows_, cols_)));
+        if (transpose) {
+          detail::avx2::pack_lhs<true>(rows_, cols_, A.data(), A.outerStride(), data_.data());
+        } else {
+          detail::avx2::pack_lhs<false>(rows_, cols_, A.data(), A.outerStride(), data_.data());
+        }
+        return;
+      }
+    }
+#endif
+    // Other kernels: op(A) as a column-major (rows, cols) matrix, so the product reads no transpose.
+    grow(std::size_t(rows_ * cols_));
+    Eigen::Map<Mat<Scalar>> plain(data_.data(), rows_, cols_);
+    if (transpose) {
+      plain = A.transpose();
+    } else {
+      plain = A;
+    }
+  }
+
+  Index rows() const { return rows_; }
+  Index cols() const { return cols_; }
+
+  // C = op(A) B, or C += op(A) B when accumulating. B: (cols(), N), C: (rows(), N), not overlapping.
+  void multiply(const ConstMatRef<Scalar>& B, MatRef<Scalar> C, bool accumulate) const {
+    check<ShapeError>(B.rows() == cols_ && C.rows() == rows_ && C.cols() == B.cols(), "PackedMatrix: op(A) is (",
+                      rows_, ", ", cols_, "), B is (", B.rows(), ", ", B.cols(), ") and C is (", C.rows(), ", ",
+                      C.cols(), "); expected B (", cols_, ", N) and C (", rows_, ", N)");
+    const Index M = rows_, N = B.cols(), K = cols_;
+    if (M == 0 || N == 0) return;
+#if SEQGEN_GEMM_AVX2
+    if constexpr (std::is_same_v<Scalar, float>) {
+      if (avx2_) {
+        if (K == 0) {
+          if (!accumulate) C.setZero();
+          return;
+        }
+        detail::GemmBuffers<float>& buffers = detail::thread_gemm_buffers<float>();
+        buffers.reserve(0, std::size_t(detail::avx2::packed_b_size(N, K)));
+        detail::avx2::gemm_packed_lhs(M, N, K, data_.data(), B.data(), B.outerStride(), C.data(), C.outerStride(),
+                                      accumulate, buffers.b.data());
+        return;
+      }
+    }
+#endif
+    detail::gemm_serial<Scalar, false, false>(M, N, K, data_.data(), M, B.data(), B.outerStride(), C.data(),
+                                              C.outerStride(), accumulate);
+  }
+
+ private:
+  void grow(std::size_t size) {
+    if (data_.size() < size) data_.resize(size);
+  }
+
+  Index rows_ = 0, cols_ = 0;
+  bool avx2_ = false;  // the layout of data_: the AVX2 kernel's panels, or plain column-major
+  std::vector<Scalar, Eigen::aligned_allocator<Scalar>> data_;
+};
 
 // C = op(A) op(B), or C += op(A) op(B) when accumulating; op(X) is Xᵀ when its flag is set.
 // C must not overlap A or B.

@@ -178,6 +178,39 @@ void gemm(Index M, Index N, Index K, const float* a, Index lda, const float* b, 
   }
 }
 
+// A whole op(A) (M, K) packed once, for many products with different B: the M/MR panels of
+// pack_a with kc = K, one after another. The k block [pc, pc + kc) of panel p is the contiguous
+// kc·MR floats at p·MR·K + pc·MR, which is what the kernel reads.
+inline Index packed_lhs_size(Index M, Index K) { return (M + kMR - 1) / kMR * kMR * K; }
+
+template <bool TransA>
+void pack_lhs(Index M, Index K, const float* a, Index lda, float* out) {
+  pack_a<TransA>(M, K, a, lda, out);
+}
+
+// C = op(A) B, or C += op(A) B when `accumulate`, with op(A) packed by pack_lhs; packed_b holds
+// packed_b_size(N, K) floats. B is not transposed. The loop runs over A's panels outermost: a
+// panel (kc × MR) stays in L1 while it meets every panel of the block of B, so op(A), which is
+// larger than L2 for a recurrent layer's weights (4H × H), is read once per product.
+inline void gemm_packed_lhs(Index M, Index N, Index K, const float* packed_a, const float* b, Index ldb, float* c,
+                            Index ldc, bool accumulate, float* packed_b) {
+  for (Index jc = 0; jc < N; jc += kNC) {
+    const Index nc = std::min(kNC, N - jc);
+    for (Index pc = 0; pc < K; pc += kKC) {
+      const Index kc = std::min(kKC, K - pc);
+      const bool add = accumulate || pc > 0;
+      pack_b<false>(kc, nc, b + pc + jc * ldb, ldb, packed_b);
+      for (Index ir = 0; ir < M; ir += kMR) {
+        const float* panel = packed_a + ir * K + pc * kMR;
+        for (Index jr = 0; jr < nc; jr += kNR) {
+          kernel_16x6(kc, panel, packed_b + jr * kc, c + ir + (jc + jr) * ldc, ldc, add, std::min(kMR, M - ir),
+                      std::min(kNR, nc - jr));
+        }
+      }
+    }
+  }
+}
+
 }  // namespace avx2
 }  // namespace detail
 }  // namespace seqgen

@@ -56,6 +56,32 @@ void parallel_for(Index n, bool parallel, Body&& body) {
   for (Index i = 0; i < n; ++i) body(i);
 }
 
+// Runs body(t, nt) once on each thread t of a team of nt when `parallel` holds and the caller is
+// not already in a parallel region, else body(0, 1) on the calling thread. For work that splits
+// itself once and then runs long on each part (a recurrent layer's whole time loop over its share
+// of the sequences), where a parallel_for per step would start a team per step.
+template <class Body>
+void parallel_team(bool parallel, Body&& body) {
+#if defined(SEQGEN_OPENMP) && defined(_OPENMP)
+  if (parallel && omp_get_max_threads() > 1 && !omp_in_parallel()) {
+    SEQGEN_OMP(parallel)
+    body(omp_get_thread_num(), omp_get_num_threads());
+    return;
+  }
+#else
+  (void)parallel;
+#endif
+  body(0, 1);
+}
+
+// The share [i0, i1) of thread t of nt in n items, as equal as possible in multiples of `step`
+// (the last share takes what is left; a share may be empty when there are more threads than steps).
+inline void thread_share(Index n, int t, int nt, Index step, Index& i0, Index& i1) {
+  const Index share = ((n + nt - 1) / nt + step - 1) / step * step;
+  i0 = std::min(n, Index(t) * share);
+  i1 = t + 1 == nt ? n : std::min(n, i0 + share);
+}
+
 // Runs body(r0, r1) on blocks of rows [r0, r1) that together cover [0, rows), split across the
 // threads as parallel_for. Meant for sums along the rows of a column-major matrix (a bias
 // gradient, Σ over tokens): each thread owns whole rows, and each row is summed over the columns in

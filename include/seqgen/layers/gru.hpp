@@ -18,6 +18,8 @@
 //   forward   A = W_ih X + b_ih + [b_hr; b_hz; 0] in one GEMM; per step only W_hh h_{t−1} and the gates
 //   backward  per step, t = T−1 … 0: the gates backward and dh_{t−1}; then one GEMM each for
 //             dW_ih += dGi Xᵀ, dx = W_ihᵀ dGi and dW_hh += dGh H_prevᵀ (H_prev: h_{t−1} of every token)
+// The per-step loops pack W_hh (or W_hhᵀ) once and share the B sequences out among the threads, each
+// running every step on its own columns (detail::for_sequence_shares).
 // A layer call with T = 1 is one training step of the cell.
 //
 // Contract: GruLayer::forward ASSIGNS h_all, sT and the cache. backward ADDS into every Param::grad and
@@ -170,6 +172,7 @@ struct GruLayer {
     Mat<Scalar> dgi;     // (3H, N) input-side gradients
     Mat<Scalar> dgh;     // (3H, N) hidden-side gradients
     Mat<Scalar> dh;      // (H, B)  carried from step t+1 to step t
+    PackedMatrix<Scalar> w_hh;  // W_hh packed for the forward's steps, W_hhᵀ for the backward's
   };
 
   Cell cell;
@@ -200,14 +203,19 @@ struct GruLayer {
     gemm<Scalar>(cell.weight_ih.value, false, x, false, cache.gates, false);
     cell.add_input_biases(cache.gates);
     time_slice(cache.h_prev, 0, B, T) = s0.h;
-    for (Index t = 0; t < T; ++t) {
-      TimeSlice<Scalar> h_prev = time_slice(cache.h_prev, t, B, T);
-      TimeSlice<Scalar> h = time_slice(h_all, t, B, T);
-      gemm<Scalar>(cell.weight_hh.value, false, h_prev, false, cache.gh, false);
-      Cell::gates_forward(time_slice(cache.gates, t, B, T), cache.gh, cell.bias_hh.value.bottomRows(H), h_prev,
-                          time_slice(cache.hn, t, B, T), h);
-      if (t + 1 < T) time_slice(cache.h_prev, t + 1, B, T) = h;
-    }
+    cache.w_hh.pack(cell.weight_hh.value, false);
+    detail::for_sequence_shares(B, double(3 * H) * double(H) * double(B), [&](Index b0, Index b1) {
+      using detail::sequences;
+      auto gh = cache.gh.middleCols(b0, b1 - b0);
+      for (Index t = 0; t < T; ++t) {
+        TimeSlice<Scalar> h_prev = sequences(time_slice(cache.h_prev, t, B, T), b0, b1);
+        TimeSlice<Scalar> h = sequences(time_slice(h_all, t, B, T), b0, b1);
+        cache.w_hh.multiply(h_prev, gh, false);
+        Cell::gates_forward(sequences(time_slice(cache.gates, t, B, T), b0, b1), gh, cell.bias_hh.value.bottomRows(H),
+                            h_prev, sequences(time_slice(cache.hn, t, B, T), b0, b1), h);
+        if (t + 1 < T) sequences(time_slice(cache.h_prev, t + 1, B, T), b0, b1) = h;
+      }
+    });
     sT.h = time_slice(h_all, T - 1, B, T);  // s0 has been read: sT may be the same object
   }
 
@@ -226,13 +234,20 @@ struct GruLayer {
     ensure_shape(cache.dh, H, B);
     if (dsT.h.size()) cache.dh = dsT.h; else cache.dh.setZero();
 
-    for (Index t = T - 1; t >= 0; --t) {
-      TimeSlice<Scalar> dgh = time_slice(cache.dgh, t, B, T);
-      Cell::gates_backward(time_slice(cache.gates, t, B, T), time_slice(cache.hn, t, B, T),
-                           time_slice(cache.h_prev, t, B, T), detail::time_slice_ref(dh_all, t, B, T), cache.dh,
-                           time_slice(cache.dgi, t, B, T), dgh);
-      gemm<Scalar>(cell.weight_hh.value, true, dgh, false, cache.dh, true);
-    }
+    cache.w_hh.pack(cell.weight_hh.value, true);  // W_hhᵀ (H, 3H)
+    detail::for_sequence_shares(B, double(3 * H) * double(H) * double(B), [&](Index b0, Index b1) {
+      using detail::sequences;
+      auto dh = cache.dh.middleCols(b0, b1 - b0);
+      for (Index t = T - 1; t >= 0; --t) {
+        TimeSlice<Scalar> dgh = sequences(time_slice(cache.dgh, t, B, T), b0, b1);
+        Cell::gates_backward(sequences(time_slice(cache.gates, t, B, T), b0, b1),
+                             sequences(time_slice(cache.hn, t, B, T), b0, b1),
+                             sequences(time_slice(cache.h_prev, t, B, T), b0, b1),
+                             sequences(detail::time_slice_ref(dh_all, t, B, T), b0, b1), dh,
+                             sequences(time_slice(cache.dgi, t, B, T), b0, b1), dgh);
+        cache.w_hh.multiply(dgh, dh, true);
+      }
+    });
 
     gemm<Scalar>(cache.dgi, false, x, true, cell.weight_ih.grad, true);
     gemm<Scalar>(cache.dgh, false, cache.h_prev, true, cell.weight_hh.grad, true);

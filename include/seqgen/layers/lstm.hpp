@@ -17,6 +17,8 @@
 //   forward   A = W_ih X + b_ih + b_hh in one GEMM; per step only A_t += W_hh h_{t−1} and the gates
 //   backward  per step, t = T−1 … 0: the gates backward and dh_{t−1} = W_hhᵀ dA_t; then one GEMM each for
 //             dW_ih += dA Xᵀ, dx = W_ihᵀ dA and dW_hh += dA H_prevᵀ (H_prev: h_{t−1} of every token)
+// The per-step loops pack W_hh (or W_hhᵀ) once and share the B sequences out among the threads, each
+// running every step on its own columns (detail::for_sequence_shares).
 // A layer call with T = 1 is one training step of the cell.
 //
 // Contract: LstmLayer::forward ASSIGNS h_all, sT and the cache. backward ADDS into every Param::grad and
@@ -166,6 +168,7 @@ struct LstmLayer {
     Mat<Scalar> dgates;  // (4H, N) ∂L/∂a
     Mat<Scalar> dbias;   // (4H, 1)
     Mat<Scalar> dh, dc;  // (H, B)  carried from step t+1 to step t
+    PackedMatrix<Scalar> w_hh;  // W_hh packed for the forward's steps, W_hhᵀ for the backward's
   };
 
   Cell cell;
@@ -202,16 +205,22 @@ struct LstmLayer {
     ensure_shape(sT.h, H, B);
     ensure_shape(sT.c, H, B);
 
-    for (Index t = 0; t < T; ++t) {
-      const bool last = t + 1 == T;
-      TimeSlice<Scalar> a = time_slice(cache.gates, t, B, T);
-      TimeSlice<Scalar> h = time_slice(h_all, t, B, T);
-      // c_t is written where step t+1 reads c_{t−1}, or into sT.c after the last step.
-      TimeSlice<Scalar> c = last ? time_slice(sT.c, 0, B, 1) : time_slice(cache.c_prev, t + 1, B, T);
-      gemm<Scalar>(cell.weight_hh.value, false, time_slice(cache.h_prev, t, B, T), false, a, true);
-      Cell::gates_forward(a, time_slice(cache.c_prev, t, B, T), c, time_slice(cache.tanh_c, t, B, T), h);
-      if (!last) time_slice(cache.h_prev, t + 1, B, T) = h;
-    }
+    cache.w_hh.pack(cell.weight_hh.value, false);
+    detail::for_sequence_shares(B, double(4 * H) * double(H) * double(B), [&](Index b0, Index b1) {
+      using detail::sequences;
+      for (Index t = 0; t < T; ++t) {
+        const bool last = t + 1 == T;
+        TimeSlice<Scalar> a = sequences(time_slice(cache.gates, t, B, T), b0, b1);
+        TimeSlice<Scalar> h = sequences(time_slice(h_all, t, B, T), b0, b1);
+        // c_t is written where step t+1 reads c_{t−1}, or into sT.c after the last step.
+        TimeSlice<Scalar> c =
+            sequences(last ? time_slice(sT.c, 0, B, 1) : time_slice(cache.c_prev, t + 1, B, T), b0, b1);
+        cache.w_hh.multiply(sequences(time_slice(cache.h_prev, t, B, T), b0, b1), a, true);
+        Cell::gates_forward(a, sequences(time_slice(cache.c_prev, t, B, T), b0, b1), c,
+                            sequences(time_slice(cache.tanh_c, t, B, T), b0, b1), h);
+        if (!last) sequences(time_slice(cache.h_prev, t + 1, B, T), b0, b1) = h;
+      }
+    });
     sT.h = time_slice(h_all, T - 1, B, T);
   }
 
@@ -234,13 +243,20 @@ struct LstmLayer {
     if (dsT.h.size()) cache.dh = dsT.h; else cache.dh.setZero();
     if (dsT.c.size()) cache.dc = dsT.c; else cache.dc.setZero();
 
-    for (Index t = T - 1; t >= 0; --t) {
-      TimeSlice<Scalar> da = time_slice(cache.dgates, t, B, T);
-      Cell::gates_backward(time_slice(cache.gates, t, B, T), time_slice(cache.c_prev, t, B, T),
-                           time_slice(cache.tanh_c, t, B, T), detail::time_slice_ref(dh_all, t, B, T), cache.dh,
-                           cache.dc, da);
-      gemm<Scalar>(cell.weight_hh.value, true, da, false, cache.dh, false);
-    }
+    cache.w_hh.pack(cell.weight_hh.value, true);  // W_hhᵀ (H, 4H)
+    detail::for_sequence_shares(B, double(4 * H) * double(H) * double(B), [&](Index b0, Index b1) {
+      using detail::sequences;
+      auto dh = cache.dh.middleCols(b0, b1 - b0);
+      auto dc = cache.dc.middleCols(b0, b1 - b0);
+      for (Index t = T - 1; t >= 0; --t) {
+        TimeSlice<Scalar> da = sequences(time_slice(cache.dgates, t, B, T), b0, b1);
+        Cell::gates_backward(sequences(time_slice(cache.gates, t, B, T), b0, b1),
+                             sequences(time_slice(cache.c_prev, t, B, T), b0, b1),
+                             sequences(time_slice(cache.tanh_c, t, B, T), b0, b1),
+                             sequences(detail::time_slice_ref(dh_all, t, B, T), b0, b1), dh, dc, da);
+        cache.w_hh.multiply(da, dh, false);
+      }
+    });
 
     const Mat<Scalar>& dA = cache.dgates;
     gemm<Scalar>(dA, false, x, true, cell.weight_ih.grad, true);

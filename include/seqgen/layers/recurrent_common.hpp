@@ -1,6 +1,5 @@
 // Pieces shared by the recurrent layers (rnn.hpp, lstm.hpp, gru.hpp): input checks with messages
-// that name the layer, a time-step view of a Ref, and the size above which the element-wise gate
-// loops use OpenMP.
+// that name the layer, time-step views, and the split of a time loop across the threads.
 //
 // Every recurrent layer reads a batch in the seqgen layout (core/tensor.hpp): x is (D, B*T) with
 // token (b, t) in column b*T + t, and the B columns of step t are the strided view time_slice(x, t, B, T).
@@ -11,6 +10,7 @@
 #include <utility>
 
 #include "seqgen/core/error.hpp"
+#include "seqgen/core/gemm.hpp"
 #include "seqgen/core/parallel.hpp"
 #include "seqgen/core/tensor.hpp"
 
@@ -27,6 +27,31 @@ struct HasCellState<S, std::void_t<decltype(std::declval<S&>().c)>> : std::true_
 template <typename Scalar>
 ConstTimeSlice<Scalar> time_slice_ref(const ConstMatRef<Scalar>& m, Index t, Index B, Index T) {
   return ConstTimeSlice<Scalar>(m.data() + t * m.outerStride(), m.rows(), B, Eigen::OuterStride<>(T * m.outerStride()));
+}
+
+// Columns [b0, b1) of a time slice: the sequences b0 … b1−1 at that step.
+template <typename Scalar>
+TimeSlice<Scalar> sequences(TimeSlice<Scalar> s, Index b0, Index b1) {
+  return TimeSlice<Scalar>(s.data() + b0 * s.outerStride(), s.rows(), b1 - b0, Eigen::OuterStride<>(s.outerStride()));
+}
+template <typename Scalar>
+ConstTimeSlice<Scalar> sequences(const ConstTimeSlice<Scalar>& s, Index b0, Index b1) {
+  return ConstTimeSlice<Scalar>(s.data() + b0 * s.outerStride(), s.rows(), b1 - b0,
+                                Eigen::OuterStride<>(s.outerStride()));
+}
+
+// Runs a recurrent layer's time loop, body(b0, b1) over the sequences [b0, b1), with the B sequences
+// shared out among the threads when a step's recurrent product (`work` multiply-adds) is worth
+// splitting, else body(0, B) on the calling thread. The sequences of a batch never interact inside
+// a layer, so each thread runs every step on its share without waiting for the others (one team for
+// the whole loop, not one per step), and a column's result does not depend on the split.
+template <class Body>
+void for_sequence_shares(Index B, double work, Body&& body) {
+  parallel_team(B > 1 && work >= kGemmParallelMinWork, [&](int t, int nt) {
+    Index b0 = 0, b1 = B;
+    thread_share(B, t, nt, 1, b0, b1);
+    if (b1 > b0) body(b0, b1);
+  });
 }
 
 // x: (D, B*T) with B, T > 0.

@@ -11,6 +11,8 @@
 //   forward   A = W_ih X + b in one GEMM; per step only A_t += W_hh h_{t−1} and h_t = tanh(A_t)
 //   backward  per step, t = T−1 … 0: da_t and dh_{t−1} = W_hhᵀ da_t; then one GEMM each for
 //             dW_ih += dA Xᵀ, dx = W_ihᵀ dA and dW_hh += dA H_prevᵀ (H_prev: h_{t−1} of every token)
+// The per-step loops pack W_hh (or W_hhᵀ) once and share the B sequences out among the threads, each
+// running every step on its own columns (detail::for_sequence_shares).
 // ElmanRnn is RnnLayer followed by a Linear read-out applied to every h_t.
 //
 // Contract: forward ASSIGNS its outputs (h_all or y), sT and the cache. backward ADDS into every
@@ -119,6 +121,7 @@ struct RnnLayer {
     Mat<Scalar> h_prev;  // (H, N) h_{t−1}, with s0.h in the t = 0 columns
     Mat<Scalar> da;      // (H, N) ∂L/∂a
     Mat<Scalar> dh;      // (H, B) carried from step t+1 to step t
+    PackedMatrix<Scalar> w_hh;  // W_hh packed for the forward's steps, W_hhᵀ for the backward's
   };
 
   Cell cell;
@@ -147,12 +150,16 @@ struct RnnLayer {
     gemm<Scalar>(cell.weight_ih.value, false, x, false, h_all, false);
     cell.add_bias(h_all);
     time_slice(cache.h_prev, 0, B, T) = s0.h;
-    for (Index t = 0; t < T; ++t) {
-      TimeSlice<Scalar> h = time_slice(h_all, t, B, T);
-      gemm<Scalar>(cell.weight_hh.value, false, time_slice(cache.h_prev, t, B, T), false, h, true);
-      Cell::activate(h);
-      if (t + 1 < T) time_slice(cache.h_prev, t + 1, B, T) = h;
-    }
+    cache.w_hh.pack(cell.weight_hh.value, false);
+    detail::for_sequence_shares(B, double(H) * double(H) * double(B), [&](Index b0, Index b1) {
+      using detail::sequences;
+      for (Index t = 0; t < T; ++t) {
+        TimeSlice<Scalar> h = sequences(time_slice(h_all, t, B, T), b0, b1);
+        cache.w_hh.multiply(sequences(time_slice(cache.h_prev, t, B, T), b0, b1), h, true);
+        Cell::activate(h);
+        if (t + 1 < T) sequences(time_slice(cache.h_prev, t + 1, B, T), b0, b1) = h;
+      }
+    });
     cache.h = h_all;
     sT.h = time_slice(h_all, T - 1, B, T);  // s0 has been read: sT may be the same object
   }
@@ -171,11 +178,17 @@ struct RnnLayer {
     ensure_shape(cache.dh, H, B);
     if (dsT.h.size()) cache.dh = dsT.h; else cache.dh.setZero();
 
-    for (Index t = T - 1; t >= 0; --t) {
-      TimeSlice<Scalar> da = time_slice(cache.da, t, B, T);
-      Cell::activate_backward(time_slice(cache.h, t, B, T), detail::time_slice_ref(dh_all, t, B, T), cache.dh, da);
-      gemm<Scalar>(cell.weight_hh.value, true, da, false, cache.dh, false);
-    }
+    cache.w_hh.pack(cell.weight_hh.value, true);  // W_hhᵀ
+    detail::for_sequence_shares(B, double(H) * double(H) * double(B), [&](Index b0, Index b1) {
+      using detail::sequences;
+      auto dh = cache.dh.middleCols(b0, b1 - b0);
+      for (Index t = T - 1; t >= 0; --t) {
+        TimeSlice<Scalar> da = sequences(time_slice(cache.da, t, B, T), b0, b1);
+        Cell::activate_backward(sequences(time_slice(cache.h, t, B, T), b0, b1),
+                                sequences(detail::time_slice_ref(dh_all, t, B, T), b0, b1), dh, da);
+        cache.w_hh.multiply(da, dh, false);
+      }
+    });
 
     const Mat<Scalar>& dA = cache.da;
     gemm<Scalar>(dA, false, x, true, cell.weight_ih.grad, true);

@@ -124,9 +124,24 @@ TEST_CASE("gemm: a matrix packed once multiplies many right-hand sides, through 
     check_packed<float>(1024, 16, 256, 1e-6);  // an LSTM's W_hh h, H = 256, 16 sequences
     check_packed<float>(37, 13, 600, 1e-6);  // ragged panels and tiles, three k blocks
     check_packed<float>(5, 3, 0, 1e-6);      // K = 0: C = 0
+    check_packed<float>(101, 1, 600, 1e-6);  // one column: the matrix-vector path
   }
   detail::set_avx2_kernel(avx2);
   check_packed<double>(37, 13, 60, 1e-15);
+  check_packed<double>(37, 1, 60, 1e-15);
+
+  if (detail::avx2_kernel()) {
+    // One column alone (a thread's share of one sequence) gives the same bits as inside a wider product.
+    const Mat<float> A = random_mat<float>(1029, 300, 10), B = random_mat<float>(300, 7, 11);
+    PackedMatrix<float> packed;
+    packed.pack(A, false);
+    Mat<float> wide(A.rows(), 7), one(A.rows(), 1);
+    packed.multiply(B, wide, false);
+    for (Index j = 0; j < 7; ++j) {
+      packed.multiply(B.col(j), one, false);
+      CHECK(one.col(0) == wide.col(j));
+    }
+  }
 
   // A layout packed for one kernel stays readable after the switch changes.
   const Mat<float> A = random_mat<float>(20, 30, 8), B = random_mat<float>(30, 7, 9);

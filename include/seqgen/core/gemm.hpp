@@ -226,6 +226,10 @@ class PackedMatrix {
           if (!accumulate) C.setZero();
           return;
         }
+        if (N == 1) {
+          detail::avx2::gemv_packed_lhs(M, K, data_.data(), B.data(), C.data(), accumulate);
+          return;
+        }
         detail::GemmBuffers<float>& buffers = detail::thread_gemm_buffers<float>();
         buffers.reserve(0, std::size_t(detail::avx2::packed_b_size(N, K)));
         detail::avx2::gemm_packed_lhs(M, N, K, data_.data(), B.data(), B.outerStride(), C.data(), C.outerStride(),
@@ -234,6 +238,11 @@ class PackedMatrix {
       }
     }
 #endif
+    if (N == 1) {  // a matrix-vector product, as in gemm()
+      if (!accumulate) C.setZero();
+      C.col(0).noalias() += Eigen::Map<const Mat<Scalar>>(data_.data(), M, K) * B.col(0);
+      return;
+    }
     detail::gemm_serial<Scalar, false, false>(M, N, K, data_.data(), M, B.data(), B.outerStride(), C.data(),
                                               C.outerStride(), accumulate);
   }

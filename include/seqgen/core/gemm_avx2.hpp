@@ -211,6 +211,74 @@ inline void gemm_packed_lhs(Index M, Index N, Index K, const float* packed_a, co
   }
 }
 
+// Rows [0, m) of a 16-row panel's sums t (lo: rows 0-7, hi: 8-15) into c: c = t, or c += t when `add`.
+__attribute__((target("avx2,fma"))) inline void store_column(__m256 lo, __m256 hi, float* c, Index m, bool add) {
+  if (m == kMR) {
+    if (add) {
+      lo = _mm256_add_ps(lo, _mm256_loadu_ps(c));
+      hi = _mm256_add_ps(hi, _mm256_loadu_ps(c + 8));
+    }
+    _mm256_storeu_ps(c, lo);
+    _mm256_storeu_ps(c + 8, hi);
+    return;
+  }
+  alignas(32) float t[kMR];
+  _mm256_store_ps(t, lo);
+  _mm256_store_ps(t + 8, hi);
+  for (Index r = 0; r < m; ++r) c[r] = add ? c[r] + t[r] : t[r];
+}
+
+// P ≤ 4 panels of a packed op(A) (rows [16·p0, 16·p0 + 16·P)) times one column b, over the k block
+// [pc, pc + kc). Each row is summed in the micro-kernel's order (one fused multiply-add per k, in
+// order, from zero, then added to C), so a column comes out the same as through kernel_16x6. Four
+// panels give 8 independent sums, enough to hide the latency of the multiply-adds; they are named
+// variables so that the compiler keeps them in registers.
+template <int P>
+__attribute__((target("avx2,fma"))) inline void gemv_panels(Index M, Index K, Index p0, Index pc, Index kc,
+                                                             const float* packed_a, const float* b, float* c,
+                                                             bool add) {
+  static_assert(P >= 1 && P <= 4, "one to four panels");
+  __m256 lo0 = _mm256_setzero_ps(), hi0 = lo0, lo1 = lo0, hi1 = lo0, lo2 = lo0, hi2 = lo0, lo3 = lo0, hi3 = lo0;
+  const Index stride = kMR * K;  // from one panel to the next
+  const float* a = packed_a + p0 * stride + pc * kMR;
+  for (Index k = 0; k < kc; ++k, a += kMR) {
+    const __m256 bk = _mm256_broadcast_ss(b + pc + k);
+    lo0 = _mm256_fmadd_ps(_mm256_loadu_ps(a), bk, lo0);
+    hi0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + 8), bk, hi0);
+    if constexpr (P > 1) {
+      lo1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + stride), bk, lo1);
+      hi1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + stride + 8), bk, hi1);
+    }
+    if constexpr (P > 2) {
+      lo2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + 2 * stride), bk, lo2);
+      hi2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + 2 * stride + 8), bk, hi2);
+    }
+    if constexpr (P > 3) {
+      lo3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + 3 * stride), bk, lo3);
+      hi3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + 3 * stride + 8), bk, hi3);
+    }
+  }
+  const __m256 sums[4][2] = {{lo0, hi0}, {lo1, hi1}, {lo2, hi2}, {lo3, hi3}};
+  for (int p = 0; p < P; ++p) {
+    const Index r0 = (p0 + p) * kMR;
+    store_column(sums[p][0], sums[p][1], c + r0, std::min(kMR, M - r0), add);
+  }
+}
+
+// C (M, 1) = op(A) b, or += when `accumulate`, with op(A) packed by pack_lhs: a product with one
+// column (a single sequence) reads the packed panels directly, without packing b or filling a
+// 16 × 6 tile of which five columns would be wasted.
+inline void gemv_packed_lhs(Index M, Index K, const float* packed_a, const float* b, float* c, bool accumulate) {
+  const Index panels = (M + kMR - 1) / kMR;
+  for (Index pc = 0; pc < K; pc += kKC) {
+    const Index kc = std::min(kKC, K - pc);
+    const bool add = accumulate || pc > 0;
+    Index p0 = 0;
+    for (; p0 + 4 <= panels; p0 += 4) gemv_panels<4>(M, K, p0, pc, kc, packed_a, b, c, add);
+    for (; p0 < panels; ++p0) gemv_panels<1>(M, K, p0, pc, kc, packed_a, b, c, add);
+  }
+}
+
 }  // namespace avx2
 }  // namespace detail
 }  // namespace seqgen

@@ -124,12 +124,12 @@ void decode_cost_lstm(benchmark::State& state) {
 
 void add_positions(benchmark::internal::Benchmark* family) {
   for (Index t = kMinPosition; t <= kMaxPosition; t *= 2) family->Arg(t);
-  family->UseRealTime()->Unit(benchmark::kMicrosecond);
+  family->Unit(benchmark::kMicrosecond);
 }
 
 const bool decode_registered = [] {
-  benchmark::RegisterBenchmark("Decode/gpt_s/kv_cache", decode_kv_cache)->UseRealTime()->Unit(benchmark::kMillisecond);
-  benchmark::RegisterBenchmark("Decode/gpt_s/recompute", decode_recompute)->UseRealTime()->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark("Decode/gpt_s/kv_cache", decode_kv_cache)->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark("Decode/gpt_s/recompute", decode_recompute)->Unit(benchmark::kMillisecond);
   // "DecodeCost/<kind>" with Arg(t) gives the names DecodeCost/<kind>/<t>.
   add_positions(benchmark::RegisterBenchmark("DecodeCost/lstm", decode_cost_lstm));
   add_positions(benchmark::RegisterBenchmark("DecodeCost/gpt", decode_cost_gpt));

@@ -11,7 +11,7 @@ when one is given:
   decode_cost.png      DecodeCost/<kind>/<t>: time to produce the token at position t
 A plot whose cases are not in the JSON (a filtered run) is skipped with a message.
 Times come from the tokens_per_s counters (time per token = 1 / tokens_per_s), which Google
-Benchmark computes from the same time as the Time column of its report.
+Benchmark computes from the main thread's CPU time (docs/benchmarks.md).
 """
 import argparse
 import json

@@ -229,7 +229,7 @@ TEST_CASE("LSTM: the sequences shared out among 1, 2 and 3 threads give the same
   Rng rng(71);
   const Layer layer("lstm", D, H, rng);
   const Mat<double> h_all = seqgen_test::check_thread_shares(layer, B, T, 1e-13);
-  Mat<double> x = seqgen_test::random_mat(D, B * T, 41);  // the helper's x and s0
+  const Mat<double> x = seqgen_test::random_mat(D, B * T, 41);  // the helper's x and s0
   const Reference ref = reference_lstm(layer.cell, x, B, T, seqgen_test::random_mat(H, B, 43),
                                        seqgen_test::random_mat(H, B, 44));
   REQUIRE(max_abs_diff(h_all, ref.h_all) < 1e-12);

@@ -35,7 +35,7 @@ TimeSlice<Scalar> sequences(TimeSlice<Scalar> s, Index b0, Index b1) {
   return TimeSlice<Scalar>(s.data() + b0 * s.outerStride(), s.rows(), b1 - b0, Eigen::OuterStride<>(s.outerStride()));
 }
 template <typename Scalar>
-ConstTimeSlice<Scalar> sequences(const ConstTimeSlice<Scalar>& s, Index b0, Index b1) {
+ConstTimeSlice<Scalar> sequences(ConstTimeSlice<Scalar> s, Index b0, Index b1) {
   return ConstTimeSlice<Scalar>(s.data() + b0 * s.outerStride(), s.rows(), b1 - b0,
                                 Eigen::OuterStride<>(s.outerStride()));
 }

@@ -86,7 +86,12 @@ void pack_b(Index kc, Index nc, const float* b, Index ldb, float* out) {
     } else if (TransB) {
       for (Index k = 0; k < kc; ++k)
         for (Index j = 0; j < kNR; ++j) out[k * kNR + j] = j < n ? b[j0 + j + k * ldb] : 0.0f;
-    } else {  // a column of op(B) is contiguous: read NR columns side by side
+    } else if (n == kNR) {  // a column of op(B) is contiguous: read the NR columns side by side
+      const float* col[kNR];
+      for (Index j = 0; j < kNR; ++j) col[j] = b + (j0 + j) * ldb;
+      for (Index k = 0; k < kc; ++k)
+        for (Index j = 0; j < kNR; ++j) out[k * kNR + j] = col[j][k];
+    } else {
       for (Index j = 0; j < n; ++j) {
         const float* src = b + (j0 + j) * ldb;
         for (Index k = 0; k < kc; ++k) out[k * kNR + j] = src[k];

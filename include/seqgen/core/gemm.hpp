@@ -191,9 +191,9 @@ class PackedMatrix {
       if (avx2_) {
         grow(std::size_t(detail::avx2::packed_lhs_size(rows_, cols_)));
         if (transpose) {
-          detail::avx2::pack_lhs<true>(rows_, cols_, A.data(), A.outerStride(), data_.data());
+          detail::avx2::pack_a<true>(rows_, cols_, A.data(), A.outerStride(), data_.data());
         } else {
-          detail::avx2::pack_lhs<false>(rows_, cols_, A.data(), A.outerStride(), data_.data());
+          detail::avx2::pack_a<false>(rows_, cols_, A.data(), A.outerStride(), data_.data());
         }
         return;
       }

@@ -102,6 +102,25 @@ void pack_b(Index kc, Index nc, const float* b, Index ldb, float* out) {
   }
 }
 
+// Rows [0, m) of a 16-row panel's sums t (lo: rows 0-7, hi: 8-15) into c: c = t, or c += t when `add`.
+// Always inlined: called once per column of every tile, it must not take the sums through memory.
+__attribute__((target("avx2,fma"), always_inline)) inline void store_column(__m256 lo, __m256 hi, float* c, Index m,
+                                                                            bool add) {
+  if (m == kMR) {
+    if (add) {
+      lo = _mm256_add_ps(lo, _mm256_loadu_ps(c));
+      hi = _mm256_add_ps(hi, _mm256_loadu_ps(c + 8));
+    }
+    _mm256_storeu_ps(c, lo);
+    _mm256_storeu_ps(c + 8, hi);
+    return;
+  }
+  alignas(32) float t[kMR];
+  _mm256_store_ps(t, lo);
+  _mm256_store_ps(t + 8, hi);
+  for (Index r = 0; r < m; ++r) c[r] = add ? c[r] + t[r] : t[r];
+}
+
 // The micro-kernel: the 16 × 6 tile T = Σ_k a[16k .. 16k+15] ⊗ b[6k .. 6k+5], then
 // C[0..m, 0..n] = T (or += T when `add`), m ≤ 16 and n ≤ 6 for a tile at the edge of C.
 __attribute__((target("avx2,fma"))) inline void kernel_16x6(Index kc, const float* a, const float* b, float* c,
@@ -136,26 +155,8 @@ __attribute__((target("avx2,fma"))) inline void kernel_16x6(Index kc, const floa
     t51 = _mm256_fmadd_ps(a1, bj, t51);
   }
   const __m256 tile[kNR][2] = {{t00, t01}, {t10, t11}, {t20, t21}, {t30, t31}, {t40, t41}, {t50, t51}};
-  if (m == kMR && n == kNR) {
-    for (Index j = 0; j < kNR; ++j) {
-      float* cj = c + j * ldc;
-      __m256 lo = tile[j][0], hi = tile[j][1];
-      if (add) {
-        lo = _mm256_add_ps(lo, _mm256_loadu_ps(cj));
-        hi = _mm256_add_ps(hi, _mm256_loadu_ps(cj + 8));
-      }
-      _mm256_storeu_ps(cj, lo);
-      _mm256_storeu_ps(cj + 8, hi);
-    }
-    return;
-  }
-  alignas(32) float edge[kNR][kMR];
-  for (Index j = 0; j < kNR; ++j) {
-    _mm256_store_ps(edge[j], tile[j][0]);
-    _mm256_store_ps(edge[j] + 8, tile[j][1]);
-  }
-  for (Index j = 0; j < n; ++j)
-    for (Index r = 0; r < m; ++r) c[r + j * ldc] = add ? c[r + j * ldc] + edge[j][r] : edge[j][r];
+  for (Index j = 0; j < kNR; ++j)  // a fixed count, so that the tile stays in registers
+    if (j < n) store_column(tile[j][0], tile[j][1], c + j * ldc, m, add);
 }
 
 // C = op(A) op(B), or C += op(A) op(B) when `accumulate`, on the calling thread; packed_a and
@@ -183,17 +184,12 @@ void gemm(Index M, Index N, Index K, const float* a, Index lda, const float* b, 
   }
 }
 
-// A whole op(A) (M, K) packed once, for many products with different B: the M/MR panels of
-// pack_a with kc = K, one after another. The k block [pc, pc + kc) of panel p is the contiguous
-// kc·MR floats at p·MR·K + pc·MR, which is what the kernel reads.
+// A whole op(A) (M, K) packed once, for many products with different B, is pack_a(M, K, …): its
+// M/MR panels one after another, each over all of K. The k block [pc, pc + kc) of panel p is the
+// contiguous kc·MR floats at p·MR·K + pc·MR, which is what the kernel reads.
 inline Index packed_lhs_size(Index M, Index K) { return (M + kMR - 1) / kMR * kMR * K; }
 
-template <bool TransA>
-void pack_lhs(Index M, Index K, const float* a, Index lda, float* out) {
-  pack_a<TransA>(M, K, a, lda, out);
-}
-
-// C = op(A) B, or C += op(A) B when `accumulate`, with op(A) packed by pack_lhs; packed_b holds
+// C = op(A) B, or C += op(A) B when `accumulate`, with op(A) packed whole by pack_a; packed_b holds
 // packed_b_size(N, K) floats. B is not transposed. The loop runs over A's panels outermost: a
 // panel (kc × MR) stays in L1 while it meets every panel of the block of B, so op(A), which is
 // larger than L2 for a recurrent layer's weights (4H × H), is read once per product.
@@ -214,23 +210,6 @@ inline void gemm_packed_lhs(Index M, Index N, Index K, const float* packed_a, co
       }
     }
   }
-}
-
-// Rows [0, m) of a 16-row panel's sums t (lo: rows 0-7, hi: 8-15) into c: c = t, or c += t when `add`.
-__attribute__((target("avx2,fma"))) inline void store_column(__m256 lo, __m256 hi, float* c, Index m, bool add) {
-  if (m == kMR) {
-    if (add) {
-      lo = _mm256_add_ps(lo, _mm256_loadu_ps(c));
-      hi = _mm256_add_ps(hi, _mm256_loadu_ps(c + 8));
-    }
-    _mm256_storeu_ps(c, lo);
-    _mm256_storeu_ps(c + 8, hi);
-    return;
-  }
-  alignas(32) float t[kMR];
-  _mm256_store_ps(t, lo);
-  _mm256_store_ps(t + 8, hi);
-  for (Index r = 0; r < m; ++r) c[r] = add ? c[r] + t[r] : t[r];
 }
 
 // P ≤ 4 panels of a packed op(A) (rows [16·p0, 16·p0 + 16·P)) times one column b, over the k block
@@ -270,7 +249,7 @@ __attribute__((target("avx2,fma"))) inline void gemv_panels(Index M, Index K, In
   }
 }
 
-// C (M, 1) = op(A) b, or += when `accumulate`, with op(A) packed by pack_lhs: a product with one
+// C (M, 1) = op(A) b, or += when `accumulate`, with op(A) packed whole by pack_a: a product with one
 // column (a single sequence) reads the packed panels directly, without packing b or filling a
 // 16 × 6 tile of which five columns would be wasted.
 inline void gemv_packed_lhs(Index M, Index K, const float* packed_a, const float* b, float* c, bool accumulate) {

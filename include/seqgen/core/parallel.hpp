@@ -95,6 +95,21 @@ void parallel_row_blocks(Index rows, bool parallel, Body&& body) {
   });
 }
 
+// g += the sum of each row of m over its columns, g: (m.rows(), 1): a bias gradient, Σ over the
+// tokens. Split by parallel_row_blocks, so the result is the same for any thread count.
+template <typename Scalar>
+void add_row_sums(MatRef<Scalar> g, const ConstMatRef<Scalar>& m) {
+  parallel_row_blocks(m.rows(), m.size() >= kParallelMinWork, [&](Index r0, Index r1) {
+    g.middleRows(r0, r1 - r0) += m.middleRows(r0, r1 - r0).rowwise().sum();
+  });
+}
+
+// y.col(n) += v for every column n of y (adding a bias), column by column across the threads.
+template <typename Scalar>
+void add_to_columns(MatRef<Scalar> y, const ConstMatRef<Scalar>& v) {
+  parallel_for(y.cols(), y.size() >= kParallelMinWork, [&](Index n) { y.col(n) += v.col(0); });
+}
+
 // y += x, column by column across the threads.
 template <typename Scalar>
 void parallel_add(MatRef<Scalar> y, const ConstMatRef<Scalar>& x) {

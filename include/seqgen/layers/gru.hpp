@@ -251,10 +251,8 @@ struct GruLayer {
 
     gemm<Scalar>(cache.dgi, false, x, true, cell.weight_ih.grad, true);
     gemm<Scalar>(cache.dgh, false, cache.h_prev, true, cell.weight_hh.grad, true);
-    parallel_row_blocks(3 * H, cache.dgi.size() >= kParallelMinWork, [&](Index r0, Index r1) {
-      cell.bias_ih.grad.col(0).segment(r0, r1 - r0) += cache.dgi.middleRows(r0, r1 - r0).rowwise().sum();
-      cell.bias_hh.grad.col(0).segment(r0, r1 - r0) += cache.dgh.middleRows(r0, r1 - r0).rowwise().sum();
-    });
+    add_row_sums<Scalar>(cell.bias_ih.grad, cache.dgi);
+    add_row_sums<Scalar>(cell.bias_hh.grad, cache.dgh);
     ensure_shape(dx, input_size(), N);
     gemm<Scalar>(cell.weight_ih.value, true, cache.dgi, false, dx, false);
     ds0.h = cache.dh;

@@ -46,7 +46,7 @@ struct Linear {
     check_input(x);
     ensure_shape(y, out_features(), x.cols());
     gemm<Scalar>(weight.value, false, x, false, y, false);
-    add_bias(y);
+    if (has_bias()) add_to_columns<Scalar>(y, bias.value);
   }
 
   // Same as above into a pre-sized view, e.g. a block of a bigger workspace.
@@ -55,7 +55,7 @@ struct Linear {
     check<ShapeError>(y.rows() == out_features() && y.cols() == x.cols(), "Linear '", name, "': output is (", y.rows(),
                       ", ", y.cols(), "), expected (", out_features(), ", ", x.cols(), ")");
     gemm<Scalar>(weight.value, false, x, false, y, false);
-    add_bias(y);
+    if (has_bias()) add_to_columns<Scalar>(y, bias.value);
   }
 
   // x: (in, N), dy: (out, N) -> dx: (in, N). Pass dx = nullptr to skip the input gradient.
@@ -64,11 +64,7 @@ struct Linear {
     check<ShapeError>(dy.rows() == out_features() && dy.cols() == x.cols(), "Linear '", name, "': dy is (", dy.rows(),
                       ", ", dy.cols(), "), expected (", out_features(), ", ", x.cols(), ")");
     gemm<Scalar>(dy, false, x, true, weight.grad, true);
-    if (has_bias()) {
-      parallel_row_blocks(out_features(), dy.size() >= kParallelMinWork, [&](Index r0, Index r1) {
-        bias.grad.col(0).segment(r0, r1 - r0) += dy.middleRows(r0, r1 - r0).rowwise().sum();
-      });
-    }
+    if (has_bias()) add_row_sums<Scalar>(bias.grad, dy);
     if (dx) {
       ensure_shape(*dx, in_features(), x.cols());
       gemm<Scalar>(weight.value, true, dy, false, *dx, false);
@@ -82,12 +78,6 @@ struct Linear {
   }
 
  private:
-  void add_bias(MatRef<Scalar> y) const {
-    if (!has_bias()) return;
-    const auto b = bias.value.col(0);
-    parallel_for(y.cols(), y.size() >= kParallelMinWork, [&](Index n) { y.col(n) += b; });
-  }
-
   void check_input(const ConstMatRef<Scalar>& x) const {
     check<ShapeError>(x.rows() == in_features(), "Linear '", name, "': input has ", x.rows(), " rows, expected ",
                       in_features(), " (in_features)");

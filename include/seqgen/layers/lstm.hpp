@@ -261,9 +261,8 @@ struct LstmLayer {
     const Mat<Scalar>& dA = cache.dgates;
     gemm<Scalar>(dA, false, x, true, cell.weight_ih.grad, true);
     gemm<Scalar>(dA, false, cache.h_prev, true, cell.weight_hh.grad, true);
-    parallel_row_blocks(4 * H, dA.size() >= kParallelMinWork, [&](Index r0, Index r1) {
-      cache.dbias.middleRows(r0, r1 - r0).noalias() = dA.middleRows(r0, r1 - r0).rowwise().sum();
-    });
+    cache.dbias.setZero();
+    add_row_sums<Scalar>(cache.dbias, dA);
     cell.bias_ih.grad += cache.dbias;
     cell.bias_hh.grad += cache.dbias;
     ensure_shape(dx, input_size(), N);

@@ -89,7 +89,7 @@ struct RnnCell {
 
   // a += b on every column of a (H, n) matrix.
   void add_bias(MatRef<Scalar> a) const {
-    parallel_for(a.cols(), a.size() >= kParallelMinWork, [&](Index n) { a.col(n) += bias.value.col(0); });
+    add_to_columns<Scalar>(a, bias.value);
   }
 
   // The element-wise part of one step: a (H, B) holds the pre-activation on entry and h_t = tanh(a) on return.
@@ -193,9 +193,7 @@ struct RnnLayer {
     const Mat<Scalar>& dA = cache.da;
     gemm<Scalar>(dA, false, x, true, cell.weight_ih.grad, true);
     gemm<Scalar>(dA, false, cache.h_prev, true, cell.weight_hh.grad, true);
-    parallel_row_blocks(H, dA.size() >= kParallelMinWork, [&](Index r0, Index r1) {
-      cell.bias.grad.col(0).segment(r0, r1 - r0) += dA.middleRows(r0, r1 - r0).rowwise().sum();
-    });
+    add_row_sums<Scalar>(cell.bias.grad, dA);
     ensure_shape(dx, input_size(), N);
     gemm<Scalar>(cell.weight_ih.value, true, dA, false, dx, false);
     ds0.h = cache.dh;

@@ -7,40 +7,39 @@
 // Exit status: 0 on success, 1 on bad input (a missing or corrupted checkpoint, a prompt character
 // absent from the vocabulary, an option out of range), with the reason on stderr; 2 when the
 // command line does not parse (docs/reliability.md).
-#include <CLI/CLI.hpp>
-#include <seqgen/seqgen.hpp>
-
-#include <sys/stat.h>
+#include "cli_common.hpp"
 
 #include <cstdio>
+#include <new>
 
 namespace {
 
-constexpr int kExitError = 1, kExitUsage = 2;
+using cli::kExitError;
+using cli::kExitUsage;
 
-// An input file must be a regular file: opening a FIFO would block forever, a device never ends.
-// Missing files and folders are left to the readers, whose messages say so.
-void require_regular_file(const std::string& path, const char* what) {
-  struct stat st;
-  if (::stat(path.c_str(), &st) != 0 || S_ISDIR(st.st_mode)) return;
-  seqgen::check<seqgen::IoError>(S_ISREG(st.st_mode), what, " '", path,
-                                 "' is not a regular file (a FIFO, socket or device?)");
-}
+// What the program is doing, for the message of an allocation that fails anyway.
+const char* g_phase = "starting";
 
 struct Args {
   std::string checkpoint, prompt, prompt_file;
-  seqgen::Index tokens = 200, samples = 1;
+  std::int64_t tokens = 200, samples = 1;
   seqgen::SamplingOptions sampling;
   std::uint64_t seed = 1;
   int threads = 0;
 };
 
 template <typename Model>
-int generate(const seqgen::CheckpointReader& ckpt, const Args& args) {
+int generate(const seqgen::CheckpointReader& ckpt, const Args& args, int threads) {
   using namespace seqgen;
-  const Model model = load_model<Model>(ckpt, args.checkpoint);
-  const Tokenizer tokenizer = Tokenizer::from_bytes(ckpt.get_bytes("tokenizer"));
-  tokenizer.encode(args.prompt);  // an unknown character is reported before any output
+  g_phase = "loading the model";
+  const Model model = load_model<Model>(ckpt);
+  const Tokenizer tokenizer = load_tokenizer(ckpt, model.config.vocab_size);
+  const Index prompt_tokens = Index(tokenizer.encode(args.prompt).size());  // an unknown character is reported here
+  require_memory(generation_bytes(model.config, args.samples, prompt_tokens, args.tokens, threads),
+                 "generating --samples " + std::to_string(args.samples) + " of --tokens " + std::to_string(args.tokens) +
+                     " after a prompt of " + std::to_string(prompt_tokens) + " tokens",
+                 "lower --samples or --tokens, or shorten the prompt");
+  g_phase = "generating";
   Rng rng(args.seed);
   GenerationStats stats;
   const bool stream = args.samples == 1;
@@ -75,47 +74,60 @@ int generate(const seqgen::CheckpointReader& ckpt, const Args& args) {
 
 int main(int argc, char** argv) {
   using namespace seqgen;
+  using cli::add_number;
   Args args;
   SamplingOptions& s = args.sampling;
   CLI::App app{"Generate text with a seqgen checkpoint"};
   app.add_option("--checkpoint,-m", args.checkpoint, "Checkpoint written by train")->required();
   auto* prompt = app.add_option("--prompt,-p", args.prompt, "Text to continue (default: none)");
   app.add_option("--prompt-file", args.prompt_file, "Read the prompt from a file")->excludes(prompt);
-  app.add_option("--tokens,-n", args.tokens, "Tokens to generate per sample");
-  app.add_option("--samples", args.samples, "Independent samples, decoded together as a batch");
-  app.add_option("--temperature", s.temperature, "Sampling temperature (0: greedy)");
-  app.add_option("--top-k", s.top_k, "Keep the k most likely tokens (0: off)");
-  app.add_option("--top-p", s.top_p, "Nucleus: keep the smallest set with this much probability (1: off)");
-  app.add_option("--min-p", s.min_p, "Drop tokens below min-p times the top probability (0: off)");
-  app.add_option("--repeat-penalty", s.repeat_penalty, "Penalty for tokens seen in the last n (1: off)");
-  app.add_option("--repeat-last-n", s.repeat_last_n, "Window of the repetition penalty (-1: everything)");
+  add_number(app, "--tokens,-n", args.tokens, std::int64_t(0), std::int64_t(1) << 32, "Tokens to generate per sample");
+  add_number(app, "--samples", args.samples, std::int64_t(1), std::int64_t(4096),
+             "Independent samples, decoded together as a batch");
+  add_number(app, "--temperature", s.temperature, 0.0, 1e6, "Sampling temperature (0: greedy)");
+  add_number(app, "--top-k", s.top_k, Index(0), Index(1) << 31, "Keep the k most likely tokens (0: off)");
+  add_number(app, "--top-p", s.top_p, std::numeric_limits<double>::min(), 1.0,
+             "Nucleus: keep the smallest set with this much probability (1: off)", "(0, 1]");
+  add_number(app, "--min-p", s.min_p, 0.0, 1.0, "Drop tokens below min-p times the top probability (0: off)");
+  add_number(app, "--repeat-penalty", s.repeat_penalty, 1e-3, 1e3, "Penalty for tokens seen in the last n (1: off)");
+  add_number(app, "--repeat-last-n", s.repeat_last_n, Index(-1), Index(1) << 31,
+             "Window of the repetition penalty (-1: everything the model sees)");
   app.add_option("--stop", s.stop, "Stop when this text appears (repeatable)");
-  app.add_option("--seed", args.seed, "Random seed");
-  app.add_option("--threads", args.threads, "Threads (default: all cores)");
+  add_number(app, "--seed", args.seed, std::uint64_t(0), std::numeric_limits<std::uint64_t>::max(), "Random seed");
+  add_number(app, "--threads", args.threads, 0, 4096, "Threads (0: every usable CPU; more than that are capped)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : kExitUsage;  // --help is a success; every other parse error is usage
+  } catch (const cli::UsageError& e) {
+    std::fprintf(stderr, "generate: error: %s\nRun with --help for more information.\n", e.what());
+    return kExitUsage;
+  } catch (const ConfigError& e) {
+    std::fprintf(stderr, "generate: error: %s\n", e.what());
+    return kExitError;
   }
   try {
-    check<ConfigError>(args.tokens >= 0, "--tokens must be >= 0, got ", args.tokens);
-    check<ConfigError>(args.samples > 0 && args.samples <= 4096, "--samples must be in [1, 4096], got ", args.samples);
-    check<ConfigError>(args.threads >= 0 && args.threads <= 4096, "--threads must be in [0, 4096] (0: all cores), got ",
-                       args.threads);
     args.sampling.validate();
-    if (args.threads > 0) set_num_threads(args.threads);
+    const int threads = cli::configure_threads(args.threads, "generate");
     if (!args.prompt_file.empty()) {
-      require_regular_file(args.prompt_file, "--prompt-file");
+      cli::require_regular_file(args.prompt_file, "--prompt-file");
+      const double size = cli::file_size(args.prompt_file);
+      if (size > 0) require_memory(text_bytes(size), "--prompt-file '" + args.prompt_file + "' (" + format_bytes(size) + ")");
+      g_phase = "reading --prompt-file";
       args.prompt = read_text_file(args.prompt_file);
     }
-    require_regular_file(args.checkpoint, "--checkpoint");
+    cli::require_regular_file(args.checkpoint, "--checkpoint");
+    g_phase = "reading the checkpoint";
     const CheckpointReader ckpt = CheckpointReader::load(args.checkpoint);
     const std::string kind = checkpoint_model_kind(ckpt);
-    if (kind == "gpt") return generate<Gpt<float>>(ckpt, args);
-    if (kind == "rnn") return generate<RnnLm<float>>(ckpt, args);
-    if (kind == "lstm") return generate<LstmLm<float>>(ckpt, args);
-    if (kind == "gru") return generate<GruLm<float>>(ckpt, args);
-    throw FormatError("checkpoint '" + args.checkpoint + "' holds an unknown model kind '" + kind + "'");
+    if (kind == "gpt") return generate<Gpt<float>>(ckpt, args, threads);
+    if (kind == "rnn") return generate<RnnLm<float>>(ckpt, args, threads);
+    if (kind == "lstm") return generate<LstmLm<float>>(ckpt, args, threads);
+    return generate<GruLm<float>>(ckpt, args, threads);
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "generate: error: out of memory while %s (an allocation failed): lower --samples or "
+                 "--tokens, or free memory\n", g_phase);
+    return kExitError;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "generate: error: %s\n", e.what());
     return kExitError;

@@ -14,28 +14,25 @@
 //   3    a NaN or infinite loss or gradient norm (beyond --skip-nonfinite): the checkpoint is left
 //        as the last save before it wrote it
 //   130  SIGINT (Ctrl-C), 143 SIGTERM: a checkpoint of the last finished step was saved
-#include <CLI/CLI.hpp>
-#include <seqgen/seqgen.hpp>
+#include "cli_common.hpp"
 
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <chrono>
-#include <cmath>
 #include <csignal>
 #include <cstdio>
-#include <cstring>
-#include <filesystem>
 #include <iostream>
+#include <new>
 #include <optional>
 
 namespace {
 
-constexpr int kExitError = 1, kExitUsage = 2, kExitNonFinite = 3;
+using cli::kExitError;
+using cli::kExitUsage;
+constexpr int kExitNonFinite = 3;
 
 // SIGINT and SIGTERM ask the loop to stop; the handler is then reset, so a second Ctrl-C during
 // the final save kills the program at once (the save is atomic, so the old checkpoint survives).
+// SIGXFSZ (a file size limit, ulimit -f) is ignored, so that a save past the limit fails with
+// EFBIG and is reported like any other failed write instead of killing the program.
 volatile std::sig_atomic_t g_signal = 0;
 extern "C" void on_signal(int sig) { g_signal = sig; }
 
@@ -46,7 +43,11 @@ void install_signal_handlers() {
   sa.sa_flags = SA_RESETHAND;
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
+  std::signal(SIGXFSZ, SIG_IGN);
 }
+
+// What the program is doing, for the message of an allocation that fails anyway.
+const char* g_phase = "starting";
 
 struct Args {
   std::string model = "gpt";
@@ -56,13 +57,13 @@ struct Args {
   seqgen::TrainOptions train;
   double minutes = 0;
   std::string data, tokenizer = "char", out = "model.ckpt", resume;
+  std::string out_target;  // where the checkpoint is written: --out, with a symlink followed
+  bool overwrite = false;
   double val_fraction = 0.1;
   std::int64_t eval_interval = 200, eval_windows = 40, final_eval_windows = std::int64_t(1) << 40, sample_interval = 1000, sample_tokens = 200;
   std::int64_t save_interval = 0;
   int threads = 0;
   bool warmup_given = false;
-  bool steps_given = false;
-  bool skip_given = false;
 };
 
 // A checkpoint could not be written: reported as it is, not followed by another attempt to save.
@@ -70,44 +71,31 @@ struct SaveFailed : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// An input file must be a regular file: opening a FIFO would block forever, a device never ends.
-// Missing files and folders are left to the readers, whose messages say so.
-void require_regular_file(const std::string& path, const char* what) {
-  struct stat st;
-  if (::stat(path.c_str(), &st) != 0 || S_ISDIR(st.st_mode)) return;
-  seqgen::check<seqgen::IoError>(S_ISREG(st.st_mode), what, " '", path,
-                                 "' is not a regular file (a FIFO, socket or device?)");
-}
+// A sample cut short by SIGINT or SIGTERM.
+struct Interrupted {};
 
-// Checked before training, so a run does not learn for hours and then fail to save: the folder of
-// `out` must exist and be writable. A disk that fills up later is reported by the save itself.
-void require_writable_folder(const std::string& out) {
-  std::string dir = std::filesystem::path(out).parent_path().string();
-  if (dir.empty()) dir = ".";
+// --out must never replace an input, a device or a checkpoint the user did not hand over: an
+// existing file is replaced only when it is the checkpoint being resumed, or when --overwrite is
+// given and it is a seqgen checkpoint. Everything a save will need is checked now, before the
+// first step (CheckpointWriter::check_destination), so a bad path costs no training time.
+void check_output(const Args& args) {
+  using seqgen::check;
+  using seqgen::IoError;
+  check<IoError>(!args.out.empty(), "--out is empty: give the checkpoint a file name");
+  const std::string& out = args.out_target;
+  check<IoError>(!cli::same_file(out, args.data), "--out '", args.out, "' is the training text --data '", args.data,
+                 "': refusing to overwrite an input; choose another --out");
   struct stat st;
-  const int found = ::stat(dir.c_str(), &st) == 0 ? 0 : errno;
-  seqgen::check<seqgen::IoError>(found == 0, "cannot write checkpoint '", out, "': its folder '", dir, "': ",
-                                 std::strerror(found));
-  seqgen::check<seqgen::IoError>(S_ISDIR(st.st_mode), "cannot write checkpoint '", out, "': '", dir,
-                                 "' is not a folder");
-  const int writable = ::access(dir.c_str(), W_OK) == 0 ? 0 : errno;
-  seqgen::check<seqgen::IoError>(writable == 0, "cannot write checkpoint '", out, "': its folder '", dir,
-                                 "' is not writable: ", std::strerror(writable));
-  seqgen::check<seqgen::IoError>(!std::filesystem::is_directory(out), "cannot write checkpoint '", out,
-                                 "': it is a folder");
-}
-
-// Refuses a model whose weights, gradients and AdamW moments (16 bytes per parameter) plus the
-// logits and one activation per layer (a lower bound of what training holds) exceed the machine's
-// memory: allocating it would end in std::bad_alloc at best, the OOM killer at worst.
-void require_memory(double params, double tokens, double width) {
-  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGE_SIZE);
-  if (pages <= 0 || page <= 0) return;
-  const double physical = double(pages) * double(page);
-  const double need = 16 * params + 4 * tokens * width;
-  seqgen::check<seqgen::ConfigError>(need <= physical, "the model and batch need at least ", need / 1e9,
-                                     " GB to train, more than this machine's ", physical / 1e9,
-                                     " GB of memory (lower --channels, --layers, --batch or --seq-len)");
+  if (::stat(out.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
+    const bool resuming_it = !args.resume.empty() && cli::same_file(out, args.resume);
+    const bool checkpoint = cli::looks_like_checkpoint(out);
+    check<IoError>(resuming_it || checkpoint || st.st_size == 0, "--out '", args.out,
+                   "' exists and is not a seqgen checkpoint: refusing to replace it, even with --overwrite");
+    check<IoError>(resuming_it || args.overwrite || st.st_size == 0, "--out '", args.out,
+                   "' already holds a checkpoint: continue it with --resume '", args.out,
+                   "', replace it with --overwrite, or choose another --out");
+  }
+  seqgen::CheckpointWriter::check_destination(out);
 }
 
 using Clock = std::chrono::steady_clock;
@@ -133,7 +121,7 @@ double chars_per_token(const seqgen::TokenDataset& data, const seqgen::Tokenizer
 }
 
 template <typename Model>
-int run(seqgen::Trainer<Model>& trainer, const Args& args, double cpt) {
+int run(seqgen::Trainer<Model>& trainer, const Args& args, double cpt, double estimate) {
   using namespace seqgen;
   const bool tty = isatty(STDOUT_FILENO);
   const TrainOptions& o = trainer.options;
@@ -147,8 +135,9 @@ int run(seqgen::Trainer<Model>& trainer, const Args& args, double cpt) {
   std::int64_t saved_step = -1;  // the step of the last checkpoint this process wrote
 
   auto save = [&] {
+    g_phase = "saving";
     try {
-      trainer.save(args.out);
+      trainer.save(args.out_target);
     } catch (const std::exception& e) {
       throw SaveFailed(std::string(e.what()) + "; '" + args.out + "' keeps its previous contents" +
                        (saved_step >= 0 ? " (step " + std::to_string(saved_step) + ")" : std::string()));
@@ -156,20 +145,35 @@ int run(seqgen::Trainer<Model>& trainer, const Args& args, double cpt) {
     saved_step = trainer.step_count();
   };
 
-  // Periodic evaluations read eval_windows windows; the last one reads the whole split.
+  // Periodic evaluations read eval_windows windows; the last one reads the whole split. Without a
+  // validation split (--val-fraction 0) there is nothing to evaluate.
+  const bool validate = trainer.data().size(Split::val) > 0;
+  trainer.should_stop = [] { return g_signal != 0; };
   auto eval = [&](Index windows) {
-    val_loss = trainer.data().size(Split::val) > o.seq_len ? trainer.evaluate(Split::val, windows) : NAN;
+    if (!validate) return;
+    g_phase = "evaluating";
+    val_loss = trainer.evaluate(Split::val, windows);
     if (tty) std::printf("\n");
     std::printf("step %lld: val_loss %.4f nats/token, %.4f bits/char\n", (long long)trainer.step_count(), val_loss,
                 val_loss / std::log(2.0) / cpt);
     std::fflush(stdout);
   };
+  // Streamed as it is produced, and cut short within a token by SIGINT or SIGTERM.
   auto sample = [&] {
+    g_phase = "sampling";
     Rng rng(o.seed + std::uint64_t(trainer.step_count()));
     SamplingOptions so;
     so.temperature = 0.8;
-    std::printf("--- sample ---\n%s\n--------------\n",
-                generate_text(trainer.model, trainer.tokenizer, "", args.sample_tokens, so, rng).c_str());
+    std::printf("--- sample ---\n");
+    try {
+      generate_text(trainer.model, trainer.tokenizer, "", args.sample_tokens, so, rng, [](const std::string& piece) {
+        if (g_signal) throw Interrupted{};
+        std::fwrite(piece.data(), 1, piece.size(), stdout);
+      });
+    } catch (const Interrupted&) {
+      std::printf(" [interrupted]");
+    }
+    std::printf("\n--------------\n");
     std::fflush(stdout);
   };
 
@@ -177,6 +181,7 @@ int run(seqgen::Trainer<Model>& trainer, const Args& args, double cpt) {
   // failed step does not (a step that throws is half done, a non-finite one must not be saved).
   try {
   while (trainer.step_count() < o.steps && !g_signal) {
+    g_phase = "training";
     in_step = true;
     const double loss = trainer.step();
     in_step = false;
@@ -248,172 +253,264 @@ int run(seqgen::Trainer<Model>& trainer, const Args& args, double cpt) {
     return 128 + g_signal;
   }
   if (!g_signal) eval(args.final_eval_windows);
+  const double peak = peak_resident_bytes();
   if (!g_signal && args.sample_tokens > 0) sample();
   if (g_signal) return 128 + g_signal;  // interrupted during the final evaluation: the checkpoint is saved
-  std::printf("final: steps=%lld train_loss=%.4f val_loss=%.4f val_bits_per_char=%.4f tokens_per_s=%.0f checkpoint=%s\n",
-              (long long)trainer.step_count(), loss_count ? loss_sum / double(loss_count) : last_train_loss, val_loss,
-              val_loss / std::log(2.0) / cpt, done > 0 ? double(done) * tokens_per_step / elapsed : 0.0,
+  std::printf("memory: estimated %.1f MiB, peak resident %.1f MiB\n", estimate / (1 << 20), peak / (1 << 20));
+  char val[64] = "val_loss=none val_bits_per_char=none";  // no validation split
+  if (validate) std::snprintf(val, sizeof val, "val_loss=%.4f val_bits_per_char=%.4f", val_loss, val_loss / std::log(2.0) / cpt);
+  std::printf("final: steps=%lld train_loss=%.4f %s tokens_per_s=%.0f checkpoint=%s\n", (long long)trainer.step_count(),
+              loss_count ? loss_sum / double(loss_count) : last_train_loss, val, done > 0 ? double(done) * tokens_per_step / elapsed : 0.0,
               args.out.c_str());
   return 0;
 }
 
+// Starts a run of a model of `config`, or resumes the one in `ckpt`, once the memory it will need
+// is known to be there.
 template <typename Model>
-int start_or_resume(const Args& args, const seqgen::Tokenizer& tok, const seqgen::TokenDataset& data,
-                    const seqgen::CheckpointReader* ckpt, Model fresh_model = Model()) {
+int start_or_resume(const CLI::App& app, const Args& args, const seqgen::Tokenizer& tok,
+                    const seqgen::TokenDataset& data, const seqgen::CheckpointReader* ckpt,
+                    const decltype(Model::config)& fresh_config, int threads) {
+  using namespace seqgen;
   const double cpt = chars_per_token(data, tok);
+  g_phase = "building the model";
   if (ckpt) {
-    auto trainer = seqgen::Trainer<Model>::load(*ckpt, args.resume, data);
+    const TrainOptions stored = read_options(*ckpt);
+    const double need = training_bytes(load_config<Model>(*ckpt), stored.batch, stored.seq_len, threads);
+    require_memory(need, "resuming '" + args.resume + "' (batch " + std::to_string(stored.batch) + ", seq_len " +
+                             std::to_string(stored.seq_len) + ", fixed by the checkpoint)");
+    auto trainer = Trainer<Model>::load(*ckpt, data);
+    // Options that may change on resume are applied, and said so.
+    TrainOptions o = trainer.options;
+    const auto change = [&](const char* option, auto& field, auto value) {
+      if (app.count(option) == 0 || field == value) return;
+      std::printf("resume: %s %s replaces the checkpoint's %s\n", option, cli::number_text(value).c_str(),
+                  cli::number_text(field).c_str());
+      field = value;
+    };
     // --steps sets the run's new total; without it the run continues to its stored total.
-    if (args.steps_given) {
-      trainer.options.steps = std::max(trainer.step_count(), args.train.steps);
-      trainer.options.warmup = std::min(trainer.options.warmup, trainer.options.steps);
-    }
+    if (app.count("--steps") && args.train.steps < trainer.step_count())
+      std::printf("resume: the checkpoint is at step %lld, past --steps %lld: no step to train\n",
+                  (long long)trainer.step_count(), (long long)args.train.steps);
+    change("--steps", o.steps, std::max(args.train.steps, trainer.step_count()));
+    change("--lr", o.lr, args.train.lr);
+    change("--min-lr", o.min_lr, args.train.min_lr);
+    change("--warmup", o.warmup, args.train.warmup);
+    if (!args.warmup_given) o.warmup = std::min(o.warmup, o.steps);
+    change("--weight-decay", o.weight_decay, args.train.weight_decay);
+    change("--clip", o.clip, args.train.clip);
     // --skip-nonfinite sets the budget of the whole run, the steps skipped before included.
-    if (args.skip_given) trainer.options.skip_nonfinite = args.train.skip_nonfinite;
+    change("--skip-nonfinite", o.skip_nonfinite, args.train.skip_nonfinite);
+    trainer.set_options(o);
     std::printf("resumed %s at step %lld of %lld\n", args.resume.c_str(), (long long)trainer.step_count(),
                 (long long)trainer.options.steps);
-    return run(trainer, args, cpt);
+    return run(trainer, args, cpt, need);
   }
-  seqgen::Trainer<Model> trainer(std::move(fresh_model), tok, data, args.train);
+  const double need = training_bytes(fresh_config, args.train.batch, args.train.seq_len, threads);
+  require_memory(need, "training this model at --batch " + std::to_string(args.train.batch) + " --seq-len " +
+                           std::to_string(args.train.seq_len),
+                 "lower --batch, --seq-len, --channels or --layers");
+  Rng init_rng(args.train.seed);
+  Trainer<Model> trainer(Model(fresh_config, init_rng), tok, data, args.train);
   std::printf("model: %s, %lld parameters, %.1f MFLOP per token per step; data: %lld train / %lld val tokens\n",
-              args.model.c_str(), (long long)seqgen::count_params(trainer.model),
-              seqgen::ModelTraits<Model>::train_flops_per_token(trainer.model, trainer.options.seq_len) / 1e6, (long long)data.size(seqgen::Split::train),
-              (long long)data.size(seqgen::Split::val));
-  return run(trainer, args, cpt);
+              args.model.c_str(), (long long)count_params(trainer.model),
+              ModelTraits<Model>::train_flops_per_token(trainer.model, trainer.options.seq_len) / 1e6,
+              (long long)data.size(Split::train), (long long)data.size(Split::val));
+  return run(trainer, args, cpt, need);
+}
+
+// Options that belong to one family of models are an error with another.
+void check_model_options(const CLI::App& app, const std::string& kind) {
+  const bool gpt = kind == "gpt";
+  for (const char* option : {"--heads", "--context", "--dropout", "--untie"})
+    seqgen::check<seqgen::ConfigError>(gpt || app.count(option) == 0, option, " applies to gpt models, not ", kind);
+  seqgen::check<seqgen::ConfigError>(!gpt || app.count("--embedding") == 0,
+                                     "--embedding applies to rnn, lstm and gru models, not gpt (use --channels)");
+}
+
+// On --resume, the options the checkpoint fixes (the model, the tokenizer, the batch, the
+// sequence length, the seed, the split) may be repeated but not changed.
+void check_fixed_options(const CLI::App& app, const Args& args, const seqgen::CheckpointReader& r,
+                         const seqgen::Tokenizer& tok, const std::string& kind) {
+  const auto fixed = [&](const char* option, bool same, const std::string& given, const std::string& stored) {
+    seqgen::check<seqgen::ConfigError>(app.count(option) == 0 || same, option, " ", given, " conflicts with --resume '",
+                                       args.resume, "', whose run has ", stored,
+                                       " (the checkpoint fixes it: start a new run to change it)");
+  };
+  const auto fixed_int = [&](const char* option, std::int64_t given, const char* key) {
+    const std::int64_t stored = r.get_int(key);
+    fixed(option, given == stored, std::to_string(given), std::string(key) + " = " + std::to_string(stored));
+  };
+  const auto fixed_double = [&](const char* option, double given, const char* key) {
+    const double stored = r.get_double(key);
+    fixed(option, given == stored, cli::number_text(given), std::string(key) + " = " + cli::number_text(stored));
+  };
+  fixed_int("--layers", args.layers, "config.layers");
+  if (kind == "gpt") {
+    fixed_int("--channels", args.channels, "config.channels");
+    fixed_int("--heads", args.heads, "config.heads");
+    fixed_int("--context", args.context, "config.context");
+    fixed_double("--dropout", args.dropout, "config.dropout");
+    fixed("--untie", r.get_int("config.tie_weights") == 0, "", "tied embeddings");
+  } else {
+    fixed_int("--channels", args.channels, "config.hidden");
+    fixed_int("--embedding", args.embedding, "config.embedding");
+  }
+  fixed_int("--seq-len", args.train.seq_len, "train.seq_len");
+  fixed_int("--batch", args.train.batch, "train.batch");
+  fixed_int("--seed", std::int64_t(args.train.seed), "train.seed");
+  fixed_double("--val-fraction", args.val_fraction, "data.val_fraction");
+  const bool bytes = tok.kind() == seqgen::Tokenizer::Kind::bytes;
+  fixed("--tokenizer", args.tokenizer == (bytes ? "byte" : "char"), args.tokenizer,
+        std::string("a ") + (bytes ? "byte" : "char") + " tokenizer");
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   using namespace seqgen;
+  using cli::add_number;
+  constexpr Index kMaxDim = Index(1) << 24, kMaxTokens = Index(1) << 20;
+  constexpr std::int64_t kMaxSteps = std::int64_t(1) << 53;
   Args args;
+  TrainOptions& t = args.train;
   CLI::App app{"Train a GPT or RNN/LSTM/GRU language model on a text file"};
   app.add_option("--data", args.data, "Training text file")->required();
   app.add_option("--model", args.model, "Model kind")->check(CLI::IsMember({"gpt", "rnn", "lstm", "gru"}));
-  app.add_option("--layers", args.layers, "Layers (L)");
-  app.add_option("--channels", args.channels, "GPT width C, or RNN hidden size H");
-  app.add_option("--heads", args.heads, "GPT attention heads (NH)");
-  app.add_option("--embedding", args.embedding, "RNN token embedding width");
-  app.add_option("--context", args.context, "GPT context length (default: --seq-len)");
-  app.add_option("--seq-len,-T", args.train.seq_len, "Tokens per training sequence (T)");
-  app.add_option("--batch,-B", args.train.batch, "Sequences per batch (B)");
-  app.add_option("--steps", args.train.steps, "Training steps (with --resume: the new total)");
-  app.add_option("--minutes", args.minutes, "Time budget in minutes; the schedule is fitted to it");
-  app.add_option("--lr", args.train.lr, "Peak learning rate");
-  app.add_option("--min-lr", args.train.min_lr, "Learning rate at the end of the cosine decay");
-  app.add_option("--warmup", args.train.warmup, "Linear warm-up steps");
-  app.add_option("--weight-decay", args.train.weight_decay, "AdamW decoupled weight decay (matrices only)");
-  app.add_option("--clip", args.train.clip, "Max global gradient norm (0: off)");
-  app.add_option("--dropout", args.dropout, "GPT dropout probability");
+  add_number(app, "--layers", args.layers, Index(1), kMaxDim, "Layers (L)");
+  add_number(app, "--channels", args.channels, Index(1), kMaxDim, "GPT width C, or RNN hidden size H");
+  add_number(app, "--heads", args.heads, Index(1), kMaxDim, "GPT attention heads (NH), dividing --channels");
+  add_number(app, "--embedding", args.embedding, Index(1), kMaxDim, "RNN token embedding width");
+  add_number(app, "--context", args.context, Index(1), kMaxDim, "GPT context length (default: --seq-len)");
+  add_number(app, "--seq-len,-T", t.seq_len, Index(1), kMaxTokens, "Tokens per training sequence (T)");
+  add_number(app, "--batch,-B", t.batch, Index(1), kMaxTokens, "Sequences per batch (B)");
+  add_number(app, "--steps", t.steps, std::int64_t(1), kMaxSteps, "Training steps (with --resume: the new total)");
+  add_number(app, "--minutes", args.minutes, 0.0, 1e6, "Time budget in minutes; the schedule is fitted to it");
+  add_number(app, "--lr", t.lr, 1e-12, 1e6, "Peak learning rate");
+  add_number(app, "--min-lr", t.min_lr, 0.0, 1e6, "Learning rate at the end of the cosine decay, <= --lr");
+  add_number(app, "--warmup", t.warmup, std::int64_t(0), kMaxSteps, "Linear warm-up steps, <= --steps");
+  add_number(app, "--weight-decay", t.weight_decay, 0.0, 1e3, "AdamW decoupled weight decay (matrices only)");
+  add_number(app, "--clip", t.clip, 0.0, 1e30, "Max global gradient norm (0: off)");
+  add_number(app, "--dropout", args.dropout, 0.0, 0.99, "GPT dropout probability");
   app.add_flag("--untie", args.untie, "GPT: separate output head instead of the token embedding");
   app.add_option("--tokenizer", args.tokenizer, "char (Unicode code points) or byte")
       ->check(CLI::IsMember({"char", "byte"}));
-  app.add_option("--val-fraction", args.val_fraction, "Fraction of the text held out at its end");
-  app.add_option("--eval-interval", args.eval_interval, "Steps between validation losses (0: only at the end)");
-  app.add_option("--eval-windows", args.eval_windows, "Validation windows of T tokens per evaluation");
-  app.add_option("--final-eval-windows", args.final_eval_windows, "Validation windows at the end (default: all)");
-  app.add_option("--sample-interval", args.sample_interval, "Steps between samples (0: only at the end; --sample-tokens 0: none)");
-  app.add_option("--sample-tokens", args.sample_tokens, "Length of each sample");
-  app.add_option("--save-interval", args.save_interval, "Steps between checkpoints (0: only at the end)");
-  app.add_option("--out,-o", args.out, "Checkpoint to write");
+  add_number(app, "--val-fraction", args.val_fraction, 0.0, 0.9,
+             "Fraction of the text held out at its end (0: no validation)");
+  add_number(app, "--eval-interval", args.eval_interval, std::int64_t(0), kMaxSteps,
+             "Steps between validation losses (0: only at the end)");
+  add_number(app, "--eval-windows", args.eval_windows, std::int64_t(1), std::int64_t(1) << 40,
+             "Validation windows of T tokens per evaluation");
+  add_number(app, "--final-eval-windows", args.final_eval_windows, std::int64_t(1), std::int64_t(1) << 40,
+             "Validation windows at the end (default: all)");
+  add_number(app, "--sample-interval", args.sample_interval, std::int64_t(0), kMaxSteps,
+             "Steps between samples (0: only at the end; --sample-tokens 0: none)");
+  add_number(app, "--sample-tokens", args.sample_tokens, std::int64_t(0), std::int64_t(1) << 20,
+             "Length of each sample");
+  add_number(app, "--save-interval", args.save_interval, std::int64_t(0), kMaxSteps,
+             "Steps between checkpoints (0: only at the end)");
+  app.add_option("--out,-o", args.out, "Checkpoint to write (default: model.ckpt, or the --resume file)");
+  app.add_flag("--overwrite", args.overwrite, "Replace an existing checkpoint at --out (a new run refuses otherwise)");
   app.add_option("--resume", args.resume, "Checkpoint to continue from");
-  app.add_option("--seed", args.train.seed, "Random seed");
-  app.add_option("--threads", args.threads, "Threads (default: all cores)");
-  app.add_option("--skip-nonfinite", args.train.skip_nonfinite,
-                 "Steps with a NaN/Inf loss or gradient norm to skip (no update) before stopping, over the whole run");
+  add_number(app, "--seed", t.seed, std::uint64_t(0), std::numeric_limits<std::uint64_t>::max(), "Random seed");
+  add_number(app, "--threads", args.threads, 0, 4096, "Threads (0: every usable CPU; more than that are capped)");
+  add_number(app, "--skip-nonfinite", t.skip_nonfinite, std::int64_t(0), kMaxSteps,
+             "Steps with a NaN/Inf loss or gradient norm to skip (no update) before stopping, over the whole run");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : kExitUsage;  // --help is a success; every other parse error is usage
+  } catch (const cli::UsageError& e) {
+    std::fprintf(stderr, "train: error: %s\nRun with --help for more information.\n", e.what());
+    return kExitUsage;
+  } catch (const ConfigError& e) {
+    std::fprintf(stderr, "train: error: %s\n", e.what());
+    return kExitError;
   }
   args.warmup_given = app.count("--warmup") > 0;
-  args.steps_given = app.count("--steps") > 0;
-  args.skip_given = app.count("--skip-nonfinite") > 0;
   // The default warm-up is 100 steps, or a tenth of a shorter run.
-  if (!args.warmup_given) args.train.warmup = std::min<std::int64_t>(100, args.train.steps / 10);
-  if (app.count("--out") == 0 && !args.resume.empty()) args.out = args.resume;
+  if (!args.warmup_given) t.warmup = std::min<std::int64_t>(100, t.steps / 10);
+  const bool resume = app.count("--resume") > 0;
+  if (app.count("--out") == 0 && resume) args.out = args.resume;
 
   install_signal_handlers();
   try {
-    check<ConfigError>(args.threads >= 0 && args.threads <= 4096, "--threads must be in [0, 4096] (0: all cores), got ",
-                       args.threads);
-    if (args.threads > 0) set_num_threads(args.threads);
-    check<ConfigError>(args.eval_windows > 0 && args.final_eval_windows > 0,
-                       "--eval-windows and --final-eval-windows must be positive");
-    check<ConfigError>(args.eval_interval >= 0 && args.sample_interval >= 0 && args.sample_tokens >= 0 &&
-                           args.save_interval >= 0,
-                       "--eval-interval, --sample-interval, --sample-tokens and --save-interval must be >= 0");
-    check<ConfigError>(args.minutes >= 0 && args.minutes <= 1e6, "--minutes must be in [0, 1e6], got ", args.minutes);
-    check<ConfigError>(app.count("--context") == 0 || args.context > 0, "--context must be positive, got ",
-                       args.context);
-    check<ConfigError>(args.train.skip_nonfinite >= 0, "--skip-nonfinite must be >= 0, got ",
-                       args.train.skip_nonfinite);
-    const bool resume = !args.resume.empty();
-    require_regular_file(args.data, "--data");
-    if (resume) require_regular_file(args.resume, "--resume");
-    require_writable_folder(args.out);
+    const int threads = cli::configure_threads(args.threads, "train");
+    check<ConfigError>(!resume || !args.resume.empty(), "--resume is empty: give the checkpoint to continue");
+    cli::require_regular_file(args.data, "--data");
+    if (resume) cli::require_regular_file(args.resume, "--resume");
+    args.out_target = cli::output_target(args.out);
+    check_output(args);
+
     Tokenizer tok = Tokenizer::bytes();
     std::string kind = args.model;
     std::optional<CheckpointReader> ckpt;
+    g_phase = "reading the checkpoint";
     if (resume) {
       ckpt = CheckpointReader::load(args.resume);
-      tok = Tokenizer::from_bytes(ckpt->get_bytes("tokenizer"));
       kind = checkpoint_model_kind(*ckpt);
-      const double stored = ckpt->get_double("data.val_fraction");  // the split the run trained on
-      if (app.count("--val-fraction") && args.val_fraction != stored)
-        std::fprintf(stderr, "train: --val-fraction %g ignored: a resumed run keeps its split, %g\n",
-                     args.val_fraction, stored);
-      args.val_fraction = stored;
+      // The model comes from the checkpoint; a --model that names another kind is a mistake.
+      check<ConfigError>(app.count("--model") == 0 || args.model == kind, "--model ", args.model,
+                         " conflicts with --resume '", args.resume, "', which holds a '", kind, "' model");
+      tok = Tokenizer::from_bytes(ckpt->get_bytes("tokenizer"));
+      check_model_options(app, kind);
+      check_fixed_options(app, args, *ckpt, tok, kind);
+      args.model = kind;
+      args.val_fraction = ckpt->get_double("data.val_fraction", 0, 0.9);  // the split the run trained on
+    } else {
+      check_model_options(app, kind);
+      check<ConfigError>(t.min_lr <= t.lr, "--min-lr ", t.min_lr, " must not exceed --lr ", t.lr);
+      check<ConfigError>(t.warmup <= t.steps, "--warmup ", t.warmup, " must not exceed --steps ", t.steps);
+      t.validate();  // before the model is allocated
     }
-    check<FormatError>(kind == "gpt" || kind == "rnn" || kind == "lstm" || kind == "gru", "checkpoint '",
-                       args.resume, "' holds an unknown model kind '", kind, "'");
-    // The model comes from the checkpoint; a --model that names another kind is a mistake.
-    check<ConfigError>(!resume || app.count("--model") == 0 || args.model == kind, "--model ", args.model,
-                       " conflicts with --resume '", args.resume, "', which holds a '", kind, "' model");
-    if (!resume) args.train.validate();  // before the model is allocated
+    const Index T = resume ? ckpt->get_int("train.seq_len", 1, kMaxTokens) : t.seq_len;
+
+    const double text_size = cli::file_size(args.data);
+    if (text_size > 0)
+      require_memory(text_bytes(text_size), "--data '" + args.data + "' (" + format_bytes(text_size) +
+                                                ", read and tokenized)");
+    g_phase = "reading --data";
     const std::string text = read_text_file(args.data);
     if (!resume && args.tokenizer == "char") tok = Tokenizer::characters(text);
     const TokenDataset data = TokenDataset::from_text(text, tok, args.val_fraction);
-    Rng init_rng(args.train.seed);
+    const Index train_tokens = data.size(Split::train);
+    check<ConfigError>(train_tokens > T, "--data '", args.data, "' has ", train_tokens,
+                       " training tokens, fewer than one window of T = ", T,
+                       " tokens and its target: use a longer text or lower --seq-len");
+    // A validation split must hold one window, or the run could not report a validation loss.
+    const Index val = data.size(Split::val);
+    check<ConfigError>(args.val_fraction == 0 || val > T, "--val-fraction ", args.val_fraction, " holds out ", val,
+                       " tokens of --data '", args.data, "', fewer than one window of T = ", T,
+                       " tokens and its target: raise --val-fraction, lower --seq-len, or use --val-fraction 0 to "
+                       "train without validation");
+
+    const CheckpointReader* stored = ckpt ? &*ckpt : nullptr;
     if (kind == "gpt") {
       GptConfig c;
       c.vocab_size = tok.vocab_size();
-      c.context = args.context > 0 ? args.context : args.train.seq_len;
+      c.context = args.context > 0 ? args.context : t.seq_len;
       c.channels = args.channels;
       c.layers = args.layers;
       c.heads = args.heads;
       c.dropout = args.dropout;
       c.tie_weights = !args.untie;
-      if (resume) return start_or_resume<Gpt<float>>(args, tok, data, &*ckpt);
-      c.validate();
-      require_memory(c.num_params<double>(), double(args.train.batch) * double(args.train.seq_len),
-                     double(c.vocab_size + c.layers * c.channels));
-      return start_or_resume(args, tok, data, nullptr, Gpt<float>(c, init_rng));
+      if (!resume) c.validate();
+      return start_or_resume<Gpt<float>>(app, args, tok, data, stored, c, threads);
     }
     RecurrentConfig c;
     c.vocab_size = tok.vocab_size();
     c.embedding = args.embedding;
     c.hidden = args.channels;
     c.layers = args.layers;
-    if (!resume) {
-      c.cell = kind == "rnn" ? CellKind::rnn : kind == "lstm" ? CellKind::lstm : CellKind::gru;
-      c.validate();
-      require_memory(c.num_params<double>(), double(args.train.batch) * double(args.train.seq_len),
-                     double(c.vocab_size + c.layers * c.hidden));
-    }
-    if (kind == "rnn") {
-      c.cell = CellKind::rnn;
-      return resume ? start_or_resume<RnnLm<float>>(args, tok, data, &*ckpt)
-                    : start_or_resume(args, tok, data, nullptr, RnnLm<float>(c, init_rng));
-    }
-    if (kind == "lstm") {
-      c.cell = CellKind::lstm;
-      return resume ? start_or_resume<LstmLm<float>>(args, tok, data, &*ckpt)
-                    : start_or_resume(args, tok, data, nullptr, LstmLm<float>(c, init_rng));
-    }
-    c.cell = CellKind::gru;
-    return resume ? start_or_resume<GruLm<float>>(args, tok, data, &*ckpt)
-                    : start_or_resume(args, tok, data, nullptr, GruLm<float>(c, init_rng));
+    c.cell = kind == "rnn" ? CellKind::rnn : kind == "lstm" ? CellKind::lstm : CellKind::gru;
+    if (!resume) c.validate();
+    if (kind == "rnn") return start_or_resume<RnnLm<float>>(app, args, tok, data, stored, c, threads);
+    if (kind == "lstm") return start_or_resume<LstmLm<float>>(app, args, tok, data, stored, c, threads);
+    return start_or_resume<GruLm<float>>(app, args, tok, data, stored, c, threads);
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "train: error: out of memory while %s (an allocation failed): lower --batch, --seq-len, "
+                 "--channels or --layers, or free memory\n", g_phase);
+    return kExitError;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "train: error: %s\n", e.what());
     return kExitError;

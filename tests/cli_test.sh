@@ -56,8 +56,8 @@ expect_error "truncated" "$generate" --checkpoint "$dir/empty.ckpt"
 head -c 2000 /dev/urandom > "$dir/random.ckpt"
 expect_error "not a seqgen checkpoint" "$generate" --checkpoint "$dir/random.ckpt"
 expect_error "character 'Z' (U+005A) at character index 0" "$generate" --checkpoint "$dir/gpt.ckpt" --prompt "Zebra€"
-expect_error "top_p must be in (0, 1]" "$generate" --checkpoint "$dir/gpt.ckpt" --top-p 1.5
-expect_error "temperature must be >= 0" "$generate" --checkpoint "$dir/gpt.ckpt" --temperature -1
+expect_error "top-p must be in (0, 1]" "$generate" --checkpoint "$dir/gpt.ckpt" --top-p 1.5
+expect_error "temperature must be in \[0, " "$generate" --checkpoint "$dir/gpt.ckpt" --temperature -1
 expect_error "not a seqgen checkpoint" "$train" --data "$dir/text.txt" --resume "$dir/random.ckpt" --out "$dir/x.ckpt"
 # SIGINT mid-run: the checkpoint is saved, the exit status is 130, and the run resumes from it.
 "$train" --data "$dir/text.txt" --model gpt --channels 16 --layers 1 --heads 2 -T 16 -B 4 --steps 1000000 \

@@ -27,8 +27,8 @@ expect() {
 }
 
 for i in $(seq 40); do echo "Sphinx of black quartz, judge my vow. How vexingly quick daft zebras jump!"; done > "$dir/text.txt"
-tiny=(--channels 16 --layers 1 --heads 2 -T 16 -B 4 --steps 5 --eval-interval 0 --eval-windows 2 --sample-tokens 0 --threads 1)
-"$train" --data "$dir/text.txt" --model gpt "${tiny[@]}" --out "$dir/gpt.ckpt" > /dev/null
+tiny=(--channels 16 --layers 1 -T 16 -B 4 --steps 5 --eval-interval 0 --eval-windows 2 --sample-tokens 0 --threads 1)
+"$train" --data "$dir/text.txt" --model gpt --heads 2 "${tiny[@]}" --out "$dir/gpt.ckpt" > /dev/null
 "$train" --data "$dir/text.txt" --model lstm --embedding 8 "${tiny[@]}" --out "$dir/lstm.ckpt" > /dev/null
 "$train" --data "$dir/text.txt" --model rnn --embedding 8 "${tiny[@]}" --out "$dir/rnn.ckpt" > /dev/null
 
@@ -113,7 +113,7 @@ for program in generate resume; do
   expect 1 "shape (4611686018427387904, 4611686018427387904) overflows" "${run[@]}" "$dir/overflow_tensor.ckpt"
   expect 1 "entry 'model.kind': size 4611686018427387904 is larger than the file" "${run[@]}" "$dir/huge_entry.ckpt"
   expect 1 "entry #0: header is larger than the file" "${run[@]}" "$dir/many_entries.ckpt"
-  expect 1 "channels must be in [1, 16777216], got 4611686018427387904" "${run[@]}" "$dir/huge_config.ckpt"
+  expect 1 "huge_config.ckpt': config.channels = 4611686018427387904 is out of range [1, 16777216]" "${run[@]}" "$dir/huge_config.ckpt"
   expect 1 "parameters, more than its" "${run[@]}" "$dir/big_config.ckpt"
   expect 1 "holds an unknown model kind 'xyz'" "${run[@]}" "$dir/kind_xyz.ckpt"
   expect 1 "has shape (16, 8), expected (48, 8)" "${run[@]}" "$dir/rnn_as_gru.ckpt"
@@ -130,7 +130,7 @@ for i in $(seq 30); do echo "How quick daft zebras jump! Sphinx of black quartz,
 expect 1 "was trained on a different text" "$train" --data "$dir/other.txt" --resume "$dir/gpt.ckpt" --out "$dir/out.ckpt"
 
 # --- Bad data files.
-train_on=("$train" "${tiny[@]}" --out "$dir/out.ckpt" --data)
+train_on=("$train" "${tiny[@]}" --heads 2 --out "$dir/out.ckpt" --data)
 expect 1 "is a directory, expected a text file" "${train_on[@]}" "$dir/folder"
 expect 1 "does not exist" "${train_on[@]}" "$dir/dangling"
 expect 1 "is not a regular file" "${train_on[@]}" "$dir/fifo"
@@ -145,64 +145,64 @@ else
   echo "hostile_cli_test: (running as root: an unreadable file cannot be made with chmod; the FIFO, /dev/null and a symlink loop stand in)"
 fi
 echo "abc" > "$dir/short.txt"
-expect 1 "the train split has 4 tokens, a window of T = 16 needs at least 17" "$train" --data "$dir/short.txt" --channels 16 --layers 1 --heads 2 -T 16 -B 4 --steps 5 \
+expect 1 "has 4 training tokens, fewer than one window of T = 16" "$train" --data "$dir/short.txt" --channels 16 --layers 1 --heads 2 -T 16 -B 4 --steps 5 \
   --sample-tokens 0 --out "$dir/out.ckpt"
 
 # --- train options out of range.
 # Every case fails before training, so the default (large) model is never built.
 t=("$train" --data "$dir/text.txt" --out "$dir/out.ckpt")
-expect 1 "GptConfig: channels must be in [1, 16777216], got -8" "${t[@]}" --channels -8
-expect 1 "GptConfig: layers must be in [1, 16777216], got -1" "${t[@]}" --layers -1
-expect 1 "GptConfig: heads must be in [1, 16777216], got 0" "${t[@]}" --heads 0
+expect 1 "--channels must be in [1, 16777216], got -8" "${t[@]}" --channels -8
+expect 1 "--layers must be in [1, 16777216], got -1" "${t[@]}" --layers -1
+expect 1 "--heads must be in [1, 16777216], got 0" "${t[@]}" --heads 0
 expect 1 "GptConfig: heads (3) must divide channels (256)" "${t[@]}" --heads 3
-expect 1 "--context must be positive, got 0" "${t[@]}" --context 0
-expect 1 "GptConfig: context must be in [1, 16777216], got 1000000000" "${t[@]}" --context 1000000000
-expect 1 "TrainOptions: seq_len must be in [1, 2^20], got 0" "${t[@]}" -T 0
-expect 1 "TrainOptions: seq_len must be in [1, 2^20], got 1000000000" "${t[@]}" -T 1000000000
+expect 1 "--context must be in [1, 16777216], got 0" "${t[@]}" --context 0
+expect 1 "--context must be in [1, 16777216], got 1000000000" "${t[@]}" --context 1000000000
+expect 1 "--seq-len must be in [1, 1048576], got 0" "${t[@]}" -T 0
+expect 1 "--seq-len must be in [1, 1048576], got 1000000000" "${t[@]}" -T 1000000000
 expect 1 "Trainer: seq_len 32 exceeds the model's context 16" "${t[@]}" -T 32 --context 16
-expect 1 "TrainOptions: batch must be in [1, 2^20], got -4" "${t[@]}" -B -4
-expect 1 "TrainOptions: steps must be positive, got -5" "${t[@]}" --steps -5
-expect 1 "lr > 0 and finite, got lr=-0.001" "${t[@]}" --lr -1e-3
-expect 1 "lr > 0 and finite, got lr=nan" "${t[@]}" --lr nan
-expect 1 "weight_decay must be finite and >= 0, got -0.5" "${t[@]}" --weight-decay -0.5
-expect 1 "clip must be finite and >= 0, got inf" "${t[@]}" --clip inf
-expect 1 "GptConfig: dropout must be in [0, 1), got 1.5" "${t[@]}" --dropout 1.5
-expect 1 "val_fraction must be in [0, 1), got 1" "${t[@]}" --val-fraction 1
-expect 1 "--minutes must be in [0, 1e6], got -1" "${t[@]}" --minutes -1
-expect 1 "--minutes must be in [0, 1e6], got 1e+300" "${t[@]}" --minutes 1e300
-expect 1 "--threads must be in [0, 4096] (0: all cores), got -2" "${t[@]}" --threads -2
-expect 1 "--skip-nonfinite must be >= 0, got -1" "${t[@]}" --skip-nonfinite -1
-expect 1 "--eval-windows and --final-eval-windows must be positive" "${t[@]}" --eval-windows 0
-expect 1 "must be >= 0" "${t[@]}" --save-interval -1
+expect 1 "--batch must be in [1, 1048576], got -4" "${t[@]}" -B -4
+expect 1 "--steps must be in [1, 9007199254740992], got -5" "${t[@]}" --steps -5
+expect 1 "--lr must be in [1e-12, 1e+06], got -0.001" "${t[@]}" --lr -1e-3
+expect 1 "--lr must be in [1e-12, 1e+06], got nan" "${t[@]}" --lr nan
+expect 1 "--weight-decay must be in [0, 1000], got -0.5" "${t[@]}" --weight-decay -0.5
+expect 1 "--clip must be in [0, 1e+30], got inf" "${t[@]}" --clip inf
+expect 1 "--dropout must be in [0, 0.99], got 1.5" "${t[@]}" --dropout 1.5
+expect 1 "--val-fraction must be in [0, 0.9], got 1" "${t[@]}" --val-fraction 1
+expect 1 "--minutes must be in [0, 1e+06], got -1" "${t[@]}" --minutes -1
+expect 1 "--minutes must be in [0, 1e+06], got 1e+300" "${t[@]}" --minutes 1e300
+expect 1 "--threads must be in [0, 4096], got -2" "${t[@]}" --threads -2
+expect 1 "--skip-nonfinite must be in [0, 9007199254740992], got -1" "${t[@]}" --skip-nonfinite -1
+expect 1 "--eval-windows must be in [1, 1099511627776], got 0" "${t[@]}" --eval-windows 0
+expect 1 "--save-interval must be in [0, 9007199254740992], got -1" "${t[@]}" --save-interval -1
 expect 1 "GptConfig: " "${t[@]}" --channels 16777216 --heads 1
 # 1.1e10 parameters, 173 GB with their gradients and moments: more than the machines this runs on.
-expect 1 "GB to train, more than this machine's" "${t[@]}" --channels 30000 --heads 1 --layers 1
-expect 1 "RecurrentConfig: embedding must be in [1, 16777216], got -3" "${t[@]}" --model lstm --embedding -3
-expect 1 "RecurrentConfig: hidden must be in [1, 16777216], got 0" "${t[@]}" --model gru --channels 0
+expect 1 "GiB available (lower --batch, --seq-len, --channels or --layers)" "${t[@]}" --channels 30000 --heads 1 --layers 1
+expect 1 "--embedding must be in [1, 16777216], got -3" "${t[@]}" --model lstm --embedding -3
+expect 1 "--channels must be in [1, 16777216], got 0" "${t[@]}" --model gru --channels 0
 # A command line that does not parse: usage status 2.
-expect 2 "Could not convert: --steps = abc" "${t[@]}" --steps abc
+expect 2 "--steps: 'abc' is not an integer" "${t[@]}" --steps abc
 expect 2 "The following argument was not expected: --bogus" "${t[@]}" --bogus
 expect 2 "--model: x not in" "${t[@]}" --model x
 expect 2 "--data is required" "$train"
 
 # --- generate options out of range.
 g=("$generate" --checkpoint "$dir/gpt.ckpt")
-expect 1 "temperature must be >= 0, got -1" "${g[@]}" --temperature -1
-expect 1 "temperature must be finite, got inf" "${g[@]}" --temperature inf
-expect 1 "top_p must be in (0, 1], got 0" "${g[@]}" --top-p 0
-expect 1 "top_p must be in (0, 1], got 1.5" "${g[@]}" --top-p 1.5
-expect 1 "top_p must be in (0, 1], got -0.2" "${g[@]}" --top-p -0.2
-expect 1 "top_p must be in (0, 1], got nan" "${g[@]}" --top-p nan
-expect 1 "top_k must be >= 0, got -1" "${g[@]}" --top-k -1
-expect 1 "min_p must be in [0, 1], got 2" "${g[@]}" --min-p 2
-expect 1 "repeat_penalty must be > 0 and finite, got 0" "${g[@]}" --repeat-penalty 0
-expect 1 "repeat_last_n must be >= -1" "${g[@]}" --repeat-last-n -5
-expect 1 "--tokens must be >= 0, got -5" "${g[@]}" --tokens -5
+expect 1 "--temperature must be in [0, 1e+06], got -1" "${g[@]}" --temperature -1
+expect 1 "--temperature must be in [0, 1e+06], got inf" "${g[@]}" --temperature inf
+expect 1 "--top-p must be in (0, 1], got 0" "${g[@]}" --top-p 0
+expect 1 "--top-p must be in (0, 1], got 1.5" "${g[@]}" --top-p 1.5
+expect 1 "--top-p must be in (0, 1], got -0.2" "${g[@]}" --top-p -0.2
+expect 1 "--top-p must be in (0, 1], got nan" "${g[@]}" --top-p nan
+expect 1 "--top-k must be in [0, 2147483648], got -1" "${g[@]}" --top-k -1
+expect 1 "--min-p must be in [0, 1], got 2" "${g[@]}" --min-p 2
+expect 1 "--repeat-penalty must be in [0.001, 1000], got 0" "${g[@]}" --repeat-penalty 0
+expect 1 "--repeat-last-n must be in [-1, 2147483648], got -5" "${g[@]}" --repeat-last-n -5
+expect 1 "--tokens must be in [0, 4294967296], got -5" "${g[@]}" --tokens -5
 expect 1 "--samples must be in [1, 4096], got 0" "${g[@]}" --samples 0
 expect 1 "--samples must be in [1, 4096], got 100000" "${g[@]}" --samples 100000
-expect 1 "--threads must be in [0, 4096] (0: all cores), got -1" "${g[@]}" --threads -1
+expect 1 "--threads must be in [0, 4096], got -1" "${g[@]}" --threads -1
 expect 1 "is not a regular file" "${g[@]}" --prompt-file "$dir/fifo"
 expect 1 "is a directory" "${g[@]}" --prompt-file "$dir/folder"
-expect 2 "Could not convert: --tokens = many" "${g[@]}" --tokens many
+expect 2 "--tokens: 'many' is not an integer" "${g[@]}" --tokens many
 expect 2 "--checkpoint is required" "$generate"
 echo "hostile_cli_test: all $cases cases passed"

@@ -354,12 +354,19 @@ TEST_CASE("Sampler: every bad option and bad logits give a clear error", "[sampl
   SEQGEN_THROWS_WITH(Sampler(options(1.0, 0, NAN, 0.0)), ConfigError, "top_p must be in (0, 1], got nan");
   SEQGEN_THROWS_WITH(Sampler(options(1.0, 0, 1.0, -0.1)), ConfigError, "min_p must be in [0, 1], got -0.1");
   SEQGEN_THROWS_WITH(Sampler(options(1.0, 0, 1.0, 1.25)), ConfigError, "min_p must be in [0, 1], got 1.25");
-  SEQGEN_THROWS_WITH(Sampler(options(1.0, 0, 1.0, 0.0, 0.0)), ConfigError,
-                     "repeat_penalty must be > 0 and finite, got 0");
-  SEQGEN_THROWS_WITH(Sampler(options(1.0, 0, 1.0, 0.0, -1.1)), ConfigError,
-                     "repeat_penalty must be > 0 and finite, got -1.1");
-  SEQGEN_THROWS_WITH(Sampler(options(1.0, 0, 1.0, 0.0, INFINITY)), ConfigError,
-                     "repeat_penalty must be > 0 and finite, got inf");
+  for (double penalty : {0.0, -1.1, double(INFINITY), double(NAN), 1e-320, 9e-4, 1001.0})
+    SEQGEN_THROWS_WITH(Sampler(options(1.0, 0, 1.0, 0.0, penalty)), ConfigError,
+                       "repeat_penalty must be in [0.001, 1000], got ");
+  // The ends of the range sample finite logits without overflow.
+  for (double penalty : {1e-3, 1e3}) {
+    Sampler s(options(1.0, 0, 1.0, 0.0, penalty));
+    Rng rng(1);
+    Vec<float> logits(4);
+    logits << 3e38f, -3e38f, 1.0f, 0.5f;
+    const std::vector<Token> recent = {0, 1, 2, 3};
+    const Token t = s.sample(logits, rng, TokenSpan(recent.data(), Index(recent.size())));
+    CHECK((t >= 0 && t < 4));
+  }
   SEQGEN_THROWS_WITH(Sampler(options(1.0, 0, 1.0, 0.0, 1.1, -2)), ConfigError,
                      "repeat_last_n must be >= -1 (-1: all), got -2");
   SamplingOptions with_stop;

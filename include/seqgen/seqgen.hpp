@@ -22,6 +22,8 @@
 #include "seqgen/layers/transformer_block.hpp"
 
 #include "seqgen/models/gpt.hpp"
+#include "seqgen/models/memory_estimate.hpp"
+#include "seqgen/models/model_io.hpp"
 #include "seqgen/models/recurrent_lm.hpp"
 
 #include "seqgen/optim/adam.hpp"

@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <functional>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,18 @@ struct GenerationStats {
   Index generated_tokens = 0;  // over all samples
   double generate_seconds = 0;
 };
+
+namespace detail {
+// How many of the latest tokens a model's next prediction can depend on.
+template <typename Scalar>
+Index visible_context(const Gpt<Scalar>& model) {
+  return model.config.context;
+}
+template <typename Model>
+Index visible_context(const Model&) {
+  return std::numeric_limits<Index>::max();
+}
+}  // namespace detail
 
 // The token an empty prompt starts from: the newline when the vocabulary has it, else 0.
 inline Token start_token(const Tokenizer& tokenizer) {
@@ -53,6 +66,10 @@ std::vector<std::string> generate_samples(const Model& model, const Tokenizer& t
   options.validate();
   std::vector<Token> start = tokenizer.encode(prompt);
   if (start.empty()) start.push_back(start_token(tokenizer));
+  // A GPT sees only its last `context` tokens: the rest is not copied into every sample's history
+  // (a repetition penalty over "all" tokens then looks at what the model sees, as in llama.cpp).
+  const Index visible = detail::visible_context(model);
+  if (Index(start.size()) > visible) start.erase(start.begin(), start.end() - visible);
 
   auto decoder = make_decoder(model, samples);
   std::vector<Sampler> samplers(samples, Sampler(options));

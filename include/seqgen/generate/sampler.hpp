@@ -39,7 +39,7 @@ struct SamplingOptions {
   Index top_k = 0;              // >= 0; 0 keeps every token
   double top_p = 1.0;           // in (0, 1]; 1 keeps every token
   double min_p = 0.0;           // in [0, 1]; 0 keeps every token
-  double repeat_penalty = 1.0;  // > 0; 1 is off, > 1 discourages repeats
+  double repeat_penalty = 1.0;  // in [0.001, 1000]; 1 is off, > 1 discourages repeats
   Index repeat_last_n = 64;     // window of recent tokens the penalty looks at; 0 none, -1 all of them
   // Not used by Sampler: a generation loop feeds its text to StopStrings(stop).
   std::vector<std::string> stop = {};
@@ -50,8 +50,9 @@ struct SamplingOptions {
     check<ConfigError>(top_k >= 0, "SamplingOptions: top_k must be >= 0, got ", top_k);
     check<ConfigError>(top_p > 0 && top_p <= 1, "SamplingOptions: top_p must be in (0, 1], got ", top_p);
     check<ConfigError>(min_p >= 0 && min_p <= 1, "SamplingOptions: min_p must be in [0, 1], got ", min_p);
-    check<ConfigError>(repeat_penalty > 0 && std::isfinite(repeat_penalty),
-                       "SamplingOptions: repeat_penalty must be > 0 and finite, got ", repeat_penalty);
+    // Beyond this range a penalised logit can overflow to infinity (a logit of 1 divided by 1e-320).
+    check<ConfigError>(repeat_penalty >= 1e-3 && repeat_penalty <= 1e3,
+                       "SamplingOptions: repeat_penalty must be in [0.001, 1000], got ", repeat_penalty);
     check<ConfigError>(repeat_last_n >= -1, "SamplingOptions: repeat_last_n must be >= -1 (-1: all), got ",
                        repeat_last_n);
     StopStrings::validate(stop, "SamplingOptions");

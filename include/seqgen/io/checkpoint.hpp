@@ -33,6 +33,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdint>
@@ -50,6 +51,7 @@
 #include <vector>
 
 #include "seqgen/core/error.hpp"
+#include "seqgen/core/memory.hpp"
 #include "seqgen/core/param.hpp"
 #include "seqgen/io/crc32.hpp"
 
@@ -166,6 +168,12 @@ class CheckpointWriter {
   // system's reason; on failure the temporary file is removed and a previous file at `path` is untouched.
   void save(const std::string& path) const;
 
+  // Checks, without writing it, that save(path) can create its temporary file and put it in place:
+  // `path` is not empty, not a folder, device or FIFO, its folder exists and is writable, and the
+  // names fit the file system. Throws IoError naming the file and the reason. (A full disk is
+  // found only by the save itself.)
+  static void check_destination(const std::string& path);
+
  private:
   // Appends type, key and payload size, makes room for the payload and returns where it goes.
   char* begin_entry(const std::string& key, EntryType type, std::size_t payload_size) {
@@ -262,11 +270,46 @@ inline void fsync_folder(const std::string& dir, const std::string& target) {
 
 }  // namespace detail
 
+namespace detail {
+
+// The temporary sibling of `path` a save writes first: unique within the folder (the pid separates
+// processes, the counter threads and retries), and of a fixed length for the first million saves,
+// so that check_destination's probe proves that every later name fits the file system.
+inline std::string temp_sibling(const std::string& path) {
+  static std::atomic<unsigned long> counter{0};
+  char suffix[64];
+  std::snprintf(suffix, sizeof suffix, ".tmp.%ld.%06lu", static_cast<long>(::getpid()), counter++);
+  return path + suffix;
+}
+
+}  // namespace detail
+
+inline void CheckpointWriter::check_destination(const std::string& path) {
+  const auto fail = [&](const std::string& why) { throw IoError("cannot write checkpoint '" + path + "': " + why); };
+  if (path.empty()) throw IoError("cannot write a checkpoint to an empty path");
+  struct stat st;
+  std::string dir = std::filesystem::path(path).parent_path().string();
+  if (dir.empty()) dir = ".";
+  if (::stat(dir.c_str(), &st) != 0) fail("its folder '" + dir + "': " + detail::errno_text(errno));
+  if (!S_ISDIR(st.st_mode)) fail("'" + dir + "' is not a folder");
+  if (::stat(path.c_str(), &st) == 0) {
+    if (S_ISDIR(st.st_mode)) fail("it is a folder");
+    if (!S_ISREG(st.st_mode)) fail("it exists and is not a regular file (a device, FIFO or socket?)");
+  } else if (errno != ENOENT) {
+    fail(detail::errno_text(errno));
+  }
+  // A real temporary file, created and removed: proves the folder writable, the file system not
+  // read-only and the names within its limits.
+  const std::string probe = detail::temp_sibling(path);
+  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) fail("cannot create a file in its folder '" + dir + "': " + detail::errno_text(errno));
+  ::close(fd);
+  ::unlink(probe.c_str());
+}
+
 inline void CheckpointWriter::save(const std::string& path) const {
   check<IoError>(!path.empty(), "CheckpointWriter::save: empty path");
-  // Unique within the folder: the pid separates processes, the counter threads and retries.
-  static std::atomic<unsigned long> counter{0};
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
+  const std::string tmp = detail::temp_sibling(path);
   const std::string head = header();
   char tail[4];
   detail::store_le(tail, crc(), 4);
@@ -299,15 +342,28 @@ class CheckpointReader {
     struct stat st;
     if (::fstat(fd, &st) != 0) io_fail("stat", errno);
     check<IoError>(S_ISREG(st.st_mode), "checkpoint '", path, "' is not a regular file");
-    std::string bytes(static_cast<std::size_t>(st.st_size), '\0');  // the size the file has, not one it claims
-    for (std::size_t done = 0; done < bytes.size();) {
-      const ::ssize_t n = ::read(fd, &bytes[done], bytes.size() - done);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) io_fail("read", errno);
-      check<IoError>(n > 0, "checkpoint '", path, "' shrank while being read");
-      done += static_cast<std::size_t>(n);
-    }
-    return CheckpointReader(std::move(bytes), "checkpoint '" + path + "'");
+    const std::string source = "checkpoint '" + path + "'";
+    const std::size_t size = static_cast<std::size_t>(st.st_size);  // the size the file has, not one it claims
+    const auto read_into = [&](char* out, std::size_t count) {
+      for (std::size_t done = 0; done < count;) {
+        const ::ssize_t n = ::read(fd, out + done, count - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) io_fail("read", errno);
+        check<IoError>(n > 0, source, " shrank while being read");
+        done += static_cast<std::size_t>(n);
+      }
+    };
+    // The header first: a file of another kind, or one whose header disagrees with its size, is
+    // refused before the rest is read, whatever its size.
+    char head[detail::kCheckpointHeaderSize];
+    const std::size_t head_size = std::min(size, sizeof head);
+    read_into(head, head_size);
+    check_header(head, head_size, size, source);
+    require_memory(double(size), source + " (" + std::to_string(size) + " bytes) must be read whole: it");
+    std::string bytes(size, '\0');
+    std::memcpy(&bytes[0], head, head_size);
+    read_into(&bytes[head_size], size - head_size);
+    return CheckpointReader(std::move(bytes), source);
   }
 
   // Validates a checkpoint held in memory (the output of CheckpointWriter::to_bytes()).
@@ -324,6 +380,18 @@ class CheckpointReader {
     double value;
     std::memcpy(&value, &bits, 8);
     return value;
+  }
+  // The same, for a field with a valid range: FormatError naming the file, the field and the range,
+  // e.g. "checkpoint 'x.ckpt': train.batch = 0 is out of range [1, 1048576]". NaN is out of any range.
+  std::int64_t get_int(const std::string& key, std::int64_t lo, std::int64_t hi) const {
+    const std::int64_t v = get_int(key);
+    if (v < lo || v > hi) fail(key, " = ", v, " is out of range [", lo, ", ", hi, "]");
+    return v;
+  }
+  double get_double(const std::string& key, double lo, double hi) const {
+    const double v = get_double(key);
+    if (!(v >= lo && v <= hi)) fail(key, " = ", v, " is out of range [", lo, ", ", hi, "]");
+    return v;
   }
   std::string get_string(const std::string& key) const { return copy_of(find(key, EntryType::String)); }
   std::string get_bytes(const std::string& key) const { return copy_of(find(key, EntryType::Bytes)); }
@@ -383,6 +451,9 @@ class CheckpointReader {
     throw FormatError(source_ + ": " + detail::cat(std::forward<Parts>(parts)...));
   }
 
+  // Validates the header `b` (the first `have` bytes of a file of `n` bytes): magic, version and
+  // the size it declares. Throws FormatError naming `source`.
+  static void check_header(const char* b, std::size_t have, std::size_t n, const std::string& source);
   void parse();
 
   const Entry& find(const std::string& key, EntryType type) const {
@@ -423,16 +494,15 @@ class CheckpointReader {
   std::unordered_map<std::string, std::size_t> index_;  // key -> position in entries_
 };
 
-inline void CheckpointReader::parse() {
+inline void CheckpointReader::check_header(const char* b, std::size_t have, std::size_t n, const std::string& source) {
   using detail::load_le32;
   using detail::load_le64;
   constexpr std::size_t kMagicSize = sizeof detail::kCheckpointMagic;
   constexpr std::size_t kMinSize = detail::kCheckpointHeaderSize + detail::kCheckpointCrcSize;
-  const char* b = bytes_.data();
-  const std::size_t n = bytes_.size();
+  const auto fail = [&](auto&&... parts) { throw FormatError(source + ": " + detail::cat(parts...)); };
 
   // Whatever magic bytes are present must match, so a short file of another kind is named as such.
-  const std::size_t m = n < kMagicSize ? n : kMagicSize;
+  const std::size_t m = std::min(have, kMagicSize);
   if (std::memcmp(b, detail::kCheckpointMagic, m) != 0) {
     std::string start;
     for (std::size_t i = 0; i < m; ++i) {
@@ -445,15 +515,24 @@ inline void CheckpointReader::parse() {
   if (n < kMinSize)
     fail("truncated: ", n, " bytes cannot hold the ", kMinSize, "-byte header and CRC of a checkpoint");
 
-  version_ = load_le32(b + 8);
-  if (version_ > kCheckpointFormatVersion)
-    fail("written by a newer seqgen: version ", version_, ", this build reads up to ", kCheckpointFormatVersion);
-  if (version_ == 0) fail("invalid format version 0");
+  const std::uint32_t version = load_le32(b + 8);
+  if (version > kCheckpointFormatVersion)
+    fail("written by a newer seqgen: version ", version, ", this build reads up to ", kCheckpointFormatVersion);
+  if (version == 0) fail("invalid format version 0");
 
-  const std::uint64_t count = load_le32(b + 12);
   const std::uint64_t declared = load_le64(b + 16);
   if (declared > n) fail("truncated: the header says ", declared, " bytes but there are only ", n);
   if (declared < n) fail("unexpected bytes after the end: the header says ", declared, " bytes but there are ", n);
+}
+
+inline void CheckpointReader::parse() {
+  using detail::load_le32;
+  using detail::load_le64;
+  const char* b = bytes_.data();
+  const std::size_t n = bytes_.size();
+  check_header(b, n, n, source_);
+  version_ = load_le32(b + 8);
+  const std::uint64_t count = load_le32(b + 12);
 
   const std::size_t end = n - detail::kCheckpointCrcSize;
   const std::uint32_t stored = load_le32(b + end);

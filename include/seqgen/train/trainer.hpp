@@ -23,6 +23,7 @@
 #include <cmath>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <optional>
 #include <string>
 #include <type_traits>
@@ -32,8 +33,7 @@
 #include "seqgen/data/dataset.hpp"
 #include "seqgen/data/tokenizer.hpp"
 #include "seqgen/io/checkpoint.hpp"
-#include "seqgen/models/gpt.hpp"
-#include "seqgen/models/recurrent_lm.hpp"
+#include "seqgen/models/model_io.hpp"
 #include "seqgen/optim/adam.hpp"
 #include "seqgen/optim/clip.hpp"
 #include "seqgen/optim/schedule.hpp"
@@ -78,60 +78,6 @@ struct TrainOptions {
   }
 };
 
-// What the trainer needs to know about a model type: its name in checkpoints, whether it is a
-// GPT, and the state it carries between batches (none for GPT).
-template <typename Model>
-struct ModelTraits;
-template <typename Scalar>
-struct ModelTraits<Gpt<Scalar>> {
-  static constexpr bool gpt = true;
-  using State = std::vector<Mat<Scalar>>;  // unused
-  static std::string kind() { return "gpt"; }
-  static double train_flops_per_token(const Gpt<Scalar>& m, Index T) { return m.config.train_flops_per_token(T); }
-};
-template <typename Scalar, template <typename> class Layer>
-struct ModelTraits<RecurrentLm<Scalar, Layer>> {
-  static constexpr bool gpt = false;
-  using State = typename RecurrentLm<Scalar, Layer>::State;
-  static std::string kind() { return cell_name(RecurrentLm<Scalar, Layer>::kCell); }
-  static double train_flops_per_token(const RecurrentLm<Scalar, Layer>& m, Index) {
-    return m.config.train_flops_per_token();
-  }
-};
-
-inline void write_config(CheckpointWriter& w, const GptConfig& c) {
-  w.put_int("config.vocab_size", c.vocab_size);
-  w.put_int("config.context", c.context);
-  w.put_int("config.channels", c.channels);
-  w.put_int("config.layers", c.layers);
-  w.put_int("config.heads", c.heads);
-  w.put_double("config.dropout", c.dropout);
-  w.put_int("config.tie_weights", c.tie_weights ? 1 : 0);
-}
-inline void read_config(const CheckpointReader& r, GptConfig& c) {
-  c.vocab_size = r.get_int("config.vocab_size");
-  c.context = r.get_int("config.context");
-  c.channels = r.get_int("config.channels");
-  c.layers = r.get_int("config.layers");
-  c.heads = r.get_int("config.heads");
-  c.dropout = r.get_double("config.dropout");
-  c.tie_weights = r.get_int("config.tie_weights") != 0;
-  c.validate();
-}
-inline void write_config(CheckpointWriter& w, const RecurrentConfig& c) {
-  w.put_int("config.vocab_size", c.vocab_size);
-  w.put_int("config.embedding", c.embedding);
-  w.put_int("config.hidden", c.hidden);
-  w.put_int("config.layers", c.layers);
-}
-inline void read_config(const CheckpointReader& r, RecurrentConfig& c) {
-  c.vocab_size = r.get_int("config.vocab_size");
-  c.embedding = r.get_int("config.embedding");
-  c.hidden = r.get_int("config.hidden");
-  c.layers = r.get_int("config.layers");
-  c.validate();
-}
-
 inline void write_options(CheckpointWriter& w, const TrainOptions& o) {
   w.put_int("train.batch", o.batch);
   w.put_int("train.seq_len", o.seq_len);
@@ -146,45 +92,30 @@ inline void write_options(CheckpointWriter& w, const TrainOptions& o) {
   w.put_int("train.seed", static_cast<std::int64_t>(o.seed));
   w.put_int("train.skip_nonfinite", o.skip_nonfinite);
 }
+// The options stored in a checkpoint, each read with its valid range (TrainOptions::validate), so
+// that an error names the file and the field.
 inline TrainOptions read_options(const CheckpointReader& r) {
+  constexpr std::int64_t kMaxSize = std::int64_t(1) << 20, kMaxSteps = std::int64_t(1) << 53;
   TrainOptions o;
-  o.batch = r.get_int("train.batch");
-  o.seq_len = r.get_int("train.seq_len");
-  o.steps = r.get_int("train.steps");
-  o.lr = r.get_double("train.lr");
-  o.min_lr = r.get_double("train.min_lr");
-  o.warmup = r.get_int("train.warmup");
-  o.weight_decay = r.get_double("train.weight_decay");
-  o.beta1 = r.get_double("train.beta1");
-  o.beta2 = r.get_double("train.beta2");
-  o.clip = r.get_double("train.clip");
+  o.batch = r.get_int("train.batch", 1, kMaxSize);
+  o.seq_len = r.get_int("train.seq_len", 1, kMaxSize);
+  o.steps = r.get_int("train.steps", 1, kMaxSteps);
+  o.lr = r.get_double("train.lr", std::numeric_limits<double>::min(), std::numeric_limits<double>::max());
+  o.min_lr = r.get_double("train.min_lr", 0, o.lr);
+  o.warmup = r.get_int("train.warmup", 0, o.steps);
+  o.weight_decay = r.get_double("train.weight_decay", 0, std::numeric_limits<double>::max());
+  o.beta1 = r.get_double("train.beta1", 0, std::nextafter(1.0, 0.0));
+  o.beta2 = r.get_double("train.beta2", 0, std::nextafter(1.0, 0.0));
+  o.clip = r.get_double("train.clip", 0, std::numeric_limits<double>::max());
   o.seed = static_cast<std::uint64_t>(r.get_int("train.seed"));
-  if (r.has("train.skip_nonfinite")) o.skip_nonfinite = r.get_int("train.skip_nonfinite");  // absent before 2026-12
-  o.validate();
+  if (r.has("train.skip_nonfinite"))  // absent before 2026-12
+    o.skip_nonfinite = r.get_int("train.skip_nonfinite", 0, kMaxSteps);
+  try {
+    o.validate();
+  } catch (const ConfigError& e) {
+    throw FormatError(r.source() + ": " + e.what());
+  }
   return o;
-}
-
-// Reads the model kind stored in a checkpoint ("gpt", "rnn", "lstm" or "gru").
-inline std::string checkpoint_model_kind(const CheckpointReader& r) { return r.get_string("model.kind"); }
-
-// Builds a model from a checkpoint's kind, config and weights. `path` is only for messages.
-template <typename Model>
-Model load_model(const CheckpointReader& r, const std::string& path) {
-  const std::string kind = checkpoint_model_kind(r);
-  check<FormatError>(kind == ModelTraits<Model>::kind(), "checkpoint '", path, "' holds a '", kind,
-                     "' model, expected '", ModelTraits<Model>::kind(), "'");
-  decltype(Model::config) config;
-  if constexpr (!ModelTraits<Model>::gpt) config.cell = Model::kCell;
-  read_config(r, config);
-  // Every weight is stored in the file, so a config that claims more than the file can hold is
-  // corrupt: refuse it before allocating the model.
-  check<FormatError>(config.template num_params<double>() * sizeof(float) <= double(r.size_bytes()), "checkpoint '",
-                     path, "': its config describes ", config.template num_params<double>(),
-                     " parameters, more than its ", r.size_bytes(), " bytes can hold");
-  Rng init_rng(0);
-  Model model(config, init_rng);
-  read_params(r, model);
-  return model;
 }
 
 template <typename Model>
@@ -201,6 +132,9 @@ class Trainer {
   // gradient norm is measured and the update applied. Empty by default; it may read or edit the
   // gradients (logging, or a test injecting a NaN). Not saved in checkpoints.
   std::function<void(Model&)> on_gradients;
+  // Asked between the batches of evaluate(); when it returns true, evaluate() stops and returns
+  // the mean over the windows read so far (a program's Ctrl-C). Empty by default.
+  std::function<bool()> should_stop;
 
   // A fresh run. The dataset must outlive the trainer.
   Trainer(Model model_, Tokenizer tokenizer_, const TokenDataset& data, const TrainOptions& options_)
@@ -227,21 +161,29 @@ class Trainer {
 
   // Resumes a run from a checkpoint saved by save(). The model kind must be Model's.
   static Trainer load(const std::string& path, const TokenDataset& data) {
-    return load(CheckpointReader::load(path), path, data);
+    return load(CheckpointReader::load(path), data);
   }
-  // The same from a checkpoint already read; `path` is only for messages. `data` must be the text
-  // the run trained on, split with the stored data.val_fraction.
-  static Trainer load(const CheckpointReader& r, const std::string& path, const TokenDataset& data) {
+  // The same from a checkpoint already read. `data` must be the text the run trained on, split
+  // with the stored data.val_fraction.
+  static Trainer load(const CheckpointReader& r, const TokenDataset& data) {
     const std::int64_t tokens = r.get_int("data.train_tokens"), crc = r.get_int("data.train_crc32");
     const std::uint32_t data_crc = data.checksum(Split::train);
-    check<FormatError>(tokens == data.size(Split::train) && crc == data_crc, "checkpoint '", path,
-                       "' was trained on a different text: it read ", tokens, " training tokens with CRC-32 ", crc,
+    check<FormatError>(tokens == data.size(Split::train) && crc == data_crc, r.source(),
+                       " was trained on a different text: it read ", tokens, " training tokens with CRC-32 ", crc,
                        ", the data given has ", data.size(Split::train), " with CRC-32 ", data_crc,
                        " (another file, or another --val-fraction?)");
-    Model model = load_model<Model>(r, path);
-    Trainer t(std::move(model), Tokenizer::from_bytes(r.get_bytes("tokenizer")), data, read_options(r));
+    const TrainOptions options = read_options(r);
+    Model model = load_model<Model>(r);
+    Tokenizer tokenizer = load_tokenizer(r, model.config.vocab_size);
+    Trainer t = [&] {
+      try {
+        return Trainer(std::move(model), std::move(tokenizer), data, options);
+      } catch (const ConfigError& e) {  // stored options that do not fit the stored model
+        throw FormatError(r.source() + ": " + e.what());
+      }
+    }();
     const std::string flags = r.get_bytes("param.decay");
-    check<FormatError>(flags.size() == std::size_t(count_tensors(t.model)), "checkpoint '", path, "': ", flags.size(),
+    check<FormatError>(flags.size() == std::size_t(count_tensors(t.model)), r.source(), ": ", flags.size(),
                        " weight-decay flags for ", count_tensors(t.model), " parameters");
     std::size_t k = 0;
     t.model.for_each_param([&](Param<Scalar>& p) { p.decay = flags[k++] == '1'; });
@@ -250,10 +192,10 @@ class Trainer {
     });
     t.step_ = r.get_int("train.step");
     // Far beyond any real run, and low enough that counting on from it can never overflow.
-    check<FormatError>(t.step_ >= 0 && t.step_ <= (std::int64_t(1) << 53), "checkpoint '", path,
-                       "': step count ", t.step_, " is outside [0, 2^53]");
+    check<FormatError>(t.step_ >= 0 && t.step_ <= (std::int64_t(1) << 53), r.source(), ": step count ", t.step_,
+                       " is outside [0, 2^53]");
     if (r.has("train.skipped_nonfinite")) t.skipped_ = r.get_int("train.skipped_nonfinite");
-    check<FormatError>(t.skipped_ >= 0, "checkpoint '", path, "': negative count of skipped steps ", t.skipped_);
+    check<FormatError>(t.skipped_ >= 0, r.source(), ": negative count of skipped steps ", t.skipped_);
     t.optimizer_.set_steps(t.step_);
     Rng::State s;
     for (int i = 0; i < 4; ++i) s[i] = static_cast<std::uint64_t>(r.get_int("rng." + std::to_string(i)));
@@ -267,6 +209,21 @@ class Trainer {
       }
     }
     return t;
+  }
+
+  // Replaces the options that may change during a run (learning rates, warm-up, steps, weight
+  // decay, betas, clipping, the non-finite budget). The batch, sequence length and seed shape the
+  // data the run reads and cannot change: ConfigError if they differ.
+  void set_options(const TrainOptions& o) {
+    o.validate();
+    check<ConfigError>(o.batch == options.batch && o.seq_len == options.seq_len && o.seed == options.seed,
+                       "Trainer::set_options: batch, seq_len and seed cannot change during a run (", options.batch,
+                       ", ", options.seq_len, ", ", options.seed, " -> ", o.batch, ", ", o.seq_len, ", ", o.seed, ")");
+    options = o;
+    const auto a = adam_options(o);
+    optimizer_.options.beta1 = a.beta1;
+    optimizer_.options.beta2 = a.beta2;
+    optimizer_.options.weight_decay = a.weight_decay;
   }
 
   // Saves everything needed to continue exactly; atomic (see CheckpointWriter::save). Throws
@@ -359,12 +316,14 @@ class Trainer {
         const Index count = std::min(batch, n - first);
         data_->eval_windows(split, first, count, T, eval_inputs_, eval_targets_);
         total += double(count) * model.forward(eval_inputs_, eval_targets_, count, T, eval_act_, unused, false);
+        if (should_stop && should_stop()) return total / double(first + count);
       }
     } else {
       auto state = model.zero_state(1);
       for (Index i = 0; i < n; ++i) {
         data_->eval_window(split, i, T, eval_inputs_, eval_targets_);
         total += model.forward(eval_inputs_, eval_targets_, 1, T, state, eval_act_);
+        if (should_stop && should_stop()) return total / double(i + 1);
       }
     }
     return total / double(n);

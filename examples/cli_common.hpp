@@ -1,0 +1,188 @@
+// What `train` and `generate` share: numeric options parsed whole and checked against a stated
+// range, checks of the files a program reads and writes, the thread count, and one-line messages
+// for failures that would otherwise reach the user as bare runtime text (std::bad_alloc, libgomp).
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <seqgen/seqgen.hpp>
+
+#include <sched.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <limits>
+#include <sstream>
+#include <string>
+#include <type_traits>
+
+namespace cli {
+
+constexpr int kExitError = 1, kExitUsage = 2;
+
+// A value that is not a number of the option's type (exit status 2, as any command line that
+// does not parse).
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+template <typename T>
+std::string number_text(T v) {
+  std::ostringstream out;
+  out << v;
+  return out.str();
+}
+
+// Parses the whole of `text` as a T: no empty value, no trailing characters. An integer may be
+// written in exponent form when its value is whole ("1e4"). Sets `overflow` (and returns 0) for a
+// number beyond T's range, which is then out of the option's range too.
+template <typename T>
+T parse_number(const std::string& option, const std::string& text, bool& overflow) {
+  overflow = false;
+  const auto bad = [&](const char* why) { return UsageError(option + ": '" + text + "' is not " + why); };
+  if (text.empty()) throw bad(std::is_integral_v<T> ? "an integer (the value is empty)" : "a number (the value is empty)");
+  const char* first = text.data();
+  const char* last = text.data() + text.size();
+  T value{};
+  const auto [end, error] = std::from_chars(first, last, value);
+  if (error == std::errc() && end == last) return value;
+  if (error == std::errc::result_out_of_range && end == last) {
+    overflow = true;
+    return T{};
+  }
+  if constexpr (std::is_integral_v<T>) {
+    double d = 0;
+    const auto [dend, derror] = std::from_chars(first, last, d);
+    const bool whole = dend == last && (derror == std::errc::result_out_of_range ||
+                                        (derror == std::errc() && std::isfinite(d) && d == std::floor(d)));
+    if (!whole) throw bad("an integer");
+    if (derror == std::errc() && d >= double(std::numeric_limits<T>::lowest()) && d < double(std::numeric_limits<T>::max()))
+      return static_cast<T>(d);
+    overflow = true;
+    return T{};
+  } else {
+    throw bad("a number");
+  }
+}
+
+// Adds a numeric option whose value must lie in [lo, hi]; the range is shown in --help. A value
+// that is not a number is a usage error (status 2); one out of range a ConfigError (status 1).
+template <typename T>
+CLI::Option* add_number(CLI::App& app, const std::string& names, T& target, T lo, T hi, const std::string& help,
+                        const std::string& range_text = "") {
+  const std::string option = names.substr(0, names.find(','));
+  const std::string range = range_text.empty() ? "[" + number_text(lo) + ", " + number_text(hi) + "]" : range_text;
+  auto* opt = app.add_option_function<std::string>(
+      names,
+      [&target, lo, hi, option, range](const std::string& text) {
+        bool overflow = false;
+        const T v = parse_number<T>(option, text, overflow);
+        // !(v >= lo): NaN is out of every range.
+        if (overflow || !(v >= lo && v <= hi))
+          throw seqgen::ConfigError(option + " must be in " + range + ", got " + (overflow ? text : number_text(v)));
+        target = v;
+      },
+      help + " " + range);
+  opt->type_name(std::is_integral_v<T> ? "INT" : "NUM");
+  opt->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // as for the other options: the last one counts
+  return opt;
+}
+
+// An input must be a regular file: opening a FIFO would block forever, a device never ends. Missing
+// files and folders are left to the readers, whose messages say so.
+inline void require_regular_file(const std::string& path, const char* what) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0 || S_ISDIR(st.st_mode)) return;
+  seqgen::check<seqgen::IoError>(S_ISREG(st.st_mode), what, " '", path,
+                                 "' is not a regular file (a FIFO, socket or device?)");
+}
+
+// Whether two paths name the same file (through symlinks, hard links or other spellings).
+inline bool same_file(const std::string& a, const std::string& b) {
+  struct stat sa, sb;
+  return ::stat(a.c_str(), &sa) == 0 && ::stat(b.c_str(), &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+// Whether `path` starts with the magic bytes of a seqgen checkpoint.
+inline bool looks_like_checkpoint(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) return false;
+  char magic[8] = {};
+  const bool ok = std::fread(magic, 1, sizeof magic, f) == sizeof magic && std::memcmp(magic, "SEQGENCK", 8) == 0;
+  std::fclose(f);
+  return ok;
+}
+
+// The path a checkpoint is written to for `--out path`: a symlink is followed (the link stays and
+// its target is replaced), anything else is used as given.
+inline std::string output_target(const std::string& path) {
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0 || !S_ISLNK(st.st_mode)) return path;
+  std::error_code ec;
+  const auto target = std::filesystem::weakly_canonical(path, ec);
+  seqgen::check<seqgen::IoError>(!ec, "--out '", path, "': ", ec.message());
+  return target.string();
+}
+
+// CPUs this process may run on (its affinity mask), at least 1.
+inline int usable_cpus() {
+  cpu_set_t set;
+  if (::sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
+  const long n = ::sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? int(n) : 1;
+}
+
+// Whether a team of n threads can start: tried in a child process, because libgomp ends the
+// process ("libgomp: Thread creation failed") when it cannot create one.
+inline bool team_can_start(int n) {
+  if (n <= 1) return true;
+  std::fflush(nullptr);
+  const pid_t pid = ::fork();
+  if (pid < 0) return true;  // cannot tell; the real team will say
+  if (pid == 0) {
+    std::freopen("/dev/null", "w", stderr);
+    seqgen::set_num_threads(n);
+    seqgen::parallel_team(true, [](int, int) {});
+    ::_exit(0);
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+// Sets seqgen's thread count from --threads (0: every usable CPU). More threads than CPUs are
+// capped, with a note; a team the system cannot create (ulimit -u, -v) shrinks until it can. The
+// team is started here, before the large allocations, and reused by every later parallel loop.
+// Returns the count used.
+inline int configure_threads(int requested, const char* program) {
+  const int cpus = usable_cpus();
+  int n = requested == 0 ? cpus : requested;
+  if (n > cpus) {
+    std::fprintf(stderr, "%s: --threads %d is more than the %d CPU%s this process may run on; using %d\n", program,
+                 requested, cpus, cpus == 1 ? "" : "s", cpus);
+    n = cpus;
+  }
+  int ok = n;
+  while (ok > 1 && !team_can_start(ok)) ok /= 2;
+  if (ok < n)
+    std::fprintf(stderr, "%s: the system refused to start %d threads (a process or memory limit?); using %d\n", program,
+                 n, ok);
+  seqgen::set_num_threads(ok);
+  seqgen::parallel_team(true, [](int, int) {});
+  return ok;
+}
+
+// Size of a file in bytes, or -1 when it cannot be stat'ed (the reader will then say why).
+inline double file_size(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) ? double(st.st_size) : -1;
+}
+
+}  // namespace cli

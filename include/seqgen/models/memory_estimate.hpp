@@ -1,0 +1,97 @@
+// The memory a training run or a generation will hold at its peak, computed from the config and
+// the sizes asked for, before anything is allocated (core/memory.hpp compares it with what the
+// process may use). Counted from the buffers the code keeps, N = B·T tokens, floats of 4 bytes:
+//
+//   parameters        value, gradient and the two AdamW moments: 4 per parameter; a save then
+//                     encodes values and moments once more (CheckpointWriter holds the file)
+//   GPT, per token    residual stream, embedding, LN_f, the head's probabilities (V), backward
+//                     scratch: (L + 5)·C + V + 3; per block 28·C + NH·T + 4 (LayerNorms, q/k/v,
+//                     attention probabilities, MLP hidden 3 × 4C, branch outputs and their
+//                     gradients), + C per dropout mask
+//   GPT evaluation    the forward alone on windows of 32 sequences, kept beside the training ones
+//   recurrent         per token: embedding and its gradient 2·E, the head V + 1, scratch 2·H, and
+//                     per layer H of output plus what its cell keeps (RNN 3·H, LSTM and GRU 11·H)
+//   text              the file, its tokens (4 bytes while encoding, 2 kept) and the validation
+//                     text decoded once
+//   process           16 MiB, and 4 MiB per thread (stacks, product buffers)
+//
+// tests/memory_test.sh checks the estimate against the peak resident memory `train` measures.
+#pragma once
+
+#include <algorithm>
+
+#include "seqgen/models/gpt.hpp"
+#include "seqgen/models/recurrent_lm.hpp"
+
+namespace seqgen {
+
+namespace detail {
+inline constexpr double kFloat = 4;
+inline double process_bytes(int threads) { return (16.0 + 4.0 * double(threads > 0 ? threads : 1)) * 1024 * 1024; }
+}  // namespace detail
+
+// Floats a GPT forward (training: with backward) keeps per token, at sequence length T.
+inline double gpt_floats_per_token(const GptConfig& c, Index T, bool training) {
+  const double C = double(c.channels), V = double(c.vocab_size), L = double(c.layers), NH = double(c.heads);
+  const bool dropout = training && c.dropout > 0;
+  double model = training ? (L + 5) * C + V + 3 : (L + 3) * C + V + 1;
+  double block = training ? 28 * C + NH * double(T) + 4 : 17 * C + NH * double(T) + 4;
+  if (dropout) {
+    model += C;
+    block += 2 * C;
+  }
+  return model + L * block;
+}
+
+// Floats a recurrent LM keeps per token in a training step.
+inline double recurrent_floats_per_token(const RecurrentConfig& c) {
+  const double E = double(c.embedding), H = double(c.hidden), V = double(c.vocab_size), L = double(c.layers);
+  const double cell = c.cell == CellKind::rnn ? 3 * H : 11 * H;
+  return 2 * E + V + 1 + 2 * H + L * (H + cell);
+}
+
+// The text of `file_bytes` bytes read, tokenized and split.
+inline double text_bytes(double file_bytes) { return 7 * file_bytes; }
+
+// Peak bytes of training at batch B and sequence length T (text excluded).
+inline double training_bytes(const GptConfig& c, Index B, Index T, int threads) {
+  const double P = c.num_params<double>();
+  const double eval_tokens = 32.0 * double(T);
+  return detail::kFloat * (7 * P + gpt_floats_per_token(c, T, true) * double(B) * double(T) +
+                           gpt_floats_per_token(c, T, false) * eval_tokens) +
+         detail::process_bytes(threads);
+}
+inline double training_bytes(const RecurrentConfig& c, Index B, Index T, int threads) {
+  const double P = c.num_params<double>(), H = double(c.hidden), G = double(c.gates());
+  return detail::kFloat * (7 * P + recurrent_floats_per_token(c) * double(B) * double(T) +
+                           recurrent_floats_per_token(c) * double(T) + double(c.layers) * G * H * H) +
+         detail::process_bytes(threads);
+}
+
+// Peak bytes of generating `samples` continuations of a prompt of `prompt_tokens` tokens, each
+// `new_tokens` long, besides the model's weights: the decoder's buffers, the logits and the
+// samplers (3 doubles per logit), and each sample's history of tokens.
+//   GPT        a (2C, samples·context) KV cache per layer, the block weights copied into panels
+//              (12·C²·L), and a prefill of at most 256 tokens at a time; a prompt longer than the
+//              context is cut to its last `context` tokens before it is copied per sample
+//   recurrent  the prompt's prefill keeps every layer's cache for every prompt token
+inline double generation_bytes(const GptConfig& c, Index samples, Index prompt_tokens, Index new_tokens,
+                               int threads) {
+  const double S = double(samples), C = double(c.channels), L = double(c.layers), V = double(c.vocab_size);
+  const double ctx = double(c.context), prompt = std::min(ctx, double(prompt_tokens));
+  const double chunk = std::min(256.0, std::max(S, S * prompt));
+  const double history = S * (prompt + double(new_tokens));
+  return detail::kFloat * (2 * L * C * S * ctx + 12 * C * C * L + chunk * gpt_floats_per_token(c, c.context, false) +
+                           S * V + history) +
+         8.0 * 3 * S * V + detail::process_bytes(threads);
+}
+inline double generation_bytes(const RecurrentConfig& c, Index samples, Index prompt_tokens, Index new_tokens,
+                               int threads) {
+  const double S = double(samples), H = double(c.hidden), L = double(c.layers), V = double(c.vocab_size);
+  const double history = S * (double(prompt_tokens) + double(new_tokens));
+  const double prefill = S * double(prompt_tokens) * recurrent_floats_per_token(c);
+  return detail::kFloat * (prefill + 2 * L * H * S + S * V + history) + 8.0 * 3 * S * V +
+         detail::process_bytes(threads);
+}
+
+}  // namespace seqgen

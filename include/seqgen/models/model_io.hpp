@@ -1,0 +1,148 @@
+// Models in checkpoints: the model kind, the config, the weights and the tokenizer a model was
+// trained with, read and written the same way by `train`, `generate`, the Trainer and the fuzzer.
+//
+// A checkpoint is untrusted: every config field is read with its valid range, and an error names
+// the file and the field ("checkpoint 'm.ckpt': config.channels = 0 is out of range [1, 16777216]");
+// the weights must fill the shapes the config gives and be finite; the tokenizer must have as many
+// symbols as the model's vocabulary.
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "seqgen/data/tokenizer.hpp"
+#include "seqgen/io/checkpoint.hpp"
+#include "seqgen/models/gpt.hpp"
+#include "seqgen/models/recurrent_lm.hpp"
+
+namespace seqgen {
+
+// What generic code needs to know about a model type: its name in checkpoints, whether it is a
+// GPT, and the state it carries between batches (none for GPT).
+template <typename Model>
+struct ModelTraits;
+template <typename Scalar>
+struct ModelTraits<Gpt<Scalar>> {
+  static constexpr bool gpt = true;
+  using State = std::vector<Mat<Scalar>>;  // unused
+  static std::string kind() { return "gpt"; }
+  static double train_flops_per_token(const Gpt<Scalar>& m, Index T) { return m.config.train_flops_per_token(T); }
+};
+template <typename Scalar, template <typename> class Layer>
+struct ModelTraits<RecurrentLm<Scalar, Layer>> {
+  static constexpr bool gpt = false;
+  using State = typename RecurrentLm<Scalar, Layer>::State;
+  static std::string kind() { return cell_name(RecurrentLm<Scalar, Layer>::kCell); }
+  static double train_flops_per_token(const RecurrentLm<Scalar, Layer>& m, Index) {
+    return m.config.train_flops_per_token();
+  }
+};
+
+// The range of every size in a config (GptConfig::validate, RecurrentConfig::validate).
+inline constexpr std::int64_t kMaxConfigDim = std::int64_t(1) << 24;
+
+namespace detail {
+
+// Runs a config's own validation (the rules between fields) and names the checkpoint on failure.
+template <class Config>
+void validate_stored(const CheckpointReader& r, const Config& c) {
+  try {
+    c.validate();
+  } catch (const ConfigError& e) {
+    throw FormatError(r.source() + ": " + e.what());
+  }
+}
+
+}  // namespace detail
+
+inline void write_config(CheckpointWriter& w, const GptConfig& c) {
+  w.put_int("config.vocab_size", c.vocab_size);
+  w.put_int("config.context", c.context);
+  w.put_int("config.channels", c.channels);
+  w.put_int("config.layers", c.layers);
+  w.put_int("config.heads", c.heads);
+  w.put_double("config.dropout", c.dropout);
+  w.put_int("config.tie_weights", c.tie_weights ? 1 : 0);
+}
+inline void read_config(const CheckpointReader& r, GptConfig& c) {
+  c.vocab_size = r.get_int("config.vocab_size", 1, kMaxConfigDim);
+  c.context = r.get_int("config.context", 1, kMaxConfigDim);
+  c.channels = r.get_int("config.channels", 1, kMaxConfigDim);
+  c.layers = r.get_int("config.layers", 1, kMaxConfigDim);
+  c.heads = r.get_int("config.heads", 1, kMaxConfigDim);
+  c.dropout = r.get_double("config.dropout", 0, 0.999);
+  c.tie_weights = r.get_int("config.tie_weights", 0, 1) != 0;
+  detail::validate_stored(r, c);
+}
+inline void write_config(CheckpointWriter& w, const RecurrentConfig& c) {
+  w.put_int("config.vocab_size", c.vocab_size);
+  w.put_int("config.embedding", c.embedding);
+  w.put_int("config.hidden", c.hidden);
+  w.put_int("config.layers", c.layers);
+}
+inline void read_config(const CheckpointReader& r, RecurrentConfig& c) {
+  c.vocab_size = r.get_int("config.vocab_size", 1, kMaxConfigDim);
+  c.embedding = r.get_int("config.embedding", 1, kMaxConfigDim);
+  c.hidden = r.get_int("config.hidden", 1, kMaxConfigDim);
+  c.layers = r.get_int("config.layers", 1, kMaxConfigDim);
+  detail::validate_stored(r, c);
+}
+
+// The model kind stored in a checkpoint: "gpt", "rnn", "lstm" or "gru" (FormatError otherwise).
+inline std::string checkpoint_model_kind(const CheckpointReader& r) {
+  const std::string kind = r.get_string("model.kind");
+  if (kind != "gpt" && kind != "rnn" && kind != "lstm" && kind != "gru")
+    throw FormatError(r.source() + " holds an unknown model kind '" + kind + "'");
+  return kind;
+}
+
+// The config stored in a checkpoint for Model, validated, before any weight is allocated.
+template <typename Model>
+decltype(Model::config) load_config(const CheckpointReader& r) {
+  const std::string kind = checkpoint_model_kind(r);
+  check<FormatError>(kind == ModelTraits<Model>::kind(), r.source(), " holds a '", kind, "' model, expected '",
+                     ModelTraits<Model>::kind(), "'");
+  decltype(Model::config) config;
+  if constexpr (!ModelTraits<Model>::gpt) config.cell = Model::kCell;
+  read_config(r, config);
+  // Every weight is stored in the file, so a config that claims more than the file can hold is
+  // corrupt: refuse it before allocating the model.
+  check<FormatError>(config.template num_params<double>() * sizeof(float) <= double(r.size_bytes()), r.source(),
+                     ": its config describes ", config.template num_params<double>(), " parameters, more than its ",
+                     r.size_bytes(), " bytes can hold");
+  return config;
+}
+
+// Builds a model from a checkpoint's kind, config and weights. Every weight must be finite: a NaN
+// or an infinity in a file that passed its CRC means it was damaged before it was written.
+template <typename Model>
+Model load_model(const CheckpointReader& r) {
+  const auto config = load_config<Model>(r);
+  Rng init_rng(0);
+  Model model(config, init_rng);
+  read_params(r, model);
+  model.for_each_param([&](auto& p) {
+    check<FormatError>(p.value.allFinite(), r.source(), ": tensor 'param/", p.name,
+                       "' holds a NaN or infinite weight (the checkpoint is damaged)");
+  });
+  return model;
+}
+
+// The tokenizer stored with a model, checked against the model's vocabulary.
+inline Tokenizer load_tokenizer(const CheckpointReader& r, Index model_vocab_size) {
+  Tokenizer tok = [&] {
+    try {
+      return Tokenizer::from_bytes(r.get_bytes("tokenizer"));
+    } catch (const FormatError& e) {
+      if (std::string(e.what()).rfind(r.source(), 0) == 0) throw;  // already names the file
+      throw FormatError(r.source() + ": " + e.what());
+    }
+  }();
+  check<FormatError>(tok.vocab_size() == model_vocab_size, r.source(), ": its tokenizer (",
+                     tok.kind() == Tokenizer::Kind::bytes ? "bytes" : "characters", ") has ", tok.vocab_size(),
+                     " symbols but its model's vocabulary has ", model_vocab_size, " (the checkpoint is damaged)");
+  return tok;
+}
+
+}  // namespace seqgen

@@ -78,7 +78,7 @@ TEST_CASE("fuzz: every file of fuzz/targets/ is a registered target, with a seed
     CHECK(target.max_len > 0);
   }
   std::sort(names.begin(), names.end());
-  CHECK(names.size() == 8);
+  REQUIRE(!files.empty());
   CHECK(files == names);  // a file without its line in fuzz/all_targets.hpp is not fuzzed
 }
 

@@ -3,7 +3,7 @@
 # each for a bounded time on a copy of its seed corpus plus its saved regressions, two at a time.
 # Fails, naming the target and the crash file, on any crash, leak, sanitizer report, uncaught
 # exception, out-of-memory or timeout.
-#   ./scripts/fuzz.sh                 every target, 60 s each
+#   ./scripts/fuzz.sh                 every target, SEQGEN_FUZZ_SECONDS (default 60) s each
 #   ./scripts/fuzz.sh 300             every target, 300 s each
 #   ./scripts/fuzz.sh 30 utf8 dataset some targets
 #   FUZZ_JOBS=1 ./scripts/fuzz.sh     one target at a time
@@ -16,30 +16,10 @@ cd "$root"
 source scripts/deps.sh
 ensure_packages "${SEQGEN_FUZZ_PACKAGES[@]}"
 
-seconds=${1:-60}
+seconds=${1:-${SEQGEN_FUZZ_SECONDS:-60}}
 shift || true
 [[ "$seconds" =~ ^[0-9]+$ ]] && [ "$seconds" -gt 0 ] || { echo "usage: $0 [seconds] [target...]" >&2; exit 2; }
 jobs=${FUZZ_JOBS:-2}
-# The names of all_targets() in fuzz/fuzz_targets.hpp.
-all=(checkpoint load_gpt load_recurrent tokenizer utf8 dataset stop_strings generate)
-if [ $# -gt 0 ]; then
-  targets=("$@")
-  for t in "${targets[@]}"; do
-    [[ " ${all[*]} " == *" $t "* ]] || { echo "fuzz.sh: no target '$t'; the targets are: ${all[*]}" >&2; exit 2; }
-  done
-else
-  targets=("${all[@]}")
-fi
-
-# Longest input per target: a little above its largest seed.
-max_len() {
-  case "$1" in
-    load_gpt) echo 32768 ;;
-    checkpoint | load_recurrent) echo 16384 ;;
-    tokenizer | dataset) echo 4096 ;;
-    *) echo 1024 ;;
-  esac
-}
 
 out=build/fuzz
 mkdir -p "$out"
@@ -58,6 +38,23 @@ if [ ! -x "$bin" ] || [ -n "$(find include fuzz -newer "$bin" -name '*pp' | head
   }
   mv "$bin.tmp" "$bin"
 fi
+
+# The targets and their longest input, from the program itself (all_targets() in fuzz/all_targets.hpp).
+declare -A max_len=()
+all=()
+while read -r name len; do
+  all+=("$name")
+  max_len[$name]=$len
+done < <("$bin" --list)
+[ ${#all[@]} -gt 0 ] || { echo "fuzz.sh: $bin --list printed no targets" >&2; exit 1; }
+if [ $# -gt 0 ]; then
+  targets=("$@")
+  for t in "${targets[@]}"; do
+    [ -n "${max_len[$t]:-}" ] || { echo "fuzz.sh: no target '$t'; the targets are: ${all[*]}" >&2; exit 2; }
+  done
+else
+  targets=("${all[@]}")
+fi
 for t in "${all[@]}"; do ln -sf seqgen_fuzz "$out/$t"; done
 
 work=$(mktemp -d)
@@ -74,7 +71,7 @@ run() {
   cp -r "fuzz/regressions/$t/." "$corpus/" 2>/dev/null || true
   rm -f "$artifacts"/*
   local rc=0
-  TMPDIR=$work "./$out/$t" "$corpus" -max_total_time="$seconds" -rss_limit_mb=2048 -max_len="$(max_len "$t")" \
+  TMPDIR=$work "./$out/$t" "$corpus" -max_total_time="$seconds" -rss_limit_mb=2048 -max_len="${max_len[$t]}" \
     -timeout=30 -print_final_stats=1 -artifact_prefix="$artifacts" >"$log" 2>&1 || rc=$?
   local execs cov ft crash result
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)

@@ -1,11 +1,12 @@
 // The fuzz targets as regression tests: every file of fuzz/corpus/<target>/ (the seeds) and of
 // fuzz/regressions/<target>/ (every input a fuzzer ever crashed on) goes through the same entry
-// function as the libFuzzer program (fuzz/fuzz_targets.hpp), built here by the project's compiler
+// function as the libFuzzer program (fuzz/targets/<target>.hpp), built here by the project's compiler
 // without sanitizers (the asan preset adds them). A finding escapes the entry function as an
 // exception (FuzzFinding, std::bad_alloc, ...) and fails the test with the file's name.
 // Also checks that the seeds are what they claim (valid checkpoints that load, tokenizers that
-// parse), so the fuzzers start from inputs that reach the deep code, and that the harness's
-// reference parsers agree with the documented examples.
+// parse), so the fuzzers start from inputs that reach the deep code, that the harness's
+// reference parsers agree with the documented examples, and that the list of targets, their files
+// and their corpus folders agree.
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
@@ -13,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "../fuzz/fuzz_targets.hpp"
+#include "../fuzz/all_targets.hpp"
 #include "catch_compat.hpp"
 
 namespace test_fuzz_regressions {  // see "Unity build" in tests/CMakeLists.txt
@@ -49,12 +50,6 @@ std::vector<fs::path> files_in(const fs::path& dir) {
   return out;
 }
 
-const FuzzTarget* target_named(const std::string& name) {
-  for (const FuzzTarget& t : all_targets())
-    if (name == t.name) return &t;
-  return nullptr;
-}
-
 void replay(const FuzzTarget& target, const fs::path& file) {
   const std::string bytes = read_all(file);
   INFO("target " << target.name << ", input " << file.string() << " (" << bytes.size() << " bytes)");
@@ -73,12 +68,37 @@ TEST_CASE("fuzz: every target's seed corpus replays without a finding", "[fuzz]"
   }
 }
 
+TEST_CASE("fuzz: every file of fuzz/targets/ is a registered target, with a seed corpus", "[fuzz]") {
+  std::vector<std::string> files, names;
+  for (const fs::path& f : files_in(fuzz_dir() / "targets")) files.push_back(f.stem().string());
+  for (const FuzzTarget& target : all_targets()) {
+    names.push_back(target.name);
+    INFO("target " << target.name);
+    CHECK(fs::is_directory(fuzz_dir() / "corpus" / target.name));
+    CHECK(target.max_len > 0);
+  }
+  std::sort(names.begin(), names.end());
+  REQUIRE(!files.empty());
+  CHECK(files == names);  // a file without its line in fuzz/all_targets.hpp is not fuzzed
+}
+
+TEST_CASE("fuzz: the committed corpus holds the seeds each target makes", "[fuzz]") {
+  for (const FuzzTarget& target : all_targets()) {
+    std::vector<std::string> made, committed;
+    for (const Seed& seed : target.seeds()) made.push_back(seed.name);
+    for (const fs::path& f : files_in(fuzz_dir() / "corpus" / target.name)) committed.push_back(f.filename().string());
+    std::sort(made.begin(), made.end());
+    INFO("target " << target.name << ": regenerate with fuzz/make_corpus (docs/fuzzing.md)");
+    CHECK(made == committed);
+  }
+}
+
 TEST_CASE("fuzz: every saved crash input replays without a finding", "[fuzz]") {
   const fs::path root = fuzz_dir() / "regressions";
   if (!fs::is_directory(root)) return;
   for (const auto& dir : fs::directory_iterator(root)) {
     if (!dir.is_directory()) continue;
-    const FuzzTarget* target = target_named(dir.path().filename().string());
+    const FuzzTarget* target = find_target(dir.path().filename().string());
     INFO("fuzz/regressions/" << dir.path().filename().string() << " names no fuzz target");
     REQUIRE(target != nullptr);
     for (const fs::path& f : files_in(dir.path())) replay(*target, f);

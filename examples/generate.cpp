@@ -119,11 +119,9 @@ int main(int argc, char** argv) {
     cli::require_regular_file(args.checkpoint, "--checkpoint");
     g_phase = "reading the checkpoint";
     const CheckpointReader ckpt = CheckpointReader::load(args.checkpoint);
-    const std::string kind = checkpoint_model_kind(ckpt);
-    if (kind == "gpt") return generate<Gpt<float>>(ckpt, args, threads);
-    if (kind == "rnn") return generate<RnnLm<float>>(ckpt, args, threads);
-    if (kind == "lstm") return generate<LstmLm<float>>(ckpt, args, threads);
-    return generate<GruLm<float>>(ckpt, args, threads);
+    return visit_model_kind(checkpoint_model_kind(ckpt), [&](auto type) {
+      return generate<typename decltype(type)::type>(ckpt, args, threads);
+    });
   } catch (const std::bad_alloc&) {
     std::fprintf(stderr, "generate: error: out of memory while %s (an allocation failed): lower --samples or "
                  "--tokens, or free memory\n", g_phase);

@@ -485,28 +485,25 @@ int main(int argc, char** argv) {
                        "train without validation");
 
     const CheckpointReader* stored = ckpt ? &*ckpt : nullptr;
-    if (kind == "gpt") {
-      GptConfig c;
+    return visit_model_kind(kind, [&](auto type) {
+      using Model = typename decltype(type)::type;
+      decltype(Model::config) c;  // a new run's; a resumed one takes the checkpoint's
       c.vocab_size = tok.vocab_size();
-      c.context = args.context > 0 ? args.context : t.seq_len;
-      c.channels = args.channels;
       c.layers = args.layers;
-      c.heads = args.heads;
-      c.dropout = args.dropout;
-      c.tie_weights = !args.untie;
+      if constexpr (ModelTraits<Model>::gpt) {
+        c.context = args.context > 0 ? args.context : t.seq_len;
+        c.channels = args.channels;
+        c.heads = args.heads;
+        c.dropout = args.dropout;
+        c.tie_weights = !args.untie;
+      } else {
+        c.cell = Model::kCell;
+        c.embedding = args.embedding;
+        c.hidden = args.channels;
+      }
       if (!resume) c.validate();
-      return start_or_resume<Gpt<float>>(app, args, tok, data, stored, c, threads);
-    }
-    RecurrentConfig c;
-    c.vocab_size = tok.vocab_size();
-    c.embedding = args.embedding;
-    c.hidden = args.channels;
-    c.layers = args.layers;
-    c.cell = kind == "rnn" ? CellKind::rnn : kind == "lstm" ? CellKind::lstm : CellKind::gru;
-    if (!resume) c.validate();
-    if (kind == "rnn") return start_or_resume<RnnLm<float>>(app, args, tok, data, stored, c, threads);
-    if (kind == "lstm") return start_or_resume<LstmLm<float>>(app, args, tok, data, stored, c, threads);
-    return start_or_resume<GruLm<float>>(app, args, tok, data, stored, c, threads);
+      return start_or_resume<Model>(app, args, tok, data, stored, c, threads);
+    });
   } catch (const std::bad_alloc&) {
     std::fprintf(stderr, "train: error: out of memory while %s (an allocation failed): lower --batch, --seq-len, "
                  "--channels or --layers, or free memory\n", g_phase);

@@ -68,7 +68,7 @@ std::string trained_checkpoint(const Config& config) {
 // What `generate` does with a checkpoint: the model, its tokenizer, a few tokens.
 template <typename Model>
 void generate_from(const CheckpointReader& r) {
-  const Model model = load_model<Model>(r, "fuzz");
+  const Model model = load_model<Model>(r);
   const Tokenizer tok = Tokenizer::from_bytes(r.get_bytes("tokenizer"));
   Rng rng(1);
   SamplingOptions options;
@@ -82,7 +82,7 @@ void generate_from(const CheckpointReader& r) {
 // is small (a checkpoint may ask for a batch of 2^20 windows, which is the user's business).
 template <typename Model>
 void resume_from(const CheckpointReader& r) {
-  Trainer<Model> t = Trainer<Model>::load(r, "fuzz", fixed_dataset());
+  Trainer<Model> t = Trainer<Model>::load(r, fixed_dataset());
   if (t.options.batch * t.options.seq_len > 64) return;
   t.step();
   t.evaluate(Split::val, 1);

@@ -12,6 +12,11 @@
 #    cannot be mounted (not root, or a container without the capability).
 # 3. An output folder that cannot be written (its parent is a regular file, a missing folder, a
 #    read-only mount): a clear error before any training.
+# 4. A write, fsync or close of the temporary file that fails (an LD_PRELOAD seam,
+#    tests/fault/fail_writes.c, built here with cc): status 1, a message, the previous checkpoint
+#    intact and no temporary file left.
+# 5. SIGINT during a long final sample stops it within a second; a memory limit (ulimit -v) too
+#    small for the model is refused with a message, before allocating.
 # The kill delays come from a fixed seed; a run takes about 20 s on 2 cores.
 set -euo pipefail
 train=$1
@@ -205,4 +210,47 @@ for skip in 0 2; do
   [ "$(checkpoint_step "$dir/nan.ckpt")" = $((bad - 1)) ] || fail "divergence: the step-$((bad - 1)) checkpoint was replaced"
 done
 echo "crash_test: divergence: stopped at step $bad with status 3, the step-$((bad - 1)) checkpoint intact (also after 2 skips)"
+# --- Writes that fail for any reason (the seam fails one call on the temporary file of a save).
+if command -v cc > /dev/null && cc -shared -fPIC -O1 -o "$dir/fail_writes.so" "$(dirname "$0")/fault/fail_writes.c" -ldl; then
+  "$train" "${small[@]}" --steps 10 --out "$dir/io.ckpt" > /dev/null 2>&1 || fail "the step-10 run failed"
+  cp "$dir/io.ckpt" "$dir/io_keep.ckpt"
+  for call in write fsync close; do
+    status=0
+    SEQGEN_FAIL=$call LD_PRELOAD="$dir/fail_writes.so" "$train" --data "$dir/text.txt" --resume "$dir/io.ckpt" --steps 12 \
+      "${quiet[@]}" > "$dir/io.log" 2>&1 || status=$?
+    [ "$status" -eq 1 ] || { cat "$dir/io.log"; fail "failing $call: exit status $status, expected 1"; }
+    grep -q "train: error: cannot save checkpoint '$dir/io.ckpt': .*Input/output error; '$dir/io.ckpt' keeps its previous contents" \
+      "$dir/io.log" || { cat "$dir/io.log"; fail "failing $call: no clear error"; }
+    cmp -s "$dir/io.ckpt" "$dir/io_keep.ckpt" || fail "failing $call: the previous checkpoint changed"
+    [ -z "$(compgen -G "$dir/io.ckpt.tmp.*")" ] || fail "failing $call: temporary file left behind"
+  done
+  echo "crash_test: failing write, fsync and close: clear error, step-10 checkpoint intact, no temporary file"
+else
+  echo "crash_test: SKIPPED the failing-write cases: no C compiler to build the LD_PRELOAD seam"
+fi
+
+# --- SIGINT during a long final sample: stopped within a second, the checkpoint saved before it.
+"$train" "${small[@]}" --steps 2 --eval-interval 0 --final-eval-windows 2 --sample-tokens 1000000 --threads 1 \
+  --out "$dir/sample.ckpt" > "$dir/sample.log" 2>&1 &
+pid=$!
+for _ in $(seq 200); do grep -q '^--- sample ---' "$dir/sample.log" 2> /dev/null && break; sleep 0.05; done
+grep -q '^--- sample ---' "$dir/sample.log" || fail "the final sample did not start"
+kill -INT $pid
+start=$(date +%s%N)
+status=0
+wait $pid || status=$?
+ms=$(( ($(date +%s%N) - start) / 1000000 ))
+[ "$status" -eq 130 ] || { cat "$dir/sample.log"; fail "SIGINT during the sample: status $status, expected 130"; }
+[ "$ms" -lt 1000 ] || fail "SIGINT during the sample: stopped after $ms ms"
+require_valid "$dir/sample.ckpt" "SIGINT during the sample"
+echo "crash_test: SIGINT during a 1,000,000-token sample: stopped in $ms ms, status 130, checkpoint valid"
+
+# --- A memory limit (ulimit -v, 300 MB) smaller than a model: refused by the budget, not bad_alloc.
+status=0
+(ulimit -v 300000; exec "$train" --data "$dir/text.txt" --channels 1024 --layers 8 --heads 8 -T 64 -B 8 --steps 1 \
+  "${quiet[@]}" --out "$dir/big.ckpt") > "$dir/big.log" 2>&1 || status=$?
+[ "$status" -eq 1 ] || { cat "$dir/big.log"; fail "ulimit -v: status $status, expected 1"; }
+grep -q "^train: error: training this model at --batch 8 --seq-len 64 needs .* available (lower --batch" "$dir/big.log" ||
+  { cat "$dir/big.log"; fail "ulimit -v: no memory budget message"; }
+echo "crash_test: ulimit -v 300 MB: the model's memory refused with a message"
 echo "crash_test: all passed"

@@ -205,4 +205,105 @@ expect 1 "is not a regular file" "${g[@]}" --prompt-file "$dir/fifo"
 expect 1 "is a directory" "${g[@]}" --prompt-file "$dir/folder"
 expect 2 "--tokens: 'many' is not an integer" "${g[@]}" --tokens many
 expect 2 "--checkpoint is required" "$generate"
+# --- Nothing the user owns is lost: --out never replaces an input, a device, a file that is not a
+# checkpoint, or a checkpoint the run was not handed (each file compared byte for byte after).
+cp "$dir/text.txt" "$dir/keep_text.txt"
+unchanged() {  # unchanged <file> <copy>: the file still holds exactly what the copy holds
+  cmp -s "$1" "$2" || fail "'$1' was changed"
+}
+out_run=("$train" "${tiny[@]}" --heads 2 --data "$dir/text.txt")
+expect 1 "is the training text --data" "${out_run[@]}" --out "$dir/text.txt"
+expect 1 "is the training text --data" "${out_run[@]}" --out "$dir/../$(basename "$dir")/./text.txt"
+ln -s "$dir/text.txt" "$dir/text_link.txt"
+expect 1 "is the training text --data" "${out_run[@]}" --out "$dir/text_link.txt"
+ln "$dir/text.txt" "$dir/text_hardlink.txt"
+expect 1 "is the training text --data" "${out_run[@]}" --out "$dir/text_hardlink.txt"
+expect 1 "is the training text --data" "$train" --data "$dir/text.txt" --resume "$dir/gpt.ckpt" --out "$dir/text.txt"
+unchanged "$dir/text.txt" "$dir/keep_text.txt"
+expect 1 "it exists and is not a regular file" "${out_run[@]}" --out "$dir/fifo"
+[ -p "$dir/fifo" ] || fail "the FIFO was replaced"
+if [ "$(id -u)" -eq 0 ] && mknod "$dir/null_device" c 1 3 2> /dev/null; then
+  expect 1 "it exists and is not a regular file" "${out_run[@]}" --out "$dir/null_device"
+  [ -c "$dir/null_device" ] || fail "the device node was replaced"
+fi
+expect 1 "it is a folder" "${out_run[@]}" --out "$dir/folder"
+expect 1 "--out is empty" "${out_run[@]}" --out ""
+# An existing checkpoint: a new run refuses it unless told; another kind changes nothing.
+cp "$dir/lstm.ckpt" "$dir/keep_lstm.ckpt"
+expect 1 "already holds a checkpoint: continue it with --resume" "${out_run[@]}" --out "$dir/lstm.ckpt"
+expect 1 "already holds a checkpoint" "$train" --data "$dir/text.txt" --resume "$dir/gpt.ckpt" --out "$dir/lstm.ckpt"
+unchanged "$dir/lstm.ckpt" "$dir/keep_lstm.ckpt"
+echo "notes" > "$dir/notes.txt" && cp "$dir/notes.txt" "$dir/keep_notes.txt"
+expect 1 "exists and is not a seqgen checkpoint: refusing to replace it, even with --overwrite" \
+  "${out_run[@]}" --overwrite --out "$dir/notes.txt"
+unchanged "$dir/notes.txt" "$dir/keep_notes.txt"
+"${out_run[@]}" --overwrite --out "$dir/lstm.ckpt" > /dev/null || fail "--overwrite did not replace a checkpoint"
+cmp -s "$dir/lstm.ckpt" "$dir/keep_lstm.ckpt" && fail "--overwrite left the checkpoint as it was"
+cp "$dir/keep_lstm.ckpt" "$dir/lstm.ckpt"
+# Names the file system cannot hold are refused before the first step, not after training.
+long=$(printf 'm%.0s' $(seq 250))
+expect 1 "File name too long" "${out_run[@]}" --out "$dir/$long.ckpt"
+grep -q '^step' "$dir/out.txt" && fail "trained before refusing a name that is too long"
+
+# --- Memory is budgeted before it is allocated: one line naming the request, never bad_alloc.
+truncate -s 5G "$dir/sparse.txt"
+truncate -s 5G "$dir/zeros.ckpt"
+expect 1 "--data '$dir/sparse.txt' (5 GiB, read and tokenized) needs" "$train" --data "$dir/sparse.txt" --out "$dir/o.ckpt"
+expect 1 "--prompt-file '$dir/sparse.txt' (5 GiB) needs" "$generate" --checkpoint "$dir/gpt.ckpt" --prompt-file "$dir/sparse.txt"
+start=$(date +%s%N)
+expect 1 "not a seqgen checkpoint (it starts with bytes 00 00 00 00 00 00 00 00" "$generate" --checkpoint "$dir/zeros.ckpt"
+[ $(( ($(date +%s%N) - start) / 1000000 )) -lt 2000 ] || fail "a 5 GB file of zeros took more than 2 s to refuse"
+rm "$dir/sparse.txt" "$dir/zeros.ckpt"
+expect 1 "generating --samples 4096 of --tokens 4294967296 after a prompt of 1 tokens needs" \
+  "$generate" --checkpoint "$dir/gpt.ckpt" --samples 4096 --tokens 4294967296 --prompt S
+expect 1 "GiB available (lower --batch, --seq-len, --channels or --layers)" "$train" --data "$dir/text.txt" \
+  --out "$dir/o.ckpt" -B 1048576 -T 16 --val-fraction 0
+# A checkpoint whose stored batch asks for more memory than there is (CRC fixed).
+cp "$dir/gpt.ckpt" "$dir/huge_batch.ckpt"
+patch "$dir/huge_batch.ckpt" $(($(offset_of "$dir/huge_batch.ckpt" train.batch) + 11 + 8)) \
+  "$(le $((1 << 20)) 8 | od -An -tx1 | tr -d ' \n' | sed 's/../\\x&/g')"
+expect 1 "resuming '$dir/huge_batch.ckpt' (batch 1048576, seq_len 16, fixed by the checkpoint) needs" \
+  "$train" --data "$dir/text.txt" --resume "$dir/huge_batch.ckpt"
+
+# --- The checkpoint and the model agree, and errors name the file and the field.
+cp "$dir/gpt.ckpt" "$dir/zero_batch.ckpt"
+patch "$dir/zero_batch.ckpt" $(($(offset_of "$dir/zero_batch.ckpt" train.batch) + 11 + 8)) "$(le 0 8 | od -An -tx1 | tr -d ' \n' | sed 's/../\\x&/g')"
+expect 1 "checkpoint '$dir/zero_batch.ckpt': train.batch = 0 is out of range [1, 1048576]" \
+  "$train" --data "$dir/text.txt" --resume "$dir/zero_batch.ckpt"
+cp "$dir/gpt.ckpt" "$dir/nan_weight.ckpt"  # the first weight of wte: key, payload size, rows, cols, then data
+patch "$dir/nan_weight.ckpt" $(($(offset_of "$dir/nan_weight.ckpt" param/wte.weight) + 16 + 8 + 16)) '\x00\x00\xc0\x7f'
+expect 1 "checkpoint '$dir/nan_weight.ckpt': tensor 'param/wte.weight' holds a NaN or infinite weight (the checkpoint is damaged)" \
+  "$generate" --checkpoint "$dir/nan_weight.ckpt"
+
+# --- Options mean what they say.
+r=("$train" --data "$dir/text.txt" --resume "$dir/gpt.ckpt" --out "$dir/resumed.ckpt" --overwrite --eval-windows 2 --sample-tokens 0 --threads 1)
+expect 1 "--channels 32 conflicts with --resume '$dir/gpt.ckpt', whose run has config.channels = 16" "${r[@]}" --channels 32
+expect 1 "--batch 8 conflicts with --resume '$dir/gpt.ckpt', whose run has train.batch = 4" "${r[@]}" -B 8
+expect 1 "--seq-len 8 conflicts" "${r[@]}" -T 8
+expect 1 "--tokenizer byte conflicts with --resume '$dir/gpt.ckpt', whose run has a char tokenizer" "${r[@]}" --tokenizer byte
+expect 1 "--val-fraction 0.2 conflicts" "${r[@]}" --val-fraction 0.2
+expect 1 "--seed 7 conflicts" "${r[@]}" --seed 7
+expect 1 "--heads applies to gpt models, not lstm" "$train" --data "$dir/text.txt" --resume "$dir/lstm.ckpt" --heads 2
+expect 1 "--embedding applies to rnn, lstm and gru models, not gpt" "${out_run[@]}" --embedding 8 --out "$dir/o.ckpt"
+# The same value again is fine; a learning rate is applied and reported.
+"${r[@]}" --channels 16 -B 4 --lr 0.01 --steps 6 > "$dir/out.txt" 2> "$dir/err.txt" || { cat "$dir/err.txt"; fail "a resume repeating its options failed"; }
+grep -q "^resume: --lr 0.01 replaces the checkpoint's 0.001$" "$dir/out.txt" || { cat "$dir/out.txt"; fail "the new --lr was not reported"; }
+expect 2 "--steps: '' is not an integer (the value is empty)" "${out_run[@]}" --steps "" --out "$dir/o.ckpt"
+expect 2 "--lr: '' is not a number (the value is empty)" "${out_run[@]}" --lr "" --out "$dir/o.ckpt"
+expect 2 "--temperature: '' is not a number (the value is empty)" "${g[@]}" --temperature ""
+expect 1 "--steps must be in [1, 9007199254740992], got 99999999999999999999" "${out_run[@]}" --steps 99999999999999999999
+expect 1 "--threads must be in [0, 4096], got 4294967297" "${out_run[@]}" --threads 4294967297
+expect 1 "--seed must be in [0, 18446744073709551615], got -1" "${out_run[@]}" --seed -1
+expect 1 "--top-k must be in [0, 2147483648], got 1e300" "${g[@]}" --top-k 1e300
+expect 1 "--repeat-penalty must be in [0.001, 1000], got 9.99989e-321" "${g[@]}" --repeat-penalty 1e-320
+expect 1 "--val-fraction 0.01 holds out 30 tokens of --data '$dir/text.txt', fewer than one window of T = 64" \
+  "${out_run[@]}" --val-fraction 0.01 -T 64 --out "$dir/o.ckpt"
+grep -q '^step' "$dir/out.txt" && fail "trained before refusing a validation split that is too small"
+# More threads than CPUs: capped the same way by both programs.
+"${out_run[@]}" --threads 4096 --out "$dir/threads.ckpt" > /dev/null 2> "$dir/err.txt" || fail "train --threads 4096 failed"
+grep -q "^train: --threads 4096 is more than the [0-9]* CPUs\? this process may run on; using [0-9]*$" "$dir/err.txt" || { cat "$dir/err.txt"; fail "train did not cap --threads"; }
+"${g[@]}" --tokens 2 --threads 4096 > /dev/null 2> "$dir/err.txt" || fail "generate --threads 4096 failed"
+grep -q "^generate: --threads 4096 is more than the [0-9]* CPUs\? this process may run on; using [0-9]*$" "$dir/err.txt" || { cat "$dir/err.txt"; fail "generate did not cap --threads"; }
+cases=$((cases + 3))
+
 echo "hostile_cli_test: all $cases cases passed"

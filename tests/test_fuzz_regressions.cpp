@@ -136,15 +136,15 @@ TEST_CASE("fuzz: the model seeds resume training on the fixed text", "[fuzz]") {
   const auto reader = [](const char* name) {
     return CheckpointReader::from_bytes(read_all(fuzz_dir() / "corpus" / name));
   };
-  const auto gpt = Trainer<Gpt<float>>::load(reader("load_gpt/gpt_tied"), "gpt_tied", fixed_dataset());
+  const auto gpt = Trainer<Gpt<float>>::load(reader("load_gpt/gpt_tied"), fixed_dataset());
   CHECK(gpt.step_count() == 2);
   CHECK(gpt.model.config.channels == 4);
   CHECK(gpt.tokenizer == fixed_tokenizer());
-  CHECK(Trainer<Gpt<float>>::load(reader("load_gpt/gpt_untied_2_layers"), "untied", fixed_dataset())
+  CHECK(Trainer<Gpt<float>>::load(reader("load_gpt/gpt_untied_2_layers"), fixed_dataset())
             .model.config.layers == 2);
-  CHECK(Trainer<LstmLm<float>>::load(reader("load_recurrent/lstm"), "lstm", fixed_dataset()).step_count() == 2);
-  CHECK(Trainer<GruLm<float>>::load(reader("load_recurrent/gru"), "gru", fixed_dataset()).step_count() == 2);
-  CHECK(Trainer<RnnLm<float>>::load(reader("load_recurrent/rnn_2_layers"), "rnn", fixed_dataset())
+  CHECK(Trainer<LstmLm<float>>::load(reader("load_recurrent/lstm"), fixed_dataset()).step_count() == 2);
+  CHECK(Trainer<GruLm<float>>::load(reader("load_recurrent/gru"), fixed_dataset()).step_count() == 2);
+  CHECK(Trainer<RnnLm<float>>::load(reader("load_recurrent/rnn_2_layers"), fixed_dataset())
             .model.config.layers == 2);
 }
 

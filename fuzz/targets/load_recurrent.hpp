@@ -9,27 +9,12 @@
 
 namespace seqgen_fuzz {
 
-template <typename Model>
-struct ModelType {
-  using type = Model;
-};
-
-// The one kind string -> model type dispatch of the fuzzer: calls visit(ModelType<Model>{}).
-// Any kind but "rnn" and "gru" goes to LstmLm, whose loader must refuse a foreign kind by name.
-template <typename Visit>
-void visit_recurrent_kind(const std::string& kind, Visit&& visit) {
-  if (kind == "rnn") visit(ModelType<RnnLm<float>>{});
-  else if (kind == "gru") visit(ModelType<GruLm<float>>{});
-  else visit(ModelType<LstmLm<float>>{});
-}
-
 inline int fuzz_load_recurrent(const std::uint8_t* data, std::size_t size) {
   try {
     const CheckpointReader r =
         CheckpointReader::from_bytes(repair_checkpoint(std::string(reinterpret_cast<const char*>(data), size)));
-    visit_recurrent_kind(checkpoint_model_kind(r), [&](auto model) {
-      generate_and_resume<typename decltype(model)::type>(r);
-    });
+    // The library's dispatch (models/model_io.hpp); a GPT kind is load_gpt's, but runs here too.
+    visit_model_kind(checkpoint_model_kind(r), [&](auto model) { generate_and_resume<typename decltype(model)::type>(r); });
   } catch (const Error&) {
   }
   return 0;

@@ -14,6 +14,7 @@
 //   text              the file, its tokens (4 bytes while encoding, 2 kept) and the validation
 //                     text decoded once
 //   process           16 MiB, and 4 MiB per thread (stacks, product buffers)
+// and a tenth more for what is not counted (the allocator's own overhead, small buffers).
 //
 // tests/memory_test.sh checks the estimate against the peak resident memory `train` measures.
 #pragma once
@@ -27,6 +28,7 @@ namespace seqgen {
 
 namespace detail {
 inline constexpr double kFloat = 4;
+inline constexpr double kMargin = 1.1;
 inline double process_bytes(int threads) { return (16.0 + 4.0 * double(threads > 0 ? threads : 1)) * 1024 * 1024; }
 }  // namespace detail
 
@@ -57,15 +59,15 @@ inline double text_bytes(double file_bytes) { return 7 * file_bytes; }
 inline double training_bytes(const GptConfig& c, Index B, Index T, int threads) {
   const double P = c.num_params<double>();
   const double eval_tokens = 32.0 * double(T);
-  return detail::kFloat * (7 * P + gpt_floats_per_token(c, T, true) * double(B) * double(T) +
-                           gpt_floats_per_token(c, T, false) * eval_tokens) +
-         detail::process_bytes(threads);
+  return detail::kMargin * (detail::kFloat * (7 * P + gpt_floats_per_token(c, T, true) * double(B) * double(T) +
+                                              gpt_floats_per_token(c, T, false) * eval_tokens) +
+                            detail::process_bytes(threads));
 }
 inline double training_bytes(const RecurrentConfig& c, Index B, Index T, int threads) {
   const double P = c.num_params<double>(), H = double(c.hidden), G = double(c.gates());
-  return detail::kFloat * (7 * P + recurrent_floats_per_token(c) * double(B) * double(T) +
-                           recurrent_floats_per_token(c) * double(T) + double(c.layers) * G * H * H) +
-         detail::process_bytes(threads);
+  return detail::kMargin * (detail::kFloat * (7 * P + recurrent_floats_per_token(c) * double(B) * double(T) +
+                                              recurrent_floats_per_token(c) * double(T) + double(c.layers) * G * H * H) +
+                            detail::process_bytes(threads));
 }
 
 // Peak bytes of generating `samples` continuations of a prompt of `prompt_tokens` tokens, each

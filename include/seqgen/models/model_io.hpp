@@ -97,6 +97,24 @@ inline std::string checkpoint_model_kind(const CheckpointReader& r) {
   return kind;
 }
 
+// A model type carried as a value, for visit_model_kind.
+template <typename Model>
+struct ModelType {
+  using type = Model;
+};
+
+// The one dispatch from a model kind to a model type, used by the programs and the fuzzer: calls
+// visit(ModelType<Model>{}) for "gpt", "rnn", "lstm" or "gru" and returns what it returns;
+// FormatError for any other kind. A new model family adds one line here.
+template <typename Scalar = float, class Visit>
+decltype(auto) visit_model_kind(const std::string& kind, Visit&& visit) {
+  if (kind == "gpt") return visit(ModelType<Gpt<Scalar>>{});
+  if (kind == "rnn") return visit(ModelType<RnnLm<Scalar>>{});
+  if (kind == "lstm") return visit(ModelType<LstmLm<Scalar>>{});
+  if (kind == "gru") return visit(ModelType<GruLm<Scalar>>{});
+  throw FormatError("unknown model kind '" + kind + "' (expected gpt, rnn, lstm or gru)");
+}
+
 // The config stored in a checkpoint for Model, validated, before any weight is allocated.
 template <typename Model>
 decltype(Model::config) load_config(const CheckpointReader& r) {

@@ -110,6 +110,30 @@ TEST_CASE("LayerNorm: backward adds into parameter gradients and assigns dx", "[
   REQUIRE(std::abs(dx.col(0).sum()) < 1e-12);
 }
 
+TEST_CASE("LayerNorm: backward may write dx over dy", "[layernorm]") {
+  // In place (dx the same matrix as dy), as a caller short of buffers would do; every column count
+  // below and above the threading threshold.
+  for (Index N : {1, 5, 3000}) {
+    INFO("N=" << N);
+    const Index C = 16;
+    LayerNorm<double> ln = random_layernorm(C, 20);
+    const Mat<double> x = random_mat(C, N, 21, 3.0), dy = random_mat(C, N, 22);
+    Mat<double> y, dx;
+    LayerNorm<double>::Cache cache;
+    ln.forward(x, y, cache);
+    zero_grad(ln);
+    ln.backward(x, dy, cache, dx);
+    const Mat<double> dw = ln.weight.grad, db = ln.bias.grad;
+
+    Mat<double> inout = dy;
+    zero_grad(ln);
+    ln.backward(x, inout, cache, inout);
+    REQUIRE(inout == dx);
+    REQUIRE(ln.weight.grad == dw);
+    REQUIRE(ln.bias.grad == db);
+  }
+}
+
 TEST_CASE("LayerNorm: constant columns and inputs of ±1e4 stay finite", "[layernorm]") {
   const Index C = 16;
   Mat<double> xd(C, 4);

@@ -67,6 +67,34 @@ TEST_CASE("SoftmaxHead: gradient check of weight and x with ignored targets", "[
   }
 }
 
+TEST_CASE("SoftmaxHead: backward is the gradient of the mean loss over the targets it is given", "[softmax_head]") {
+  // The probabilities forward keeps do not depend on the targets, so a backward given other
+  // targets (here with two of five ignored) must return the gradient of the mean over those: its
+  // divisor is their count, 3, not the 5 targets forward counted.
+  const Index C = 4, V = 6;
+  const std::vector<Token> all{5, 1, 0, 2, 3}, masked{5, kIgnore, 0, 2, kIgnore};
+  SoftmaxHead<double> head;
+  Param<double> w = random_weight(C, V, 3, 1.5);
+  Mat<double> x = random_mat(C, 5, 4, 1.5), dx, dx_masked;
+  SoftmaxHead<double>::Cache cache;
+  head.forward(w, x, masked, cache);
+  w.zero_grad();
+  head.backward(w, x, masked, cache, dx_masked);
+  const Mat<double> dw_masked = w.grad;
+
+  head.forward(w, x, all, cache);
+  REQUIRE(cache.count == 5);
+  w.zero_grad();
+  head.backward(w, x, masked, cache, dx);
+  REQUIRE((dx - dx_masked).cwiseAbs().maxCoeff() < 1e-15);
+  REQUIRE((w.grad - dw_masked).cwiseAbs().maxCoeff() < 1e-15);
+
+  GradCheck check;
+  check.add("weight", w.value, w.grad);
+  check.add("x", x, dx);
+  seqgen_test::require_grad_ok(check.run([&] { return reference_loss(w.value, x, masked); }));
+}
+
 TEST_CASE("SoftmaxHead: loss and probabilities match an independent computation", "[softmax_head]") {
   const Index C = 5, V = 9, N = 6;
   const std::vector<Token> targets = {3, 8, kIgnore, 0, 3, 7};

@@ -1,6 +1,8 @@
 #include <seqgen/core/parallel.hpp>
 #include <seqgen/layers/layernorm.hpp>
 
+#include <utility>
+
 #include "test_util.hpp"
 
 namespace test_layernorm {  // see "Unity build" in tests/CMakeLists.txt
@@ -111,11 +113,10 @@ TEST_CASE("LayerNorm: backward adds into parameter gradients and assigns dx", "[
 }
 
 TEST_CASE("LayerNorm: backward may write dx over dy", "[layernorm]") {
-  // In place (dx the same matrix as dy), as a caller short of buffers would do; every column count
-  // below and above the threading threshold.
-  for (Index N : {1, 5, 3000}) {
-    INFO("N=" << N);
-    const Index C = 16;
+  // In place (dx the same matrix as dy), as a caller short of buffers would do; column counts
+  // below and above the threading threshold, C = 70 for two full blocks of 32 rows and a part.
+  for (auto [C, N] : {std::pair<Index, Index>{16, 1}, {16, 5}, {16, 3000}, {70, 7}, {70, 600}}) {
+    INFO("C=" << C << " N=" << N);
     LayerNorm<double> ln = random_layernorm(C, 20);
     const Mat<double> x = random_mat(C, N, 21, 3.0), dy = random_mat(C, N, 22);
     Mat<double> y, dx;

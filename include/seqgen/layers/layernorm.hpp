@@ -17,6 +17,7 @@
 // recomputes x̂ from it and the cache. dx may be the same matrix as dy (in place); x must not be.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -89,11 +90,13 @@ struct LayerNorm {
     // the same for any thread count. x̂ is recomputed from x rather than stored, which also saves
     // a pass over memory.
     parallel_row_blocks(C, x.size() >= kParallelMinWork, [&](Index r0, Index r1) {
-      const Index rows = r1 - r0;
-      if (rows == kRowBlock)
-        add_param_grads<kRowBlock>(x, dy, cache, r0, kRowBlock);
-      else
-        add_param_grads<Eigen::Dynamic>(x, dy, cache, r0, rows);
+      for (Index s0 = r0; s0 < r1; s0 += kRowBlock) {
+        const Index rows = std::min<Index>(kRowBlock, r1 - s0);
+        if (rows == kRowBlock)
+          add_param_grads<kRowBlock>(x, dy, cache, s0, rows);
+        else
+          add_param_grads<Eigen::Dynamic>(x, dy, cache, s0, rows);
+      }
     });
 
     const auto g = weight.value.col(0).array();
@@ -117,15 +120,17 @@ struct LayerNorm {
     check<ShapeError>(x.rows() == dim(), "LayerNorm '", name, "': input has ", x.rows(), " rows, expected ", dim());
   }
 
-  static constexpr int kRowBlock = 32;  // parallel_row_blocks' block
+  static constexpr int kRowBlock = 32;  // rows summed at once (parallel_row_blocks' block, 32, is a multiple)
 
   // Rows [r0, r0 + rows) of weight.grad += Σ_n dy ⊙ x̂ and of bias.grad += Σ_n dy, with x̂ = (x − μ)·rstd
   // recomputed column by column. Rows is `rows` fixed at compile time for the full blocks, which
   // lets the compiler keep both sums in registers (rows of a last, shorter block: Eigen::Dynamic).
+  // The sums live on the stack, at most kRowBlock each: no allocation.
   template <int Rows>
   void add_param_grads(const ConstMatRef<Scalar>& x, const ConstMatRef<Scalar>& dy, const Cache& cache, Index r0,
                        Index rows) {
-    Eigen::Array<Scalar, Rows, 1> dg = Eigen::Array<Scalar, Rows, 1>::Zero(rows), db = dg;
+    using Sums = Eigen::Array<Scalar, Rows, 1, Eigen::ColMajor, kRowBlock, 1>;
+    Sums dg = Sums::Zero(rows), db = Sums::Zero(rows);
     for (Index n = 0; n < x.cols(); ++n) {
       const auto dyn = dy.col(n).template segment<Rows>(r0, rows).array();
       dg += dyn * ((x.col(n).template segment<Rows>(r0, rows).array() - cache.mean(n)) * cache.rstd(n));

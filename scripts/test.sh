@@ -41,12 +41,20 @@ trap 'rm -rf "$tmp"' EXIT
 cmake --install "$build" --prefix "$tmp/prefix" >/dev/null
 cmake -S tests/consumer -B "$tmp/package" -DSEQGEN_CONSUMER_MODE=package -DCMAKE_PREFIX_PATH="$tmp/prefix" >/dev/null
 cmake --build "$tmp/package" -j "$jobs" >/dev/null
-"$tmp/package/consumer"
+package_says=$("$tmp/package/consumer")
+echo "$package_says"
 
 echo "== consumer through pkg-config"
 PKG_CONFIG_PATH="$tmp/prefix/share/pkgconfig" pkg-config --exists seqgen
-g++ -O1 tests/consumer/main.cpp $(PKG_CONFIG_PATH="$tmp/prefix/share/pkgconfig" pkg-config --cflags seqgen) -o "$tmp/pc_consumer"
-"$tmp/pc_consumer"
+g++ -O1 tests/consumer/main.cpp $(PKG_CONFIG_PATH="$tmp/prefix/share/pkgconfig" pkg-config --cflags --libs seqgen) \
+  -o "$tmp/pc_consumer"
+pc_says=$("$tmp/pc_consumer")
+echo "$pc_says"
+# the same seqgen through both: OpenMP on in one means on in the other
+if [ "${pc_says##*OpenMP }" != "${package_says##*OpenMP }" ]; then
+  echo "pkg-config consumer has OpenMP ${pc_says##*OpenMP }, the find_package one ${package_says##*OpenMP }"
+  exit 1
+fi
 
 echo "== consumer through add_subdirectory"
 cmake -S tests/consumer -B "$tmp/subdir" -DSEQGEN_CONSUMER_MODE=subdirectory -DSEQGEN_SOURCE_DIR="$root" >/dev/null

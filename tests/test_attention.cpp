@@ -1,6 +1,7 @@
 #include <seqgen/layers/attention.hpp>
 
 #include <cmath>
+#include <limits>
 #include <tuple>
 #include <vector>
 
@@ -199,6 +200,133 @@ TEST_CASE("CausalSelfAttention: threaded (b, h) loops match the reference and on
   REQUIRE((attn.qkv.weight.grad - dW).cwiseAbs().maxCoeff() < 1e-12);
 }
 
+// T beyond one block of kBlock = 64 queries: T = 64 is one full block, 65 a full block and a
+// one-column ragged block, 130 two full blocks and a ragged one, 200 three and a ragged one. The
+// block products (S and Y over keys [0, j1), dV and dK over queries [i0, T)) only differ from the
+// one-block case when T > kBlock.
+const Index kLongT[] = {64, 65, 130, 200};
+
+TEST_CASE("CausalSelfAttention: several query blocks and a ragged last block, forward equals the loop reference",
+          "[attention]") {
+  static_assert(CausalSelfAttention<double>::kBlock == 64, "the T below are chosen around kBlock = 64");
+  for (Index T : kLongT) {
+    for (auto [B, C, NH] : {std::tuple<Index, Index, Index>{2, 8, 2}, {1, 12, 3}}) {
+      INFO("B=" << B << " T=" << T << " C=" << C << " NH=" << NH);
+      Rng rng(30);
+      CausalSelfAttention<double> attn("attn", C, NH, rng);
+      // scale 2: the scores spread, so each softmax column is far from uniform and a wrong key
+      // block would show
+      const Mat<double> x = random_mat(C, B * T, 31, 2.0);
+      Mat<double> y;
+      CausalSelfAttention<double>::Cache cache;
+      attn.forward(x, B, T, y, cache);
+      REQUIRE((y - reference_attention(attn, x, B, T)).cwiseAbs().maxCoeff() < 1e-12);
+      for (Index c = 0; c < cache.att.cols(); ++c) {
+        const Index i = c % T;
+        REQUIRE(cache.att.col(c).head(i + 1).sum() == Approx(1.0).epsilon(1e-13));
+        REQUIRE(cache.att.col(c).tail(T - 1 - i).isZero(0.0));
+      }
+    }
+  }
+}
+
+TEST_CASE("CausalSelfAttention: across block edges the output at t depends on positions <= t only", "[attention]") {
+  const Index B = 2, T = 130, C = 4, NH = 2;
+  Rng rng(32);
+  CausalSelfAttention<double> attn("attn", C, NH, rng);
+  const Mat<double> x = random_mat(C, B * T, 33);
+  Mat<double> y0, y1;
+  CausalSelfAttention<double>::Cache cache;
+  attn.forward(x, B, T, y0, cache);
+  for (Index tp : {0, 63, 64, 65, 127, 128, 129}) {
+    Mat<double> xp = x;
+    xp.col(1 * T + tp).array() += 0.5;  // sequence b = 1
+    attn.forward(xp, B, T, y1, cache);
+    for (Index t = 0; t < T; ++t) {
+      INFO("perturbed t=" << tp << ", output t=" << t);
+      REQUIRE((y1.col(t) - y0.col(t)).cwiseAbs().maxCoeff() == 0.0);  // the other sequence
+      const double change = (y1.col(T + t) - y0.col(T + t)).cwiseAbs().maxCoeff();
+      if (t >= tp)
+        REQUIRE(change > 1e-9);
+      else
+        REQUIRE(change == 0.0);
+    }
+  }
+}
+
+TEST_CASE("CausalSelfAttention: gradient check with several query blocks and a ragged last block",
+          "[attention][gradcheck]") {
+  // Small C (two heads of 2) and B = 1 keep the finite differences affordable (two forwards per
+  // element). Every weight is checked at every T: the qkv weight gradient sums dQ, dK and dV over
+  // all positions, so a wrong block anywhere shows there. x itself at T = 65 (a one-column ragged
+  // block) and 130. One thread: a team per forward would cost more than the forward (the threaded
+  // path is compared with the loop reference in the tests above and below).
+  const int threads = num_threads();
+  set_num_threads(1);
+  for (Index T : kLongT) {
+    const Index B = 1, C = 4, NH = 2;
+    INFO("T=" << T);
+    Rng rng(34);
+    CausalSelfAttention<double> attn("attn", C, NH, rng);
+    Mat<double> x = random_mat(C, B * T, 35, 2.0), R = random_mat(C, B * T, 36), y, dx;
+    CausalSelfAttention<double>::Cache cache;
+    attn.forward(x, B, T, y, cache);
+    zero_grad(attn);
+    attn.backward(x, R, B, T, cache, dx);
+
+    GradCheck check;
+    if (T == 65 || T == 130) check.add("x", x, dx);
+    check.add_params(attn);
+    seqgen_test::require_grad_ok(check.run([&, T = T] {
+      attn.forward(x, B, T, y, cache);
+      return (y.array() * R.array()).sum();
+    }));
+  }
+  set_num_threads(threads);
+}
+
+TEST_CASE("CausalSelfAttention: a longer sequence with R zero past T0 gives the gradients of the first T0 positions",
+          "[attention]") {
+  // Causality gives a second reference: with R zero after position T0, the loss Σ y ⊙ R only reads
+  // positions < T0, so the first T0 positions of a length-T sequence must give the same y, dx and
+  // parameter gradients as a sequence of length T0 alone, and positions >= T0 get dx = 0. The
+  // pairs put T0 on and around block edges, and T0 = 30 (a single block) against T = 130 (three).
+  const Index B = 2, C = 8, NH = 2;
+  Rng rng(37);
+  CausalSelfAttention<double> attn("attn", C, NH, rng);
+  for (auto [T, T0] : {std::pair<Index, Index>{200, 64}, {200, 65}, {130, 129}, {65, 64}, {130, 30}}) {
+    INFO("T=" << T << " T0=" << T0);
+    const Mat<double> x = random_mat(C, B * T, 38);
+    Mat<double> R = random_mat(C, B * T, 39);
+    for (Index b = 0; b < B; ++b) R.middleCols(b * T + T0, T - T0).setZero();
+    Mat<double> x0(C, B * T0), R0(C, B * T0);
+    for (Index b = 0; b < B; ++b) {
+      x0.middleCols(b * T0, T0) = x.middleCols(b * T, T0);
+      R0.middleCols(b * T0, T0) = R.middleCols(b * T, T0);
+    }
+    Mat<double> y, y0, dx, dx0;
+    CausalSelfAttention<double>::Cache cache, cache0;
+    attn.forward(x, B, T, y, cache);
+    zero_grad(attn);
+    attn.backward(x, R, B, T, cache, dx);
+    std::vector<Mat<double>> grads;
+    attn.for_each_param([&](Param<double>& p) { grads.push_back(p.grad); });
+    attn.forward(x0, B, T0, y0, cache0);
+    zero_grad(attn);
+    attn.backward(x0, R0, B, T0, cache0, dx0);
+    std::size_t k = 0;
+    attn.for_each_param([&](Param<double>& p) {
+      INFO(p.name);
+      REQUIRE((p.grad - grads[k++]).cwiseAbs().maxCoeff() < 1e-12);
+    });
+    for (Index b = 0; b < B; ++b) {
+      REQUIRE((dx.middleCols(b * T, T0) - dx0.middleCols(b * T0, T0)).cwiseAbs().maxCoeff() < 1e-12);
+      REQUIRE(dx.middleCols(b * T + T0, T - T0).isZero(0.0));  // positions after T0 get no gradient
+      REQUIRE((y.middleCols(b * T, T0) - y0.middleCols(b * T0, T0)).cwiseAbs().maxCoeff() < 1e-12);
+    }
+  }
+}
+
 TEST_CASE("CausalSelfAttention: float and double forward agree", "[attention]") {
   const Index B = 2, T = 6, C = 8, NH = 2;
   Rng rng_d(14), rng_f(14);  // same draws, so the float weights are the double ones rounded
@@ -230,6 +358,12 @@ TEST_CASE("CausalSelfAttention: clear errors for bad configs and shapes", "[atte
                      "CausalSelfAttention 'attn': input has 3 rows, expected 4 (C)");
   SEQGEN_THROWS_WITH(attn.forward(Mat<float>::Zero(4, 6), 2, 2, y, cache), ShapeError,
                      "CausalSelfAttention 'attn': input has 6 columns, expected B*T = 2*2 = 4");
+  // (2^62 + 2)·4 wraps around to the 8 columns given: the check must not form B·T
+  SEQGEN_THROWS_WITH(attn.forward(Mat<float>::Zero(4, 8), (Index(1) << 62) + 2, 4, y, cache), ShapeError,
+                     "input has 8 columns, expected B*T = 4611686018427387906*4 = more than 2^63 - 1");
+  const Index max = std::numeric_limits<Index>::max();
+  SEQGEN_THROWS_WITH(attn.forward(Mat<float>::Zero(4, 8), max, max, y, cache), ShapeError,
+                     "expected B*T = 9223372036854775807*9223372036854775807 = more than 2^63 - 1");
   SEQGEN_THROWS_WITH(attn.forward(Mat<float>::Zero(4, 0), 0, 3, y, cache), ShapeError,
                      "B and T must be positive, got B=0 T=3");
 

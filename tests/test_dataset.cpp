@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <type_traits>
+#include <vector>
 
 #include "test_util.hpp"
 
@@ -225,6 +227,70 @@ TEST_CASE("StreamBatcher: set_cursor resumes exactly", "[dataset]") {
   REQUIRE(second.cursor() == 0);
 }
 
+TEST_CASE("TokenDataset, StreamBatcher: huge B, T, first and count are clear errors, with no overflow",
+          "[dataset][errors]") {
+  // Each of these overflowed Index in the check or its message (T + 1, B * (T + 1), first + count,
+  // B * T: undefined behaviour) and some then passed the check: first + count wrapped to a negative
+  // number, and B * T wrapped to a small one.
+  const TokenDataset data = identity_dataset(1000, 0.1);
+  const Index max = std::numeric_limits<Index>::max(), limit = Index(1) << 20;
+  std::vector<Token> inputs, targets;
+  Rng rng(1);
+  SEQGEN_THROWS_WITH(data.sample_windows(Split::train, 1, max, rng, inputs, targets), ConfigError,
+                     "TokenDataset::sample_windows: T must be in [1, 2^20], got T = 9223372036854775807");
+  SEQGEN_THROWS_WITH(data.sample_windows(Split::train, max, 4, rng, inputs, targets), ConfigError,
+                     "TokenDataset::sample_windows: B must be in [1, 2^20], got B = 9223372036854775807");
+  // (2^62 + 1) · 4 wraps to 4
+  SEQGEN_THROWS_WITH(data.sample_windows(Split::train, (Index(1) << 62) + 1, 4, rng, inputs, targets), ConfigError,
+                     "B must be in [1, 2^20]");
+  SEQGEN_THROWS_WITH(data.sample_windows(Split::train, limit + 1, 4, rng, inputs, targets), ConfigError,
+                     "B must be in [1, 2^20], got B = 1048577");
+  SEQGEN_THROWS_WITH(data.sample_windows(Split::val, 1, limit, rng, inputs, targets), ConfigError,
+                     "the validation split has 100 tokens, a window of T = 1048576 needs at least 1048577");
+  REQUIRE(inputs.empty());  // nothing was resized
+
+  SEQGEN_THROWS_WITH(StreamBatcher(data, Split::train, max, max), ConfigError,
+                     "StreamBatcher: B must be in [1, 2^20], got B = 9223372036854775807");
+  SEQGEN_THROWS_WITH(StreamBatcher(data, Split::train, 3, max), ConfigError,
+                     "StreamBatcher: T must be in [1, 2^20], got T = 9223372036854775807");
+  SEQGEN_THROWS_WITH(StreamBatcher(data, Split::train, limit, limit), ConfigError,
+                     "the train split has 900 tokens, B = 1048576 streams of T + 1 = 1048577 tokens need at least "
+                     "1099512676352");
+
+  // windows [max, max + 1) wrapped to a negative end, which passed the check and read far outside
+  // the split
+  SEQGEN_THROWS_WITH(data.eval_windows(Split::train, max, 1, 10, inputs, targets), IndexError,
+                     "TokenDataset::eval_windows: first window 9223372036854775807 is out of range, the train split "
+                     "of 900 tokens has 89 windows of T = 10");
+  SEQGEN_THROWS_WITH(data.eval_windows(Split::train, 80, max, 10, inputs, targets), ConfigError,
+                     "TokenDataset::eval_windows: B must be in [1, 2^20], got B = 9223372036854775807");
+  SEQGEN_THROWS_WITH(data.eval_windows(Split::train, 80, limit, 10, inputs, targets), IndexError,
+                     "windows [80, 1048656) are out of range");
+  SEQGEN_THROWS_WITH(data.eval_windows(Split::train, 1, 1, max, inputs, targets), ConfigError,
+                     "T must be in [1, 2^20], got T = 9223372036854775807");
+  SEQGEN_THROWS_WITH(data.eval_window(Split::train, max, 10, inputs, targets), IndexError, "out of range");
+  REQUIRE(inputs.empty());
+  data.eval_windows(Split::train, 80, 9, 10, inputs, targets);  // the last 9 of the 89 windows
+  REQUIRE(inputs.size() == 90);
+  REQUIRE(targets.back() == 890);
+}
+
+TEST_CASE("TokenSpan: no view of a temporary vector (compile-time)", "[dataset]") {
+  // A TokenSpan kept from a temporary std::vector would dangle at the end of the statement, so
+  // that conversion does not compile; lvalues and (pointer, size) still convert.
+  static_assert(!std::is_constructible<TokenSpan, std::vector<Token>&&>::value, "a temporary vector is rejected");
+  static_assert(!std::is_convertible<std::vector<Token>, TokenSpan>::value, "a temporary vector is rejected");
+  static_assert(!std::is_constructible<TokenSpan, const std::vector<Token>&&>::value, "a const temporary too");
+  static_assert(std::is_constructible<TokenSpan, std::vector<Token>&>::value, "an lvalue vector converts");
+  static_assert(std::is_convertible<const std::vector<Token>&, TokenSpan>::value, "implicitly");
+  static_assert(std::is_constructible<TokenSpan, const Token*, Index>::value, "pointer and size");
+  const std::vector<Token> ids{3, 1, 4};
+  const TokenSpan span = ids;
+  REQUIRE(span.data == ids.data());
+  REQUIRE(span.size == 3);
+  REQUIRE(span[2] == 4);
+}
+
 TEST_CASE("TokenDataset: files, short corpora and bad arguments are clear errors", "[dataset][errors]") {
   TempDir dir;
   const Tokenizer tok = Tokenizer::bytes();
@@ -249,9 +315,10 @@ TEST_CASE("TokenDataset: files, short corpora and bad arguments are clear errors
     SEQGEN_THROWS_WITH(TokenDataset::from_text(text, tok, bad), ConfigError, "val_fraction must be in [0, 1)");
   SEQGEN_THROWS_WITH(TokenDataset::from_file(missing, tok, 2.0), ConfigError, "val_fraction");
   SEQGEN_THROWS_WITH(TokenDataset::from_text("", tok), ConfigError, "the text is empty");
-  SEQGEN_THROWS_WITH(TokenDataset::from_tokens(std::vector<Token>{0, 1}, 70000), ConfigError,
+  const std::vector<Token> ids01{0, 1}, ids051{0, 5, 1};
+  SEQGEN_THROWS_WITH(TokenDataset::from_tokens(ids01, 70000), ConfigError,
                      "vocabulary size 70000 is not in [1, 65536]");
-  SEQGEN_THROWS_WITH(TokenDataset::from_tokens(std::vector<Token>{0, 5, 1}, 5), IndexError,
+  SEQGEN_THROWS_WITH(TokenDataset::from_tokens(ids051, 5), IndexError,
                      "token id 5 at position 1 is out of range for a vocabulary of 5");
 
   const TokenDataset small = TokenDataset::from_text(text, tok, 0.25);  // 39 train, 13 val
@@ -263,11 +330,11 @@ TEST_CASE("TokenDataset: files, short corpora and bad arguments are clear errors
   REQUIRE(inputs[0] == text[39]);
   REQUIRE(targets[23] == text[51]);
   SEQGEN_THROWS_WITH(small.sample_windows(Split::train, 0, 4, rng, inputs, targets), ConfigError,
-                     "B and T must be positive, got B = 0, T = 4");
+                     "TokenDataset::sample_windows: B must be in [1, 2^20], got B = 0");
   SEQGEN_THROWS_WITH(StreamBatcher(small, Split::train, 4, 9), ConfigError,
                      "the train split has 39 tokens, B = 4 streams of T + 1 = 10 tokens need at least 40");
   REQUIRE(StreamBatcher(small, Split::train, 3, 12).steps_per_epoch() == 1);
-  SEQGEN_THROWS_WITH(StreamBatcher(small, Split::val, 1, 0), ConfigError, "StreamBatcher: B and T must be positive");
+  SEQGEN_THROWS_WITH(StreamBatcher(small, Split::val, 1, 0), ConfigError, "StreamBatcher: T must be in [1, 2^20], got T = 0");
 }
 
 }  // namespace test_dataset

@@ -251,7 +251,8 @@ TEST_CASE("GptDecoder: ContextPolicy::error throws past the context and changes 
                      "GptDecoder: prompt 0 has 5 tokens, more than the context length 4 (ContextPolicy::error)");
   decoder.prefill({random_ids(4, 11, 62), {1}});
   const Mat<double> before = decoder.logits();
-  SEQGEN_THROWS_WITH(decoder.step(std::vector<Token>{1, 2}), ShapeError,
+  const std::vector<Token> next{1, 2};
+  SEQGEN_THROWS_WITH(decoder.step(next), ShapeError,
                      "GptDecoder: sequence 0 has filled the context of 4 positions (ContextPolicy::error)");
   REQUIRE(decoder.position(0) == 4);
   REQUIRE(decoder.position(1) == 1);
@@ -272,11 +273,13 @@ TEST_CASE("GptDecoder: buffers are allocated once and never move", "[decoder][gp
   decoder.prefill({random_ids(7, 11, 71), random_ids(2, 11, 72), random_ids(8, 11, 73)});
   unchanged();
   for (Index k = 0; k < 12; ++k) {  // slides every sequence at least once
-    decoder.step(random_ids(3, 11, 74 + k));
+    const std::vector<Token> next = random_ids(3, 11, 74 + k);
+    decoder.step(next);
     unchanged();
   }
   decoder.reset();
-  decoder.step(random_ids(3, 11, 90));
+  const std::vector<Token> next = random_ids(3, 11, 90);
+  decoder.step(next);
   unchanged();
 }
 
@@ -376,12 +379,13 @@ TEST_CASE("Decoders: bad inputs are clear errors", "[decoder][errors]") {
                      "GptDecoder: prompt 1 has token id 11 at position 2, out of range [0, 11)");
   SEQGEN_THROWS_WITH(r.prefill({{-1}, {0}}), IndexError,
                      "RecurrentDecoder: prompt 0 has token id -1 at position 0, out of range [0, 9)");
-  SEQGEN_THROWS_WITH(g.step(std::vector<Token>{1}), ShapeError,
+  const std::vector<Token> one{1}, three{1, 2, 3}, g_bad{1, 12}, r_bad{9, 0};
+  SEQGEN_THROWS_WITH(g.step(one), ShapeError,
                      "GptDecoder: step got 1 tokens, expected one per sequence (B = 2)");
-  SEQGEN_THROWS_WITH(r.step(std::vector<Token>{1, 2, 3}), ShapeError, "RecurrentDecoder: step got 3 tokens");
-  SEQGEN_THROWS_WITH(g.step(std::vector<Token>{1, 12}), IndexError,
+  SEQGEN_THROWS_WITH(r.step(three), ShapeError, "RecurrentDecoder: step got 3 tokens");
+  SEQGEN_THROWS_WITH(g.step(g_bad), IndexError,
                      "GptDecoder: step token for sequence 1 has id 12, out of range [0, 11)");
-  SEQGEN_THROWS_WITH(r.step(std::vector<Token>{9, 0}), IndexError,
+  SEQGEN_THROWS_WITH(r.step(r_bad), IndexError,
                      "RecurrentDecoder: step token for sequence 0 has id 9, out of range [0, 9)");
   SEQGEN_THROWS_WITH(g.position(2), IndexError, "GptDecoder: sequence 2 is out of range [0, 2)");
   SEQGEN_THROWS_WITH(r.position(-1), IndexError, "RecurrentDecoder: sequence -1 is out of range [0, 2)");

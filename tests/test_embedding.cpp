@@ -84,17 +84,19 @@ TEST_CASE("Embedding: out-of-range ids and bad shapes are clear errors", "[embed
   Rng rng(7);
   Embedding<float> emb("wte", 10, 3, rng);
   Mat<float> y;
-  SEQGEN_THROWS_WITH(emb.forward(std::vector<Token>{1, 2, -1}, y), IndexError,
+  const std::vector<Token> negative{1, 2, -1}, too_large{10};
+  SEQGEN_THROWS_WITH(emb.forward(negative, y), IndexError,
                      "Embedding 'wte': token id -1 at position 2 is out of range [0, 10)");
-  SEQGEN_THROWS_WITH(emb.forward(std::vector<Token>{10}, y), IndexError,
+  SEQGEN_THROWS_WITH(emb.forward(too_large, y), IndexError,
                      "Embedding 'wte': token id 10 at position 0 is out of range [0, 10)");
 
   // backward checks ids too, before touching the gradient
   zero_grad(emb);
   Mat<float> dy = Mat<float>::Ones(3, 2);
-  SEQGEN_THROWS_WITH(emb.backward(std::vector<Token>{3, 10}, dy), IndexError, "token id 10 at position 1");
+  const std::vector<Token> one_bad{3, 10}, three{3, 4, 5};
+  SEQGEN_THROWS_WITH(emb.backward(one_bad, dy), IndexError, "token id 10 at position 1");
   REQUIRE(emb.weight.grad.isZero());
-  SEQGEN_THROWS_WITH(emb.backward(std::vector<Token>{3, 4, 5}, dy), ShapeError,
+  SEQGEN_THROWS_WITH(emb.backward(three, dy), ShapeError,
                      "Embedding 'wte': dy is (3, 2), expected (3, 3)");
 
   SEQGEN_THROWS_WITH(Embedding<float>("wte", 0, 3, rng), ConfigError, "sizes must be positive, got V=0 C=3");

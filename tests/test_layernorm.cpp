@@ -1,6 +1,8 @@
 #include <seqgen/core/parallel.hpp>
 #include <seqgen/layers/layernorm.hpp>
 
+#include <utility>
+
 #include "test_util.hpp"
 
 namespace test_layernorm {  // see "Unity build" in tests/CMakeLists.txt
@@ -108,6 +110,29 @@ TEST_CASE("LayerNorm: backward adds into parameter gradients and assigns dx", "[
   REQUIRE((db - dy.rowwise().sum()).norm() < 1e-13);
   // dx of each column is orthogonal to the ones vector: shifting x leaves y unchanged
   REQUIRE(std::abs(dx.col(0).sum()) < 1e-12);
+}
+
+TEST_CASE("LayerNorm: backward may write dx over dy", "[layernorm]") {
+  // In place (dx the same matrix as dy), as a caller short of buffers would do; column counts
+  // below and above the threading threshold, C = 70 for two full blocks of 32 rows and a part.
+  for (auto [C, N] : {std::pair<Index, Index>{16, 1}, {16, 5}, {16, 3000}, {70, 7}, {70, 600}}) {
+    INFO("C=" << C << " N=" << N);
+    LayerNorm<double> ln = random_layernorm(C, 20);
+    const Mat<double> x = random_mat(C, N, 21, 3.0), dy = random_mat(C, N, 22);
+    Mat<double> y, dx;
+    LayerNorm<double>::Cache cache;
+    ln.forward(x, y, cache);
+    zero_grad(ln);
+    ln.backward(x, dy, cache, dx);
+    const Mat<double> dw = ln.weight.grad, db = ln.bias.grad;
+
+    Mat<double> inout = dy;
+    zero_grad(ln);
+    ln.backward(x, inout, cache, inout);
+    REQUIRE(inout == dx);
+    REQUIRE(ln.weight.grad == dw);
+    REQUIRE(ln.bias.grad == db);
+  }
 }
 
 TEST_CASE("LayerNorm: constant columns and inputs of ±1e4 stay finite", "[layernorm]") {

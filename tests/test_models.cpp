@@ -3,6 +3,10 @@
 #include <seqgen/models/recurrent_lm.hpp>
 #include <seqgen/optim/adam.hpp>
 
+#include <cmath>
+#include <limits>
+#include <utility>
+
 #include "test_util.hpp"
 
 namespace test_models {  // see "Unity build" in tests/CMakeLists.txt
@@ -164,6 +168,111 @@ TEST_CASE("RecurrentLm: config errors", "[recurrent][config]") {
   cfg.cell = CellKind::gru;
   Rng rng(1);
   SEQGEN_THROWS_WITH((LstmLm<float>(cfg, rng)), ConfigError, "asks for gru cells");
+}
+
+TEST_CASE("Models: huge B or T are clear errors, with no overflow in the check", "[gpt][recurrent][errors]") {
+  // B·T of these wraps around to 8 in 64-bit arithmetic, the number of ids given: a check that
+  // formed B·T would pass (and overflow, undefined behaviour) and the model would then run B
+  // sequences it does not have.
+  const Index huge_B = (Index(1) << 62) + 2;
+  const std::vector<Token> ids(8, 1);
+  GptConfig gcfg;
+  gcfg.vocab_size = 5;
+  gcfg.context = 8;
+  gcfg.channels = 4;
+  gcfg.layers = 1;
+  gcfg.heads = 1;
+  Rng rng(1);
+  Gpt<float> gpt(gcfg, rng);
+  Gpt<float>::Activations gact;
+  SEQGEN_THROWS_WITH(gpt.forward(ids, ids, huge_B, 4, gact, rng, false), ShapeError,
+                     "Gpt: got 8 input ids, expected B*T = 4611686018427387906*4 = more than 2^63 - 1");
+  SEQGEN_THROWS_WITH(gpt.forward(ids, ids, 3, 4, gact, rng, false), ShapeError,
+                     "Gpt: got 8 input ids, expected B*T = 3*4 = 12");
+  const Index max = std::numeric_limits<Index>::max();
+  SEQGEN_THROWS_WITH(gpt.forward(ids, ids, max, max, gact, rng, false), ShapeError, "exceeds the context length");
+
+  RecurrentConfig rcfg;
+  rcfg.cell = CellKind::lstm;
+  rcfg.vocab_size = 5;
+  rcfg.embedding = 3;
+  rcfg.hidden = 4;
+  rcfg.layers = 1;
+  LstmLm<float> lstm(rcfg, rng);
+  LstmLm<float>::Activations ract;
+  auto state = lstm.zero_state(2);
+  SEQGEN_THROWS_WITH(lstm.forward(ids, ids, huge_B, 4, state, ract), ShapeError,
+                     "RecurrentLm: got 8 input ids, expected B*T = 4611686018427387906*4 = more than 2^63 - 1");
+  SEQGEN_THROWS_WITH(lstm.forward(ids, ids, max, max, state, ract), ShapeError, "expected B*T = ");
+  SEQGEN_THROWS_WITH(lstm.forward(ids, ids, 2, 3, state, ract), ShapeError,
+                     "RecurrentLm: got 8 input ids, expected B*T = 2*3 = 6");
+}
+
+template <template <typename> class Layer>
+void check_state_untouched_by_bad_state(CellKind cell) {
+  RecurrentConfig cfg;
+  cfg.cell = cell;
+  cfg.vocab_size = 5;
+  cfg.embedding = 3;
+  cfg.hidden = 4;
+  cfg.layers = 3;
+  Rng rng(4);
+  RecurrentLm<float, Layer> model(cfg, rng);
+  typename RecurrentLm<float, Layer>::Activations act;
+  const Index B = 2, T = 3;
+  const auto ids = random_ids(B * T, 5, 5);
+  auto state = model.zero_state(B);
+  model.forward(ids, ids, B, T, state, act);  // a non-zero state to start from
+  auto bad_h = state;
+  bad_h[2].h.resize(4, 3);
+  const auto before_h = bad_h;
+  SEQGEN_THROWS_WITH(model.forward(ids, ids, B, T, bad_h, act), ShapeError, "state of layer 2");
+  for (Index l = 0; l < cfg.layers - 1; ++l) REQUIRE(bad_h[l].h == before_h[l].h);
+  if constexpr (detail::HasCellState<typename RecurrentLm<float, Layer>::LayerState>::value) {
+    // the cell state of layer 1 is wrong: layer 0 must not run either
+    for (auto [rows, cols] : {std::pair<Index, Index>{4, 3}, {3, 2}, {0, 0}}) {
+      INFO("c of layer 1 is (" << rows << ", " << cols << ")");
+      auto bad_c = state;
+      bad_c[1].c.resize(rows, cols);
+      const auto before = bad_c;
+      SEQGEN_THROWS_WITH(model.forward(ids, ids, B, T, bad_c, act), ShapeError, "cell state of layer 1");
+      Mat<float> logits;
+      SEQGEN_THROWS_WITH(model.logits(ids, B, T, bad_c, act, logits), ShapeError, "cell state of layer 1");
+      for (Index l = 0; l < cfg.layers; ++l) {
+        REQUIRE(bad_c[l].h == before[l].h);
+        REQUIRE(bad_c[l].c.rows() == before[l].c.rows());
+        REQUIRE(bad_c[l].c.cols() == before[l].c.cols());
+        if (l != 1) REQUIRE(bad_c[l].c == before[l].c);
+      }
+    }
+  }
+}
+
+TEST_CASE("RecurrentLm: a bad state of any layer throws before any layer advances", "[recurrent][errors]") {
+  check_state_untouched_by_bad_state<RnnLayer>(CellKind::rnn);
+  check_state_untouched_by_bad_state<LstmLayer>(CellKind::lstm);
+  check_state_untouched_by_bad_state<GruLayer>(CellKind::gru);
+}
+
+TEST_CASE("RecurrentLm: lm_head (H, V) is drawn as PyTorch's nn.Linear(H, V), U(-1/sqrt(H), 1/sqrt(H))",
+          "[recurrent]") {
+  // H != V so that the fan-in, H, is told apart from the number of columns, V.
+  RecurrentConfig cfg;
+  cfg.cell = CellKind::gru;
+  cfg.vocab_size = 400;
+  cfg.embedding = 3;
+  cfg.hidden = 16;
+  cfg.layers = 1;
+  Rng rng(9);
+  GruLm<double> model(cfg, rng);
+  REQUIRE(model.lm_head.value.rows() == 16);
+  REQUIRE(model.lm_head.value.cols() == 400);
+  const double bound = 1 / std::sqrt(16.0), max_abs = model.lm_head.value.cwiseAbs().maxCoeff();
+  REQUIRE(max_abs <= bound);
+  // 6400 uniform draws: the largest is within 1% of the bound except with probability 0.99^6400
+  REQUIRE(max_abs > 0.99 * bound);
+  // and they are spread over the interval: mean |w| = bound / 2
+  REQUIRE(model.lm_head.value.cwiseAbs().mean() == Approx(bound / 2).epsilon(0.03));
 }
 
 // Trains on one fixed batch with AdamW; every model must memorise it.

@@ -37,16 +37,18 @@ TEMPLATE_TEST_CASE("Numerics: cross-entropy of logits ±1e4 is exactly 0 or the 
   for (Token t = 0; t < 3; ++t) {
     INFO("target " << t);
     const Mat<S> x1 = Mat<S>::Ones(1, 1);
-    REQUIRE(head.forward(w, x1, std::vector<Token>{t}, cache) == gaps[t]);
+    const std::vector<Token> target{t};
+    REQUIRE(head.forward(w, x1, target, cache) == gaps[t]);
     // p is one-hot on token 0
     REQUIRE(cache.probs(0, 0) == S(1));
     REQUIRE(double(cache.probs(1, 0)) <= 1e-300);
     REQUIRE(double(cache.probs(2, 0)) <= 1e-300);
   }
   // All three at once: the mean, (0 + 1e4 + 2e4) / 3 = 1e4.
-  REQUIRE(head.forward(w, x, std::vector<Token>{0, 1, 2}, cache) == S(1e4));
+  const std::vector<Token> targets{0, 1, 2};
+  REQUIRE(head.forward(w, x, targets, cache) == S(1e4));
   Mat<S> dx;
-  head.backward(w, x, std::vector<Token>{0, 1, 2}, cache, dx);
+  head.backward(w, x, targets, cache, dx);
   // δ[:, n] = (p − onehot(t_n)) / 3 with p = e₀: column 0 is 0, columns 1 and 2 are (1, −1, 0)/3 and (1, 0, −1)/3.
   // dW = x δᵀ sums them: (2, −1, −1)/3.  dx = W δ: 0, 1e4/3, 2e4/3.
   REQUIRE(w.grad.allFinite());
@@ -69,7 +71,8 @@ TEMPLATE_TEST_CASE("Numerics: a constant row of logits gives log V and a uniform
     w.value.setConstant(S(level));
     const Mat<S> x = Mat<S>::Ones(1, 2);
     typename SoftmaxHead<S>::Cache cache;
-    const S loss = head.forward(w, x, std::vector<Token>{0, 6}, cache);
+    const std::vector<Token> targets{0, 6};
+    const S loss = head.forward(w, x, targets, cache);
     // Every shifted logit is exactly 0: sum = V, loss = log V as the library computes it in S.
     REQUIRE(loss == std::log(S(V)));
     REQUIRE(cache.probs.allFinite());

@@ -272,9 +272,10 @@ TEST_CASE("Sampler: apply_penalty divides positive and multiplies other logits o
   REQUIRE(out == logits.cast<double>());
   Sampler::apply_penalty(logits, TokenSpan(), 1.3, out);
   REQUIRE(out == logits.cast<double>());
-  SEQGEN_THROWS_WITH(Sampler::apply_penalty(logits, std::vector<Token>{1, 7}, 2.0, out), IndexError,
+  const std::vector<Token> too_large{1, 7}, negative{-1};
+  SEQGEN_THROWS_WITH(Sampler::apply_penalty(logits, too_large, 2.0, out), IndexError,
                      "recent token 7 (1 of the penalty window) is outside [0, 7)");
-  SEQGEN_THROWS_WITH(Sampler::apply_penalty(logits, std::vector<Token>{-1}, 2.0, out), IndexError, "recent token -1");
+  SEQGEN_THROWS_WITH(Sampler::apply_penalty(logits, negative, 2.0, out), IndexError, "recent token -1");
 }
 
 TEST_CASE("Sampler: the repetition penalty looks at the last repeat_last_n tokens only", "[sampler]") {
@@ -283,21 +284,22 @@ TEST_CASE("Sampler: the repetition penalty looks at the last repeat_last_n token
   // 2.0 / 1.1 = 1.818 < 1.9: a penalised token 0 loses the greedy pick to token 1.
   Sampler g(options(0.0, 0, 1.0, 0.0, 1.1, 2));
   Rng rng(1);
+  const std::vector<Token> just0{0}, old0{0, 3, 3}, both{0, 1}, long0{0, 3, 3, 3, 3}, outside{99, 1, 2}, bad{1, 4};
   REQUIRE(g.sample(logits, rng) == 0);                               // no history
-  REQUIRE(g.sample(logits, rng, std::vector<Token>{0}) == 1);        // penalised
-  REQUIRE(g.sample(logits, rng, std::vector<Token>{0, 3, 3}) == 0);  // 0 fell out of the last 2
-  REQUIRE(g.sample(logits, rng, std::vector<Token>{0, 1}) == 0);     // both penalised: 1.818 > 1.727
+  REQUIRE(g.sample(logits, rng, just0) == 1);                        // penalised
+  REQUIRE(g.sample(logits, rng, old0) == 0);                         // 0 fell out of the last 2
+  REQUIRE(g.sample(logits, rng, both) == 0);                         // both penalised: 1.818 > 1.727
   Sampler all(options(0.0, 0, 1.0, 0.0, 1.1, -1));
-  REQUIRE(all.sample(logits, rng, std::vector<Token>{0, 3, 3, 3, 3}) == 1);
+  REQUIRE(all.sample(logits, rng, long0) == 1);
   Sampler none(options(0.0, 0, 1.0, 0.0, 1.1, 0));
-  REQUIRE(none.sample(logits, rng, std::vector<Token>{0}) == 0);
+  REQUIRE(none.sample(logits, rng, just0) == 0);
   // Negative logits are multiplied: -1.0 * 1.1 = -1.1 < -1.05.
   Vec<double> negative(2);
   negative << -1.0, -1.05;
-  REQUIRE(g.sample(negative, rng, std::vector<Token>{0}) == 1);
+  REQUIRE(g.sample(negative, rng, just0) == 1);
   // Tokens outside the window are not checked, those inside are.
-  REQUIRE(g.sample(logits, rng, std::vector<Token>{99, 1, 2}) == 0);
-  SEQGEN_THROWS_WITH(g.sample(logits, rng, std::vector<Token>{1, 4}), IndexError, "recent token 4");
+  REQUIRE(g.sample(logits, rng, outside) == 0);
+  SEQGEN_THROWS_WITH(g.sample(logits, rng, bad), IndexError, "recent token 4");
 }
 
 TEST_CASE("Sampler: with a penalty, draws follow the softmax of the penalised logits", "[sampler]") {

@@ -67,6 +67,34 @@ TEST_CASE("SoftmaxHead: gradient check of weight and x with ignored targets", "[
   }
 }
 
+TEST_CASE("SoftmaxHead: backward is the gradient of the mean loss over the targets it is given", "[softmax_head]") {
+  // The probabilities forward keeps do not depend on the targets, so a backward given other
+  // targets (here with two of five ignored) must return the gradient of the mean over those: its
+  // divisor is their count, 3, not the 5 targets forward counted.
+  const Index C = 4, V = 6;
+  const std::vector<Token> all{5, 1, 0, 2, 3}, masked{5, kIgnore, 0, 2, kIgnore};
+  SoftmaxHead<double> head;
+  Param<double> w = random_weight(C, V, 3, 1.5);
+  Mat<double> x = random_mat(C, 5, 4, 1.5), dx, dx_masked;
+  SoftmaxHead<double>::Cache cache;
+  head.forward(w, x, masked, cache);
+  w.zero_grad();
+  head.backward(w, x, masked, cache, dx_masked);
+  const Mat<double> dw_masked = w.grad;
+
+  head.forward(w, x, all, cache);
+  REQUIRE(cache.count == 5);
+  w.zero_grad();
+  head.backward(w, x, masked, cache, dx);
+  REQUIRE((dx - dx_masked).cwiseAbs().maxCoeff() < 1e-15);
+  REQUIRE((w.grad - dw_masked).cwiseAbs().maxCoeff() < 1e-15);
+
+  GradCheck check;
+  check.add("weight", w.value, w.grad);
+  check.add("x", x, dx);
+  seqgen_test::require_grad_ok(check.run([&] { return reference_loss(w.value, x, masked); }));
+}
+
 TEST_CASE("SoftmaxHead: loss and probabilities match an independent computation", "[softmax_head]") {
   const Index C = 5, V = 9, N = 6;
   const std::vector<Token> targets = {3, 8, kIgnore, 0, 3, 7};
@@ -194,23 +222,24 @@ TEST_CASE("SoftmaxHead: bad targets, shapes and call order are clear errors", "[
   Param<float> w("wte.weight", 3, 10);
   Mat<float> x = Mat<float>::Ones(3, 2), dx, z;
   SoftmaxHead<float>::Cache cache;
-  SEQGEN_THROWS_WITH(head.forward(w, x, std::vector<Token>{1, 10}, cache), IndexError,
+  const std::vector<Token> too_large{1, 10}, negative{-2, 0}, one{1}, two{1, 2}, three{1, 2, 3};
+  SEQGEN_THROWS_WITH(head.forward(w, x, too_large, cache), IndexError,
                      "SoftmaxHead 'lm_head': target 10 at position 1 is out of range [0, 10)");
-  SEQGEN_THROWS_WITH(head.forward(w, x, std::vector<Token>{-2, 0}, cache), IndexError,
+  SEQGEN_THROWS_WITH(head.forward(w, x, negative, cache), IndexError,
                      "target -2 at position 0 is out of range [0, 10) and is not the ignore index -1");
-  SEQGEN_THROWS_WITH(head.forward(w, x, std::vector<Token>{1}, cache), ShapeError,
+  SEQGEN_THROWS_WITH(head.forward(w, x, one, cache), ShapeError,
                      "SoftmaxHead 'lm_head': 1 targets for 2 input columns");
   Mat<float> bad = Mat<float>::Ones(4, 2);
-  SEQGEN_THROWS_WITH(head.forward(w, bad, std::vector<Token>{1, 2}, cache), ShapeError,
+  SEQGEN_THROWS_WITH(head.forward(w, bad, two, cache), ShapeError,
                      "SoftmaxHead 'lm_head': input has 4 rows, expected 3 (the rows C of weight 'wte.weight')");
   SEQGEN_THROWS_WITH(head.logits(w, bad, z), ShapeError, "input has 4 rows, expected 3");
-  SEQGEN_THROWS_WITH(head.forward(Param<float>("empty", 0, 0), Mat<float>(0, 2), std::vector<Token>{1, 2}, cache),
+  SEQGEN_THROWS_WITH(head.forward(Param<float>("empty", 0, 0), Mat<float>(0, 2), two, cache),
                      ShapeError, "weight 'empty' is empty");
 
   const std::vector<Token> targets = {1, 2};
   head.forward(w, x, targets, cache);
   Mat<float> wider = Mat<float>::Ones(3, 3);
-  SEQGEN_THROWS_WITH(head.backward(w, wider, std::vector<Token>{1, 2, 3}, cache, dx), ShapeError,
+  SEQGEN_THROWS_WITH(head.backward(w, wider, three, cache, dx), ShapeError,
                      "SoftmaxHead 'lm_head': cache holds (10, 2) probabilities, expected (10, 3)");
   head.backward(w, x, targets, cache, dx);
   SEQGEN_THROWS_WITH(head.backward(w, x, targets, cache, dx), ConfigError,

@@ -118,7 +118,8 @@ TEST_CASE("Tokenizer: characters of an ASCII corpus are the sorted distinct char
   REQUIRE(tok.code_points() == std::vector<char32_t>{U' ', U'd', U'e', U'h', U'l', U'o', U'r', U'w'});
   REQUIRE(tok.encode("hello") == std::vector<Token>{3, 2, 4, 4, 5});
   REQUIRE(tok.encode("") == std::vector<Token>{});
-  REQUIRE(tok.decode(tok.encode("world hello")) == "world hello");
+  const std::vector<Token> ids = tok.encode("world hello");
+  REQUIRE(tok.decode(ids) == "world hello");
   std::vector<Token> out = {9, 9, 9, 9, 9, 9, 9};
   tok.encode("low", out);  // assigns, does not append
   REQUIRE(out == std::vector<Token>{4, 5, 7});
@@ -136,7 +137,8 @@ TEST_CASE("Tokenizer: characters of a Chinese text round-trip and are ordered by
   REQUIRE(tok.decode_token(2) == "G");
   REQUIRE(tok.decode_token(7) == "「");  // U+300C, the smallest non-ASCII code point here
   REQUIRE(tok.decode_token(19) == "的");  // U+7684, the largest
-  REQUIRE(tok.decode(tok.encode("生成GPT")) == "生成GPT");
+  const std::vector<Token> ids2 = tok.encode("生成GPT");
+  REQUIRE(tok.decode(ids2) == "生成GPT");
   std::u32string previous;
   for (Token id = 0; id < tok.vocab_size(); ++id) {
     const std::u32string cp = utf8::decode(tok.decode_token(id));
@@ -152,7 +154,8 @@ TEST_CASE("Tokenizer: four-byte emoji are single characters", "[tokenizer]") {
   REQUIRE(tok.vocab_size() == 4);
   REQUIRE(tok.encode(text) == std::vector<Token>{0, 3, 1, 2, 3});  // a < b < U+1F389 < U+1F600
   REQUIRE(tok.decode_token(3) == bytes_of({0xF0, 0x9F, 0x98, 0x80}));
-  REQUIRE(tok.decode(tok.encode(text)) == text);
+  const std::vector<Token> ids = tok.encode(text);
+  REQUIRE(tok.decode(ids) == text);
 }
 
 TEST_CASE("Tokenizer: unknown characters, invalid UTF-8 and bad ids are clear errors", "[tokenizer][errors]") {
@@ -166,9 +169,10 @@ TEST_CASE("Tokenizer: unknown characters, invalid UTF-8 and bad ids are clear er
   SEQGEN_THROWS_WITH(Tokenizer::characters("abc" + bytes_of({0xC3})), FormatError,
                      "Tokenizer::characters: invalid UTF-8 at byte offset 3 (byte 0xC3)");
   SEQGEN_THROWS_WITH(Tokenizer::characters(""), ConfigError, "corpus is empty");
-  SEQGEN_THROWS_WITH(tok.decode(std::vector<Token>{0, 5}), IndexError,
+  const std::vector<Token> too_large{0, 5}, negative{-1};
+  SEQGEN_THROWS_WITH(tok.decode(too_large), IndexError,
                      "Tokenizer::decode: token id 5 at position 1 is out of range for a vocabulary of 5");
-  SEQGEN_THROWS_WITH(tok.decode(std::vector<Token>{-1}), IndexError, "token id -1 at position 0");
+  SEQGEN_THROWS_WITH(tok.decode(negative), IndexError, "token id -1 at position 0");
   SEQGEN_THROWS_WITH(Tokenizer::bytes().decode_token(256), IndexError,
                      "Tokenizer::decode_token: token id 256 is out of range for a vocabulary of 256");
 }

@@ -196,6 +196,9 @@ TEST_CASE("TransformerBlock: clear errors for bad configs and shapes", "[block][
                      "TransformerBlock 'h.1': input has 5 rows, expected 4 (C)");
   SEQGEN_THROWS_WITH(block.forward(Mat<float>::Zero(4, 6), 2, 2, y, cache, rng, false), ShapeError,
                      "TransformerBlock 'h.1': input has 6 columns, expected B*T = 2*2 = 4");
+  // (2^62 + 2)·4 wraps around to the 8 columns given: the check must not form B·T
+  SEQGEN_THROWS_WITH(block.forward(Mat<float>::Zero(4, 8), (Index(1) << 62) + 2, 4, y, cache, rng, false), ShapeError,
+                     "input has 8 columns, expected B*T = 4611686018427387906*4 = more than 2^63 - 1");
   const Mat<float> x = Mat<float>::Ones(4, 6);
   block.forward(x, 2, 3, y, cache, rng, false);
   SEQGEN_THROWS_WITH(block.backward(x, Mat<float>::Zero(4, 3), 2, 3, cache, dx, false), ShapeError,

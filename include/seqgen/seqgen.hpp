@@ -36,10 +36,19 @@
 #include "seqgen/data/tokenizer.hpp"
 #include "seqgen/data/utf8.hpp"
 
-#include "seqgen/io/checkpoint.hpp"
 #include "seqgen/io/crc32.hpp"
 
+// Checkpoint files (io/checkpoint.hpp) and the trainer that writes them (train/trainer.hpp) use
+// POSIX file calls (open, fsync, rename) so that a save is atomic and durable. On a platform
+// without <unistd.h> this header leaves those two out and everything else here still compiles;
+// SEQGEN_HAS_CHECKPOINTS says which case holds.
+#if __has_include(<unistd.h>)
+#define SEQGEN_HAS_CHECKPOINTS 1
+#include "seqgen/io/checkpoint.hpp"
 #include "seqgen/train/trainer.hpp"
+#else
+#define SEQGEN_HAS_CHECKPOINTS 0
+#endif
 
 #include "seqgen/generate/decoder.hpp"
 #include "seqgen/generate/generate_text.hpp"

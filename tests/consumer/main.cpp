@@ -26,6 +26,14 @@ int main() {
     return 1;
   } catch (const seqgen::ShapeError&) {
   }
-  std::printf("consumer: seqgen works (%ld parameters)\n", static_cast<long>(seqgen::count_params(layer)));
+  // scripts/test.sh compares this line across the consumers: one built through pkg-config must get
+  // OpenMP exactly when one built through find_package does.
+#if defined(SEQGEN_OPENMP) && defined(_OPENMP)
+  const char* openmp = "on";
+#else
+  const char* openmp = "off";
+#endif
+  std::printf("consumer: seqgen works (%ld parameters), OpenMP %s\n", static_cast<long>(seqgen::count_params(layer)),
+              openmp);
   return 0;
 }

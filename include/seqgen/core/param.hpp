@@ -20,7 +20,9 @@ struct Param {
   Mat<Scalar> value;  // vectors (biases, gains) are stored as (n, 1)
   Mat<Scalar> grad;   // same shape as value; backward passes ADD into it
   // Whether AdamW/SGD weight decay applies. By default matrices decay and vectors (biases, gains)
-  // do not, as in nanoGPT; Embedding turns it off for its table. Users may flip it per parameter.
+  // do not; Embedding turns it off for its table, so the embeddings do not decay either. That is
+  // minGPT's grouping (nanoGPT decays every tensor of two or more dimensions, embeddings
+  // included). Checkpoints store the flags. Users may flip it per parameter.
   bool decay = false;
 
   Param() = default;

@@ -56,13 +56,17 @@ ConstTimeSlice<Scalar> time_slice(const Mat<Scalar>& m, Index t, Index B, Index 
 // Token ids. Layout as above: id of token (b, t) at index b * T + t.
 using Token = std::int32_t;
 
-// A non-owning view of token ids (C++17 has no std::span).
+// A non-owning view of token ids (C++17 has no std::span). A vector converts implicitly, but only
+// one that outlives the statement: a view of a temporary vector would dangle once the statement
+// ends, so that conversion does not compile (name the vector first).
 struct TokenSpan {
   const Token* data = nullptr;
   Index size = 0;
   TokenSpan() = default;
   TokenSpan(const Token* d, Index n) : data(d), size(n) {}
   TokenSpan(const std::vector<Token>& v) : data(v.data()), size(static_cast<Index>(v.size())) {}  // NOLINT: implicit on purpose
+  TokenSpan(std::vector<Token>&&) = delete;
+  TokenSpan(const std::vector<Token>&&) = delete;
   Token operator[](Index i) const { return data[i]; }
   const Token* begin() const { return data; }
   const Token* end() const { return data + size; }

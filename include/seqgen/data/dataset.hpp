@@ -13,6 +13,8 @@
 //                   validation loss every time, whatever the seed.
 // All batches use seqgen's layout, token (b, t) at index b*T + t, and ASSIGN their outputs (resize
 // does not reallocate when the vectors already hold B*T ids, so a training loop allocates nothing).
+// B and T must be in [1, 2^20], as TrainOptions requires (train/trainer.hpp), so B*T and B*(T + 1)
+// fit in Index; the checks test each bound before any sum or product of arguments is formed.
 //
 // Tokens are stored as 16-bit ids, half the memory of Token, so the vocabulary is at most 65536.
 #pragma once
@@ -119,7 +121,7 @@ class TokenDataset {
                       std::vector<Token>& targets) const {
     check_batch("TokenDataset::sample_windows", B, T);
     const Index n = size(split);
-    check<ConfigError>(n >= T + 1, "TokenDataset::sample_windows: the ", split_name(split), " split has ", n,
+    check<ConfigError>(n > T, "TokenDataset::sample_windows: the ", split_name(split), " split has ", n,
                        " tokens, a window of T = ", T, " needs at least ", T + 1, " (T inputs and one more target)");
     resize_batch(inputs, targets, B, T);
     for (Index b = 0; b < B; ++b) {
@@ -160,9 +162,13 @@ class TokenDataset {
                     std::vector<Token>& targets) const {
     check_batch("TokenDataset::eval_windows", count, T);
     const Index available = num_eval_windows(split, T);
-    check<IndexError>(first >= 0 && first + count <= available, "TokenDataset::eval_windows: windows [", first, ", ",
-                      first + count, ") are out of range, the ", split_name(split), " split of ", size(split),
-                      " tokens has ", available, " windows of T = ", T);
+    check<IndexError>(first >= 0 && first < available, "TokenDataset::eval_windows: first window ", first,
+                      " is out of range, the ", split_name(split), " split of ", size(split), " tokens has ",
+                      available, " windows of T = ", T);
+    // first < available and count <= 2^20, so first + count fits
+    check<IndexError>(count <= available - first, "TokenDataset::eval_windows: windows [", first, ", ", first + count,
+                      ") are out of range, the ", split_name(split), " split of ", size(split), " tokens has ",
+                      available, " windows of T = ", T);
     resize_batch(inputs, targets, count, T);
     for (Index b = 0; b < count; ++b)
       copy_window(split, (first + b) * T, T, inputs.data() + b * T, targets.data() + b * T);
@@ -191,8 +197,11 @@ class TokenDataset {
                        val_fraction);
   }
 
+  // B and T in [1, 2^20], the bounds of TrainOptions::validate.
+  static constexpr Index max_batch_dim = Index(1) << 20;
   static void check_batch(const char* caller, Index B, Index T) {
-    check<ConfigError>(B > 0 && T > 0, caller, ": B and T must be positive, got B = ", B, ", T = ", T);
+    check<ConfigError>(B > 0 && B <= max_batch_dim, caller, ": B must be in [1, 2^20], got B = ", B);
+    check<ConfigError>(T > 0 && T <= max_batch_dim, caller, ": T must be in [1, 2^20], got T = ", T);
   }
 
   static void resize_batch(std::vector<Token>& inputs, std::vector<Token>& targets, Index B, Index T) {
@@ -225,9 +234,9 @@ class StreamBatcher {
  public:
   StreamBatcher(const TokenDataset& data, Split split, Index B, Index T)
       : data_(&data), split_(split), B_(B), T_(T) {
-    TokenDataset::check_batch("StreamBatcher", B, T);
+    TokenDataset::check_batch("StreamBatcher", B, T);  // so T + 1 and B * (T + 1) below fit
     length_ = data.size(split) / B;
-    check<ConfigError>(length_ >= T + 1, "StreamBatcher: the ", split_name(split), " split has ", data.size(split),
+    check<ConfigError>(length_ > T, "StreamBatcher: the ", split_name(split), " split has ", data.size(split),
                        " tokens, B = ", B, " streams of T + 1 = ", T + 1, " tokens need at least ", B * (T + 1));
   }
 

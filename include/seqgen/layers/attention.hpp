@@ -187,8 +187,8 @@ struct CausalSelfAttention {
                       " rows, expected ", channels(), " (C)");
     check<ShapeError>(B > 0 && T > 0, "CausalSelfAttention '", name, "': B and T must be positive, got B=", B,
                       " T=", T);
-    check<ShapeError>(x.cols() == B * T, "CausalSelfAttention '", name, "': input has ", x.cols(),
-                      " columns, expected B*T = ", B, "*", T, " = ", B * T);
+    check<ShapeError>(is_product(x.cols(), B, T), "CausalSelfAttention '", name, "': input has ", x.cols(),
+                      " columns, expected B*T = ", B, "*", T, " = ", product(B, T));
   }
 };
 

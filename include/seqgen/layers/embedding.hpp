@@ -26,7 +26,8 @@ struct Embedding {
   std::string name;
 
   Embedding() = default;
-  // PyTorch's default initialisation for nn.Embedding: W ~ N(0, 1). The table is not weight-decayed.
+  // PyTorch's default initialisation for nn.Embedding: W ~ N(0, 1). The table is not weight-decayed,
+  // as in minGPT (nanoGPT decays it); see Param::decay.
   Embedding(std::string name_, Index V, Index C, Rng& rng)
       : weight(join_name(name_, "weight"), C, V), name(std::move(name_)) {
     check<ConfigError>(V > 0 && C > 0, "Embedding '", name, "': sizes must be positive, got V=", V, " C=", C);

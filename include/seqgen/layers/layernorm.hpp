@@ -14,9 +14,10 @@
 //
 // Contract: forward ASSIGNS y and the cache (mean and rstd per column). backward ADDS into
 // weight.grad and bias.grad and ASSIGNS dx. backward reads the same x forward was given and
-// recomputes x̂ from it and the cache.
+// recomputes x̂ from it and the cache. dx may be the same matrix as dy (in place); x must not be.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -80,26 +81,31 @@ struct LayerNorm {
                       "), expected (", C, ", ", N, ")");
     check<ShapeError>(cache.mean.size() == N && cache.rstd.size() == N, "LayerNorm '", name, "': cache holds ",
                       cache.mean.size(), " columns, expected ", N, " (call forward with this x first)");
+    // dy is read in full by the parameter gradients before any column of dx is written, and each
+    // column of dx only from the same column of dy, so dx may be dy. (A resize of dx would free dy's
+    // memory, so an aliased dx already has dy's shape and is not resized.)
     ensure_shape(dx, C, N);
 
-    // dx first holds x̂, so that the parameter gradients are plain row sums: race-free and the same
-    // for any thread count.
-    parallel_for(N, x.size() >= kParallelMinWork,
-                 [&](Index n) { dx.col(n) = (x.col(n).array() - cache.mean(n)) * cache.rstd(n); });
+    // Parameter gradients by blocks of rows, each a sum over the columns in order: race-free and
+    // the same for any thread count. x̂ is recomputed from x rather than stored, which also saves
+    // a pass over memory.
     parallel_row_blocks(C, x.size() >= kParallelMinWork, [&](Index r0, Index r1) {
-      const Index rows = r1 - r0;
-      weight.grad.col(0).segment(r0, rows) +=
-          (dy.middleRows(r0, rows).array() * dx.middleRows(r0, rows).array()).matrix().rowwise().sum();
-      bias.grad.col(0).segment(r0, rows) += dy.middleRows(r0, rows).rowwise().sum();
+      for (Index s0 = r0; s0 < r1; s0 += kRowBlock) {
+        const Index rows = std::min<Index>(kRowBlock, r1 - s0);
+        if (rows == kRowBlock)
+          add_param_grads<kRowBlock>(x, dy, cache, s0, rows);
+        else
+          add_param_grads<Eigen::Dynamic>(x, dy, cache, s0, rows);
+      }
     });
 
     const auto g = weight.value.col(0).array();
     parallel_for(N, x.size() >= kParallelMinWork, [&](Index n) {
-      auto xhat = dx.col(n).array();  // overwritten below, after both means are read
+      const auto xhat = (x.col(n).array() - cache.mean(n)) * cache.rstd(n);
       const auto gdy = g * dy.col(n).array();
       const Scalar mean_gdy = gdy.mean();
       const Scalar mean_gdy_xhat = (gdy * xhat).mean();
-      xhat = cache.rstd(n) * (gdy - mean_gdy - xhat * mean_gdy_xhat);
+      dx.col(n) = (cache.rstd(n) * (gdy - mean_gdy - xhat * mean_gdy_xhat)).matrix();  // element-wise: dy may be dx
     });
   }
 
@@ -112,6 +118,26 @@ struct LayerNorm {
  private:
   void check_input(const ConstMatRef<Scalar>& x) const {
     check<ShapeError>(x.rows() == dim(), "LayerNorm '", name, "': input has ", x.rows(), " rows, expected ", dim());
+  }
+
+  static constexpr int kRowBlock = 32;  // rows summed at once (parallel_row_blocks' block, 32, is a multiple)
+
+  // Rows [r0, r0 + rows) of weight.grad += Σ_n dy ⊙ x̂ and of bias.grad += Σ_n dy, with x̂ = (x − μ)·rstd
+  // recomputed column by column. Rows is `rows` fixed at compile time for the full blocks, which
+  // lets the compiler keep both sums in registers (rows of a last, shorter block: Eigen::Dynamic).
+  // The sums live on the stack, at most kRowBlock each: no allocation.
+  template <int Rows>
+  void add_param_grads(const ConstMatRef<Scalar>& x, const ConstMatRef<Scalar>& dy, const Cache& cache, Index r0,
+                       Index rows) {
+    using Sums = Eigen::Array<Scalar, Rows, 1, Eigen::ColMajor, kRowBlock, 1>;
+    Sums dg = Sums::Zero(rows), db = Sums::Zero(rows);
+    for (Index n = 0; n < x.cols(); ++n) {
+      const auto dyn = dy.col(n).template segment<Rows>(r0, rows).array();
+      dg += dyn * ((x.col(n).template segment<Rows>(r0, rows).array() - cache.mean(n)) * cache.rstd(n));
+      db += dyn;
+    }
+    weight.grad.col(0).segment(r0, rows) += dg.matrix();
+    bias.grad.col(0).segment(r0, rows) += db.matrix();
   }
 
   // One column per iteration: mean, centred variance, output. mean/rstd may be null (inference).

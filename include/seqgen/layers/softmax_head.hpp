@@ -36,7 +36,7 @@ struct SoftmaxHead {
   struct Cache {
     Mat<Scalar> probs;    // (V, N) softmax after forward; δ = ∂loss/∂z after backward
     Vec<Scalar> losses;   // (N) −log p[target, n], 0 for ignored columns
-    Index count = 0;      // K, the number of non-ignored targets
+    Index count = 0;      // K, the number of forward's non-ignored targets
     bool consumed = false;  // set by backward
   };
 
@@ -70,11 +70,13 @@ struct SoftmaxHead {
     return static_cast<Scalar>(total / static_cast<double>(cache.count));
   }
 
-  // weight: (C, V), x: (C, N), targets: N (as given to forward)  ->  dx: (C, N)
+  // weight: (C, V), x: (C, N), targets: N (usually forward's)  ->  dx: (C, N)
+  // The gradient of the mean loss over these targets: K is counted from them, here, since the
+  // probabilities forward kept do not depend on the targets (cache.count is forward's K, for its loss).
   void backward(Param<Scalar>& weight, const ConstMatRef<Scalar>& x, TokenSpan targets, Cache& cache,
                 Mat<Scalar>& dx) const {
     check_input(weight, x);
-    check_targets(weight, x, targets);
+    const Index count = check_targets(weight, x, targets);
     const Index V = weight.value.cols(), N = x.cols();
     check<ShapeError>(cache.probs.rows() == V && cache.probs.cols() == N, "SoftmaxHead '", name, "': cache holds (",
                       cache.probs.rows(), ", ", cache.probs.cols(), ") probabilities, expected (", V, ", ", N,
@@ -84,7 +86,7 @@ struct SoftmaxHead {
     cache.consumed = true;
 
     Mat<Scalar>& delta = cache.probs;
-    const Scalar inv_count = cache.count > 0 ? Scalar(1) / static_cast<Scalar>(cache.count) : Scalar(0);
+    const Scalar inv_count = count > 0 ? Scalar(1) / static_cast<Scalar>(count) : Scalar(0);
     parallel_for(N, V * N >= kParallelMinWork, [&](Index n) {
       const Token t = targets[n];
       if (t == kIgnore) {

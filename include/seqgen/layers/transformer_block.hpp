@@ -106,8 +106,8 @@ struct TransformerBlock {
   void check_input(const ConstMatRef<Scalar>& x, Index B, Index T) const {
     check<ShapeError>(x.rows() == channels(), "TransformerBlock '", name, "': input has ", x.rows(),
                       " rows, expected ", channels(), " (C)");
-    check<ShapeError>(B > 0 && T > 0 && x.cols() == B * T, "TransformerBlock '", name, "': input has ", x.cols(),
-                      " columns, expected B*T = ", B, "*", T, " = ", B * T);
+    check<ShapeError>(is_product(x.cols(), B, T), "TransformerBlock '", name, "': input has ", x.cols(),
+                      " columns, expected B*T = ", B, "*", T, " = ", product(B, T));
   }
 };
 

@@ -169,7 +169,8 @@ struct Gpt {
     check<ShapeError>(B > 0 && T > 0, "Gpt: B and T must be positive, got B=", B, " T=", T);
     check<ShapeError>(T <= config.context, "Gpt: sequence length T=", T, " exceeds the context length ",
                       config.context);
-    check<ShapeError>(inputs.size == B * T, "Gpt: got ", inputs.size, " input ids, expected B*T = ", B * T);
+    check<ShapeError>(is_product(inputs.size, B, T), "Gpt: got ", inputs.size, " input ids, expected B*T = ", B, "*",
+                      T, " = ", product(B, T));
     prepare(act, B, T);
     wte.forward(inputs, act.embedded);
     const Index N = B * T;

@@ -15,10 +15,12 @@
 // wte.weight, layers.{l}.weight_ih, layers.{l}.weight_hh, ..., lm_head.weight.
 #pragma once
 
+#include <cmath>
 #include <string>
 #include <vector>
 
 #include "seqgen/core/error.hpp"
+#include "seqgen/core/init.hpp"
 #include "seqgen/core/param.hpp"
 #include "seqgen/layers/embedding.hpp"
 #include "seqgen/layers/gru.hpp"
@@ -133,8 +135,10 @@ struct RecurrentLm {
     for (Index l = 0; l < cfg.layers; ++l)
       layers.emplace_back(join_name("layers", std::to_string(l)), l == 0 ? cfg.embedding : cfg.hidden, cfg.hidden,
                           rng);
+    // As PyTorch's nn.Linear(H, V): U(-1/√H, 1/√H). Stored (H, V), the transpose of nn.Linear's
+    // (V, H), so the fan-in is the number of rows, not the columns fan_in_uniform_init would take.
     lm_head = Param<Scalar>("lm_head.weight", cfg.hidden, cfg.vocab_size);
-    fan_in_uniform_init(lm_head.value, rng);
+    uniform_init(lm_head.value, rng, 1.0 / std::sqrt(static_cast<double>(cfg.hidden)));
   }
 
   State zero_state(Index B) const {
@@ -189,13 +193,19 @@ struct RecurrentLm {
  private:
   void run(TokenSpan inputs, Index B, Index T, State& state, Activations& act) {
     check<ShapeError>(B > 0 && T > 0, "RecurrentLm: B and T must be positive, got B=", B, " T=", T);
-    check<ShapeError>(inputs.size == B * T, "RecurrentLm: got ", inputs.size, " input ids, expected B*T = ", B * T);
+    check<ShapeError>(is_product(inputs.size, B, T), "RecurrentLm: got ", inputs.size, " input ids, expected B*T = ", B,
+                      "*", T, " = ", product(B, T));
     check<ShapeError>(Index(state.size()) == config.layers, "RecurrentLm: state has ", state.size(),
                       " layers, expected ", config.layers, " (use zero_state(B))");
-    for (Index l = 0; l < config.layers; ++l)  // all of them before any layer advances its state
+    for (Index l = 0; l < config.layers; ++l) {  // all of them before any layer advances its state
       check<ShapeError>(state[l].h.rows() == config.hidden && state[l].h.cols() == B, "RecurrentLm: state of layer ",
                         l, " is (", state[l].h.rows(), ", ", state[l].h.cols(), "), expected (H, B) = (",
                         config.hidden, ", ", B, ")");
+      if constexpr (detail::HasCellState<LayerState>::value)
+        check<ShapeError>(state[l].c.rows() == config.hidden && state[l].c.cols() == B,
+                          "RecurrentLm: cell state of layer ", l, " is (", state[l].c.rows(), ", ", state[l].c.cols(),
+                          "), expected (H, B) = (", config.hidden, ", ", B, ")");
+    }
     prepare(act, B, T);
     wte.forward(inputs, act.embedded);
     for (Index l = 0; l < config.layers; ++l) {

@@ -8,7 +8,8 @@
 //   p = p - (lr / (1 - β1^t)) m / (sqrt(v) / sqrt(1 - β2^t) + ε)
 //
 // λ applies only where p.decay is true (matrices; not vectors or embeddings), which plays the role
-// of nanoGPT's two parameter groups. AdamW<Scalar> is Adam with decoupled = true and
+// of minGPT's two parameter groups (nanoGPT's groups differ: they decay the embeddings too).
+// AdamW<Scalar> is Adam with decoupled = true and
 // weight_decay = 0.1 by default (nanoGPT's value; PyTorch's AdamW default is 0.01).
 //
 // Usage with a schedule:

@@ -7,7 +7,7 @@
 //   p = p - lr d
 //
 // Weight decay follows Param::decay (matrices decay, vectors and embeddings do not), which plays
-// the role of PyTorch's two parameter groups in nanoGPT.
+// the role of PyTorch's two parameter groups in minGPT (nanoGPT decays the embeddings too).
 //
 // Usage (the optimizer only ever sees for_each_param):
 //   Sgd<float> opt;  opt.options.lr = 0.1;  opt.options.momentum = 0.9;

@@ -23,7 +23,6 @@
 
 #include "seqgen/models/gpt.hpp"
 #include "seqgen/models/memory_estimate.hpp"
-#include "seqgen/models/model_io.hpp"
 #include "seqgen/models/recurrent_lm.hpp"
 
 #include "seqgen/optim/adam.hpp"
@@ -38,13 +37,15 @@
 
 #include "seqgen/io/crc32.hpp"
 
-// Checkpoint files (io/checkpoint.hpp) and the trainer that writes them (train/trainer.hpp) use
-// POSIX file calls (open, fsync, rename) so that a save is atomic and durable. On a platform
-// without <unistd.h> this header leaves those two out and everything else here still compiles;
-// SEQGEN_HAS_CHECKPOINTS says which case holds.
+// Checkpoint files (io/checkpoint.hpp), models in them (models/model_io.hpp) and the trainer that
+// writes them (train/trainer.hpp) use POSIX file calls (open, fsync, rename) so that a save is
+// atomic and durable, and the memory budget (core/memory.hpp) reads the process's limits. On a
+// platform without <unistd.h> this header leaves those three out and everything else here still
+// compiles; SEQGEN_HAS_CHECKPOINTS says which case holds.
 #if __has_include(<unistd.h>)
 #define SEQGEN_HAS_CHECKPOINTS 1
 #include "seqgen/io/checkpoint.hpp"
+#include "seqgen/models/model_io.hpp"
 #include "seqgen/train/trainer.hpp"
 #else
 #define SEQGEN_HAS_CHECKPOINTS 0

@@ -21,9 +21,7 @@
 //   backward  dW_ih += dGi Xᵀ, dx = W_ihᵀ dGi, dW_hh += dGh H_prevᵀ, and per step
 //             ∂L/∂h_{t−1} = W_hhᵀ dgh added to dh ⊙ z (kDirectHiddenPath)
 //
-// Contract: GruLayer::forward ASSIGNS h_all, sT and the cache. backward ADDS into every Param::grad and
-// ASSIGNS dx and ds0; it reads the cache of the forward with the same x, B, T and s0. sT may be the same
-// object as s0, and ds0 the same as dsT, to carry a state from one chunk of a long sequence to the next.
+// The layer contract (what forward and backward assign and add into) is RecurrentLayer's.
 #pragma once
 
 #include <cmath>
@@ -86,9 +84,7 @@ struct GruCell {
   // Inference: x (D, B) advances s.h (H, B) by one step in place. Keeps no cache.
   void step(const ConstMatRef<Scalar>& x, State& s, StepWorkspace& ws) const {
     const Index H = hidden_size(), B = x.cols();
-    check<ShapeError>(x.rows() == input_size(), kName, " '", name, "': input has ", x.rows(), " rows, expected ",
-                      input_size(), " (input_size)");
-    detail::check_state(kName, name, "state ", "h", s.h, H, B);
+    detail::check_step(*this, x, s);
     ensure_shape(ws.gates, 3 * H, B);
     ensure_shape(ws.gh, 3 * H, B);
     ensure_shape(ws.hn, H, B);

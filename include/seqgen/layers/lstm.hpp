@@ -17,9 +17,7 @@
 // sequences of T steps for training with the big products done once for all N = B·T tokens. It keeps
 // per token c_{t−1} and tanh(c_t) besides the gates.
 //
-// Contract: LstmLayer::forward ASSIGNS h_all, sT and the cache. backward ADDS into every Param::grad and
-// ASSIGNS dx and ds0; it reads the cache of the forward with the same x, B, T and s0. sT may be the same
-// object as s0, and ds0 the same as dsT, to carry a state from one chunk of a long sequence to the next.
+// The layer contract (what forward and backward assign and add into) is RecurrentLayer's.
 #pragma once
 
 #include <cmath>
@@ -86,10 +84,7 @@ struct LstmCell {
   // Inference: x (D, B) advances s (h, c: (H, B)) by one step in place. Keeps no cache.
   void step(const ConstMatRef<Scalar>& x, State& s, StepWorkspace& ws) const {
     const Index H = hidden_size(), B = x.cols();
-    check<ShapeError>(x.rows() == input_size(), kName, " '", name, "': input has ", x.rows(), " rows, expected ",
-                      input_size(), " (input_size)");
-    for_each_part([&](const char* part, const Mat<Scalar>& m) { detail::check_state(kName, name, "state ", part, m, H, B); },
-                  s);
+    detail::check_step(*this, x, s);
     ensure_shape(ws.gates, 4 * H, B);
     ensure_shape(ws.tanh_c, H, B);
     gemm<Scalar>(weight_ih.value, false, x, false, ws.gates, false);

@@ -32,7 +32,16 @@
 //   weight_ih, weight_hh, name, input_size(), hidden_size(), zero_state(B), step(), for_each_param()
 //   begin_forward(s0, B, T, saved)   sizes `saved` and keeps the parts of s0 other than h
 //   add_input_biases(A)              the biases that are simply added to W_ih X
-//   forward_step(...), backward_step(...)   the element-wise maths of one step (see RnnCell)
+//   forward_step(share, t, a, gh, h_prev, h, saved, sT)
+//       step t of the sequences of one thread's share (all matrices (rows, b), b sequences): a (G·H)
+//       holds the pre-activations on entry (with W_hh h_{t−1} unless kOwnHiddenProduct, else that is
+//       gh) and the gate activations on return; h_prev: h_{t−1}; writes h = h_t, and the other parts
+//       of the state where step t+1 reads them (into sT after the last step)
+//   backward_step(share, t, a, h_prev, dh_out, dh, da, dgh, saved, dstate)
+//       step t back: a holds step t's activations, dh_out = ∂L/∂h_t from the output; on entry dh
+//       holds ∂L/∂h_t from step t+1 and dstate the other parts' gradients from step t+1. Writes da
+//       (and dgh with kOwnHiddenProduct), the other parts of dstate for step t−1, and leaves dh as
+//       scratch (or as its direct part with kDirectHiddenPath) for the layer's W_hhᵀ dgh
 //   add_bias_grads(dA, dGh, saved)   ADDS the bias gradients
 #pragma once
 
@@ -121,6 +130,19 @@ void check_state(const char* kind, const std::string& name, const char* which, c
   check<ShapeError>((empty_ok && m.size() == 0) || (m.rows() == H && m.cols() == B), kind, " '", name, "': ", which,
                     part, " is (", m.rows(), ", ", m.cols(), "), expected (", H, ", ", B, ") = (hidden_size, B)",
                     empty_ok ? " or empty" : "");
+}
+
+// A cell's step() arguments: x (D, B) and every part of the state s, (H, B).
+template <template <typename> class CellT, typename Scalar>
+void check_step(const CellT<Scalar>& cell, const ConstMatRef<Scalar>& x, const typename CellT<Scalar>::State& s) {
+  using Cell = CellT<Scalar>;
+  check<ShapeError>(x.rows() == cell.input_size(), Cell::kName, " '", cell.name, "': input has ", x.rows(),
+                    " rows, expected ", cell.input_size(), " (input_size)");
+  Cell::for_each_part(
+      [&](const char* part, const Mat<Scalar>& m) {
+        check_state(Cell::kName, cell.name, "state ", part, m, cell.hidden_size(), x.cols());
+      },
+      s);
 }
 
 // backward needs the cache of a forward over the same B and T.

@@ -72,9 +72,7 @@ struct RnnCell {
   // Inference: x (D, B) advances s.h (H, B) by one step in place. Keeps no cache.
   void step(const ConstMatRef<Scalar>& x, State& s, StepWorkspace& ws) const {
     const Index H = hidden_size(), B = x.cols();
-    check<ShapeError>(x.rows() == input_size(), kName, " '", name, "': input has ", x.rows(), " rows, expected ",
-                      input_size(), " (input_size)");
-    detail::check_state(kName, name, "state ", "h", s.h, H, B);
+    detail::check_step(*this, x, s);
     ensure_shape(ws.a, H, B);
     gemm<Scalar>(weight_ih.value, false, x, false, ws.a, false);
     gemm<Scalar>(weight_hh.value, false, s.h, false, ws.a, true);

@@ -68,14 +68,17 @@ template <typename Derived>
 double bytes(const Eigen::PlainObjectBase<Derived>& m) {
   return double(m.size()) * double(sizeof(typename Derived::Scalar));
 }
-double cache_bytes(const RnnLayer<float>::Cache& c) { return bytes(c.h) + bytes(c.h_prev) + bytes(c.da) + bytes(c.dh); }
+// The fields every RecurrentLayer cache has; the cell's own (Cache::saved) and the LSTM's c are added below.
+template <class Cache>
+double recurrent_cache_bytes(const Cache& c) {
+  return bytes(c.gates) + bytes(c.h_prev) + bytes(c.gh) + bytes(c.dgates) + bytes(c.dgh) + bytes(c.dstate.h);
+}
+double cache_bytes(const RnnLayer<float>::Cache& c) { return recurrent_cache_bytes(c); }
 double cache_bytes(const LstmLayer<float>::Cache& c) {
-  return bytes(c.gates) + bytes(c.c_prev) + bytes(c.tanh_c) + bytes(c.h_prev) + bytes(c.dgates) + bytes(c.dbias) +
-         bytes(c.dh) + bytes(c.dc);
+  return recurrent_cache_bytes(c) + bytes(c.dstate.c) + bytes(c.saved.c_prev) + bytes(c.saved.tanh_c) +
+         bytes(c.saved.dbias);
 }
-double cache_bytes(const GruLayer<float>::Cache& c) {
-  return bytes(c.gates) + bytes(c.hn) + bytes(c.h_prev) + bytes(c.gh) + bytes(c.dgi) + bytes(c.dgh) + bytes(c.dh);
-}
+double cache_bytes(const GruLayer<float>::Cache& c) { return recurrent_cache_bytes(c) + bytes(c.saved.hn); }
 double cache_bytes(const CausalSelfAttention<float>::Cache& c) {
   return bytes(c.qkv) + bytes(c.att) + bytes(c.y) + bytes(c.dy) + bytes(c.dqkv) + bytes(c.dp);
 }

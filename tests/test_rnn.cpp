@@ -1,3 +1,6 @@
+// What is the Elman RNN (and ElmanRnn)'s own: its equations against an independent scalar reference, closed forms,
+// gradient checks, names. What every recurrent layer shares is tested in test_recurrent.cpp.
+#include <seqgen/core/parallel.hpp>
 #include <seqgen/layers/rnn.hpp>
 
 #include <cmath>
@@ -36,13 +39,6 @@ Mat<double> reference_rnn(const RnnCell<double>& cell, const Mat<double>& x, Ind
   return h_all;
 }
 
-// Steps [t0, t0 + len) of every sequence of a (rows, B*T) matrix, as a (rows, B*len) matrix.
-Mat<double> chunk(const Mat<double>& m, Index B, Index T, Index t0, Index len) {
-  Mat<double> out(m.rows(), B * len);
-  for (Index b = 0; b < B; ++b) out.middleCols(b * len, len) = m.middleCols(b * T + t0, len);
-  return out;
-}
-
 double max_abs_diff(const Mat<double>& a, const Mat<double>& b) { return (a - b).cwiseAbs().maxCoeff(); }
 
 }  // namespace
@@ -76,40 +72,32 @@ TEST_CASE("RNN: gradient check of parameters, x and s0, through h_all and the fi
   }
 }
 
-TEST_CASE("RNN: an empty dsT stands for a zero gradient into the final state", "[rnn][gradcheck]") {
-  const Index D = 2, H = 3, B = 2, T = 3;
-  Rng rng(42);
-  Layer layer("rnn", D, H, rng);
-  Mat<double> x = random_mat(D, B * T, 5), R = random_mat(H, B * T, 6), h_all, dx;
-  Layer::State s0{random_mat(H, B, 7)}, sT, ds0;
-  Layer::Cache cache;
-  layer.forward(x, B, T, s0, h_all, sT, cache);
-  zero_grad(layer);
-  layer.backward(x, B, T, s0, R, Layer::State{}, cache, dx, ds0);
-
-  GradCheck check;
-  check.add("x", x, dx);
-  check.add("s0.h", s0.h, ds0.h);
-  check.add_params(layer);
-  seqgen_test::require_grad_ok(check.run([&] {
-    layer.forward(x, B, T, s0, h_all, sT, cache);
-    return (h_all.array() * R.array()).sum();
-  }));
-}
-
-TEST_CASE("RNN: forward matches a scalar implementation of the equation", "[rnn]") {
-  const Index D = 3, H = 5, B = 3, T = 4;
-  Rng rng(43);
-  Layer layer("rnn", D, H, rng);
-  layer.for_each_param([](Param<double>& p) { p.value *= 3.0; });  // out of tanh's linear range
-  Mat<double> x = random_mat(D, B * T, 8), h_all;
-  Layer::State s0{random_mat(H, B, 9)}, sT;
-  Layer::Cache cache;
-  layer.forward(x, B, T, s0, h_all, sT, cache);
-  Mat<double> h = s0.h;
-  const Mat<double> expected = reference_rnn(layer.cell, x, B, T, h);
-  REQUIRE(max_abs_diff(h_all, expected) < 1e-13);
-  REQUIRE(max_abs_diff(sT.h, h) < 1e-13);
+TEST_CASE("RNN: forward matches a scalar implementation of the equation, on 1 and 2 threads", "[rnn][threads]") {
+  // (D, H, B, T, weight scale, tolerance): small, with weights out of tanh's linear range; then wide
+  // enough (H·H·B multiply-adds per step) for the threads to share the sequences out.
+  for (const auto& shape : {std::tuple<Index, Index, Index, Index, double, double>{3, 5, 3, 4, 3.0, 1e-13},
+                            {8, 160, 11, 5, 1.0, 1e-12}}) {
+    Index D, H, B, T;
+    double scale, tol;
+    std::tie(D, H, B, T, scale, tol) = shape;
+    for (int threads : {1, 2}) {
+      INFO("D=" << D << " H=" << H << " B=" << B << " T=" << T << ", " << threads << " threads");
+      Rng rng(43);
+      Layer layer("rnn", D, H, rng);
+      layer.for_each_param([&](Param<double>& p) { p.value *= scale; });
+      Mat<double> x = random_mat(D, B * T, 8), h_all;
+      Layer::State s0{random_mat(H, B, 9)}, sT;
+      Layer::Cache cache;
+      const int saved = num_threads();
+      set_num_threads(threads);
+      layer.forward(x, B, T, s0, h_all, sT, cache);
+      set_num_threads(saved);
+      Mat<double> h = s0.h;
+      const Mat<double> expected = reference_rnn(layer.cell, x, B, T, h);
+      REQUIRE(max_abs_diff(h_all, expected) < tol);
+      REQUIRE(max_abs_diff(sT.h, h) < tol);
+    }
+  }
 }
 
 TEST_CASE("RNN: closed forms with zero and with scalar weights", "[rnn]") {
@@ -146,101 +134,6 @@ TEST_CASE("RNN: closed forms with zero and with scalar weights", "[rnn]") {
   }
 }
 
-TEST_CASE("RNN: step() applied T times equals forward()", "[rnn]") {
-  const Index D = 4, H = 3, B = 2, T = 5;
-  Rng rng(46);
-  Layer layer("rnn", D, H, rng);
-  Mat<double> x = random_mat(D, B * T, 12), h_all;
-  Layer::State s0{random_mat(H, B, 13)}, sT;
-  Layer::Cache cache;
-  layer.forward(x, B, T, s0, h_all, sT, cache);
-
-  Layer::State s = s0;
-  Layer::StepWorkspace ws;
-  const double* buffer = nullptr;
-  for (Index t = 0; t < T; ++t) {
-    const Mat<double> x_t = time_slice(x, t, B, T);
-    layer.step(x_t, s, ws);
-    if (t == 0) buffer = ws.a.data();
-    REQUIRE(ws.a.data() == buffer);  // reused, not reallocated
-    REQUIRE(max_abs_diff(s.h, time_slice(h_all, t, B, T)) < 1e-12);
-  }
-  REQUIRE(max_abs_diff(s.h, sT.h) < 1e-12);
-}
-
-TEST_CASE("RNN: two chunks with the state carried equal one call, forward and backward", "[rnn]") {
-  const Index D = 3, H = 4, B = 2, T = 3;
-  Rng rng(47);
-  Layer full("rnn", D, H, rng);
-  Layer chunked = full;
-  Mat<double> x = random_mat(D, B * 2 * T, 14), dh = random_mat(H, B * 2 * T, 15);
-  const Layer::State s0{random_mat(H, B, 16)}, dsT{random_mat(H, B, 17)};
-
-  Mat<double> h_full, dx_full;
-  Layer::State sT_full, ds0_full;
-  Layer::Cache cache_full;
-  full.forward(x, B, 2 * T, s0, h_full, sT_full, cache_full);
-  zero_grad(full);
-  full.backward(x, B, 2 * T, s0, dh, dsT, cache_full, dx_full, ds0_full);
-
-  const Mat<double> x1 = chunk(x, B, 2 * T, 0, T), x2 = chunk(x, B, 2 * T, T, T);
-  Mat<double> h1, h2, dx1, dx2;
-  Layer::State s = s0, s1;
-  Layer::Cache cache1, cache2;
-  chunked.forward(x1, B, T, s, h1, s, cache1);  // sT aliases s0
-  s1 = s;
-  chunked.forward(x2, B, T, s1, h2, s, cache2);
-  REQUIRE(max_abs_diff(h1, chunk(h_full, B, 2 * T, 0, T)) < 1e-14);
-  REQUIRE(max_abs_diff(h2, chunk(h_full, B, 2 * T, T, T)) < 1e-14);
-  REQUIRE(max_abs_diff(s.h, sT_full.h) < 1e-14);
-
-  zero_grad(chunked);
-  Layer::State ds = dsT;
-  chunked.backward(x2, B, T, s1, chunk(dh, B, 2 * T, T, T), ds, cache2, dx2, ds);  // ds0 aliases dsT
-  chunked.backward(x1, B, T, s0, chunk(dh, B, 2 * T, 0, T), ds, cache1, dx1, ds);
-  REQUIRE(max_abs_diff(dx1, chunk(dx_full, B, 2 * T, 0, T)) < 1e-12);
-  REQUIRE(max_abs_diff(dx2, chunk(dx_full, B, 2 * T, T, T)) < 1e-12);
-  REQUIRE(max_abs_diff(ds.h, ds0_full.h) < 1e-12);
-  REQUIRE(max_abs_diff(chunked.cell.weight_ih.grad, full.cell.weight_ih.grad) < 1e-12);
-  REQUIRE(max_abs_diff(chunked.cell.weight_hh.grad, full.cell.weight_hh.grad) < 1e-12);
-  REQUIRE(max_abs_diff(chunked.cell.bias.grad, full.cell.bias.grad) < 1e-12);
-}
-
-TEST_CASE("RNN: the sequences shared out among 1, 2 and 3 threads give the same results", "[rnn][threads]") {
-  const Index D = 8, H = 160, B = 11, T = 5;  // H·H·B multiply-adds per step: enough to split
-  Rng rng(73);
-  const Layer layer("rnn", D, H, rng);
-  const Mat<double> h_all = seqgen_test::check_thread_shares(layer, B, T, 1e-13);
-  Mat<double> h = seqgen_test::random_mat(H, B, 43);  // the helper's x and s0
-  REQUIRE(max_abs_diff(h_all, reference_rnn(layer.cell, seqgen_test::random_mat(D, B * T, 41), B, T, h)) < 1e-12);
-  Rng rng_f(73);
-  seqgen_test::check_thread_shares(RnnLayer<float>("rnn", D, H, rng_f), B, T, 1e-5);
-}
-
-TEST_CASE("RNN: float and double agree", "[rnn]") {
-  const Index D = 6, H = 16, B = 3, T = 10;
-  Rng rng_d(48), rng_f(48);
-  Layer layer_d("rnn", D, H, rng_d);
-  RnnLayer<float> layer_f("rnn", D, H, rng_f);  // the same draws, rounded to float
-  const Mat<double> x = random_mat(D, B * T, 18), dh = random_mat(H, B * T, 19);
-  Mat<double> h_d, dx_d;
-  Mat<float> h_f, dx_f;
-  Layer::State s_d = layer_d.zero_state(B), sT_d, ds0_d;
-  RnnLayer<float>::State s_f = layer_f.zero_state(B), sT_f, ds0_f;
-  Layer::Cache cache_d;
-  RnnLayer<float>::Cache cache_f;
-  layer_d.forward(x, B, T, s_d, h_d, sT_d, cache_d);
-  layer_f.forward(x.cast<float>(), B, T, s_f, h_f, sT_f, cache_f);
-  REQUIRE(max_abs_diff(h_f.cast<double>(), h_d) < 1e-5);
-
-  zero_grad(layer_d);
-  zero_grad(layer_f);
-  layer_d.backward(x, B, T, s_d, dh, Layer::State{}, cache_d, dx_d, ds0_d);
-  layer_f.backward(x.cast<float>(), B, T, s_f, dh.cast<float>(), RnnLayer<float>::State{}, cache_f, dx_f, ds0_f);
-  REQUIRE(max_abs_diff(dx_f.cast<double>(), dx_d) < 1e-4);
-  REQUIRE(max_abs_diff(layer_f.cell.weight_hh.grad.cast<double>(), layer_d.cell.weight_hh.grad) < 1e-4);
-}
-
 TEST_CASE("RNN: names and shapes, U(-1/sqrt(H), 1/sqrt(H)) initialisation", "[rnn]") {
   const Index D = 7, H = 16;
   Rng rng(49);
@@ -254,60 +147,6 @@ TEST_CASE("RNN: names and shapes, U(-1/sqrt(H), 1/sqrt(H)) initialisation", "[rn
   });
   REQUIRE(seen == std::vector<std::tuple<std::string, Index, Index>>{
                       {"enc.weight_ih", H, D}, {"enc.weight_hh", H, H}, {"enc.bias", H, 1}});
-}
-
-TEST_CASE("RNN: backward adds into gradients and a reused cache keeps its buffers", "[rnn]") {
-  const Index D = 3, H = 4, B = 2, T = 3;
-  Rng rng(50);
-  Layer layer("rnn", D, H, rng);
-  const Mat<double> x = random_mat(D, B * T, 20), dh = random_mat(H, B * T, 21);
-  const Layer::State s0 = layer.zero_state(B);
-  Mat<double> h_all, dx;
-  Layer::State sT, ds0;
-  Layer::Cache cache;
-  zero_grad(layer);
-  layer.forward(x, B, T, s0, h_all, sT, cache);
-  layer.backward(x, B, T, s0, dh, Layer::State{}, cache, dx, ds0);
-  const Mat<double> once = layer.cell.weight_hh.grad, bias_once = layer.cell.bias.grad;
-  const double* buffers[] = {cache.h.data(), cache.h_prev.data(), cache.da.data(), h_all.data(), dx.data()};
-  layer.forward(x, B, T, s0, h_all, sT, cache);
-  layer.backward(x, B, T, s0, dh, Layer::State{}, cache, dx, ds0);
-  REQUIRE(max_abs_diff(layer.cell.weight_hh.grad, 2 * once) < 1e-14);
-  REQUIRE(max_abs_diff(layer.cell.bias.grad, 2 * bias_once) < 1e-14);
-  const double* again[] = {cache.h.data(), cache.h_prev.data(), cache.da.data(), h_all.data(), dx.data()};
-  for (int k = 0; k < 5; ++k) REQUIRE(again[k] == buffers[k]);
-}
-
-TEST_CASE("RNN: wrong shapes and sizes are clear errors", "[rnn][errors]") {
-  Rng rng(51);
-  RnnLayer<float> layer("enc", 4, 3, rng);
-  const Index B = 2, T = 5;
-  Mat<float> x = Mat<float>::Zero(4, B * T), h_all, dx, dh(3, B * T);
-  RnnLayer<float>::State s0 = layer.zero_state(B), sT, ds0;
-  RnnLayer<float>::Cache cache;
-  RnnLayer<float>::StepWorkspace ws;
-
-  SEQGEN_THROWS_WITH(RnnLayer<float>("enc", 4, -1, rng), ConfigError,
-                     "RNN 'enc': sizes must be positive, got input_size=4 hidden_size=-1");
-  SEQGEN_THROWS_WITH(layer.forward(Mat<float>(5, B * T), B, T, s0, h_all, sT, cache), ShapeError,
-                     "RNN 'enc': input has 5 rows, expected 4 (input_size)");
-  SEQGEN_THROWS_WITH(layer.forward(x, 3, T, s0, h_all, sT, cache), ShapeError,
-                     "RNN 'enc': input has 10 columns, expected B*T = 15 (B=3, T=5)");
-  SEQGEN_THROWS_WITH(layer.forward(x, -2, -5, s0, h_all, sT, cache), ShapeError,
-                     "RNN 'enc': B and T must be positive, got B=-2, T=-5");
-  SEQGEN_THROWS_WITH(layer.forward(x, B, T, RnnLayer<float>::State{Mat<float>(2, 2)}, h_all, sT, cache), ShapeError,
-                     "RNN 'enc': s0.h is (2, 2), expected (3, 2) = (hidden_size, B)");
-  SEQGEN_THROWS_WITH(layer.backward(x, B, T, s0, dh, RnnLayer<float>::State{}, cache, dx, ds0), ShapeError,
-                     "RNN 'enc': backward called with B=2, T=5 but the cache holds a forward with B=0, T=0");
-  layer.forward(x, B, T, s0, h_all, sT, cache);
-  SEQGEN_THROWS_WITH(layer.backward(x, B, T, s0, Mat<float>(4, 10), RnnLayer<float>::State{}, cache, dx, ds0),
-                     ShapeError, "RNN 'enc': dh_all is (4, 10), expected (3, 10)");
-  SEQGEN_THROWS_WITH(layer.backward(x, B, T, s0, dh, RnnLayer<float>::State{Mat<float>(3, 3)}, cache, dx, ds0),
-                     ShapeError, "RNN 'enc': dsT.h is (3, 3), expected (3, 2) = (hidden_size, B) or empty");
-  SEQGEN_THROWS_WITH(layer.step(Mat<float>(2, B), s0, ws), ShapeError,
-                     "RNN 'enc': input has 2 rows, expected 4 (input_size)");
-  SEQGEN_THROWS_WITH(layer.step(Mat<float>(4, 3), s0, ws), ShapeError,
-                     "RNN 'enc': state h is (3, 2), expected (3, 3) = (hidden_size, B)");
 }
 
 // ---- ElmanRnn: RnnLayer + Linear read-out ----

@@ -13,18 +13,15 @@
 //   hidden side dgh = [da_r; da_z; da_n ⊙ r]     (for W_hh, b_hh)
 //   ∂L/∂h_{t−1} = W_hhᵀ dgh + dh ⊙ z
 //
-// GruCell holds the parameters and advances a state by one step for inference (step). GruLayer runs
-// the cell over B sequences of T steps for training, doing the big products once for all N = B·T tokens:
-//   forward   A = W_ih X + b_ih + [b_hr; b_hz; 0] in one GEMM; per step only W_hh h_{t−1} and the gates
-//   backward  per step, t = T−1 … 0: the gates backward and dh_{t−1}; then one GEMM each for
-//             dW_ih += dGi Xᵀ, dx = W_ihᵀ dGi and dW_hh += dGh H_prevᵀ (H_prev: h_{t−1} of every token)
-// The per-step loops pack W_hh (or W_hhᵀ) once and share the B sequences out among the threads, each
-// running every step on its own columns (detail::for_sequence_shares).
-// A layer call with T = 1 is one training step of the cell.
+// GruCell holds the parameters, advances a state by one step for inference (step) and supplies the
+// per-step maths to GruLayer = RecurrentLayer<GruCell> (recurrent_layer.hpp), which runs it over B
+// sequences of T steps for training with the big products done once for all N = B·T tokens. As r
+// multiplies W_hn h_{t−1} + b_hn, W_hh h_{t−1} is kept apart from the input side (kOwnHiddenProduct):
+//   forward   A = W_ih X + b_ih + [b_hr; b_hz; 0] in one GEMM; per step gh = W_hh h_{t−1} and the gates
+//   backward  dW_ih += dGi Xᵀ, dx = W_ihᵀ dGi, dW_hh += dGh H_prevᵀ, and per step
+//             ∂L/∂h_{t−1} = W_hhᵀ dgh added to dh ⊙ z (kDirectHiddenPath)
 //
-// Contract: GruLayer::forward ASSIGNS h_all, sT and the cache. backward ADDS into every Param::grad and
-// ASSIGNS dx and ds0; it reads the cache of the forward with the same x, B, T and s0. sT may be the same
-// object as s0, and ds0 the same as dsT, to carry a state from one chunk of a long sequence to the next.
+// The layer contract (what forward and backward assign and add into) is RecurrentLayer's.
 #pragma once
 
 #include <cmath>
@@ -35,12 +32,17 @@
 #include "seqgen/core/gemm.hpp"
 #include "seqgen/core/init.hpp"
 #include "seqgen/core/param.hpp"
-#include "seqgen/layers/recurrent_common.hpp"
+#include "seqgen/layers/recurrent_layer.hpp"
 
 namespace seqgen {
 
 template <typename Scalar>
 struct GruCell {
+  static constexpr const char* kName = "GRU";
+  static constexpr Index kGates = 3;
+  static constexpr bool kOwnHiddenProduct = true;
+  static constexpr bool kDirectHiddenPath = true;
+
   Param<Scalar> weight_ih;  // (3H, D)
   Param<Scalar> weight_hh;  // (3H, H)
   Param<Scalar> bias_ih;    // (3H, 1)
@@ -56,12 +58,16 @@ struct GruCell {
     Mat<Scalar> gh;     // (3H, B)
     Mat<Scalar> hn;     // (H, B)
   };
+  // Kept per token besides the gates (N = B·T, same layout as x).
+  struct Saved {
+    Mat<Scalar> hn;  // (H, N)  W_hn h_{t−1} + b_hn
+  };
 
   GruCell() = default;
   // PyTorch's initialisation: every parameter ~ U(−1/√H, 1/√H).
   GruCell(std::string name_, Index input_size, Index hidden_size, Rng& rng) : name(std::move(name_)) {
     const Index D = input_size, H = hidden_size;
-    detail::check_sizes("GRU", name, D, H);
+    detail::check_sizes(kName, name, D, H, kGates);
     weight_ih = Param<Scalar>(join_name(name, "weight_ih"), 3 * H, D);
     weight_hh = Param<Scalar>(join_name(name, "weight_hh"), 3 * H, H);
     bias_ih = Param<Scalar>(join_name(name, "bias_ih"), 3 * H, 1);
@@ -78,9 +84,7 @@ struct GruCell {
   // Inference: x (D, B) advances s.h (H, B) by one step in place. Keeps no cache.
   void step(const ConstMatRef<Scalar>& x, State& s, StepWorkspace& ws) const {
     const Index H = hidden_size(), B = x.cols();
-    check<ShapeError>(x.rows() == input_size(), "GRU '", name, "': input has ", x.rows(), " rows, expected ",
-                      input_size(), " (input_size)");
-    detail::check_state("GRU", name, "state h", s.h, H, B);
+    detail::check_step(*this, x, s);
     ensure_shape(ws.gates, 3 * H, B);
     ensure_shape(ws.gh, 3 * H, B);
     ensure_shape(ws.hn, H, B);
@@ -98,6 +102,18 @@ struct GruCell {
     visit(bias_hh);
   }
 
+  // f("h", s.h...): the parts of the states s....
+  template <class F, class... S>
+  static void for_each_part(F&& f, S&&... s) {
+    f("h", s.h...);
+  }
+
+  // ---- the per-step maths RecurrentLayer runs (recurrent_layer.hpp) ----
+
+  void begin_forward(const State&, Index B, Index T, Saved& saved) const {
+    ensure_shape(saved.hn, hidden_size(), B * T);  // the layer has checked that B*T does not overflow
+  }
+
   // a += b_ih + [b_hr; b_hz; 0] on every column of a (3H, n) matrix: the biases that are simply added.
   // b_hn stays out, as r multiplies it.
   void add_input_biases(MatRef<Scalar> a) const {
@@ -106,6 +122,25 @@ struct GruCell {
       a.col(n) += bias_ih.value.col(0);
       a.col(n).head(2 * H) += bias_hh.value.col(0).head(2 * H);
     });
+  }
+
+  // Step t of the share's sequences: see gates_forward, with gh = W_hh h_{t−1} from the layer.
+  void forward_step(const detail::SequenceShare<Scalar>& share, Index t, MatRef<Scalar> a,
+                    const ConstMatRef<Scalar>& gh, const ConstMatRef<Scalar>& h_prev, MatRef<Scalar> h, Saved& saved,
+                    State&) const {
+    gates_forward(a, gh, bias_hh.value.bottomRows(hidden_size()), h_prev, share.at(saved.hn, t), h);
+  }
+
+  // Step t back: see gates_backward; da is the input side dgi.
+  void backward_step(const detail::SequenceShare<Scalar>& share, Index t, const ConstMatRef<Scalar>& a,
+                     const ConstMatRef<Scalar>& h_prev, const ConstMatRef<Scalar>& dh_out, MatRef<Scalar> dh,
+                     MatRef<Scalar> da, MatRef<Scalar> dgh, Saved& saved, State&) const {
+    gates_backward(a, share.at(saved.hn, t), h_prev, dh_out, dh, da, dgh);
+  }
+
+  void add_bias_grads(const Mat<Scalar>& dGi, const Mat<Scalar>& dGh, Saved&) {
+    add_row_sums<Scalar>(bias_ih.grad, dGi);
+    add_row_sums<Scalar>(bias_hh.grad, dGh);
   }
 
   // The element-wise part of one step. a: (3H, B) holds W_ih x + b_ih + [b_hr; b_hz; 0] on entry and the
@@ -156,115 +191,8 @@ struct GruCell {
   }
 };
 
+// The GRU layer over whole sequences: see RecurrentLayer.
 template <typename Scalar>
-struct GruLayer {
-  using Cell = GruCell<Scalar>;
-  using State = typename Cell::State;
-  using StepWorkspace = typename Cell::StepWorkspace;
-
-  // What backward reads, filled by forward, then scratch of both passes. N = B·T, same layout as x.
-  struct Cache {
-    Index B = 0, T = 0;  // of the forward that filled it
-    Mat<Scalar> gates;   // (3H, N) r, z, n
-    Mat<Scalar> hn;      // (H, N)  W_hn h_{t−1} + b_hn
-    Mat<Scalar> h_prev;  // (H, N)  h_{t−1}, with s0.h in the t = 0 columns
-    Mat<Scalar> gh;      // (3H, B) forward scratch: W_hh h_{t−1}
-    Mat<Scalar> dgi;     // (3H, N) input-side gradients
-    Mat<Scalar> dgh;     // (3H, N) hidden-side gradients
-    Mat<Scalar> dh;      // (H, B)  carried from step t+1 to step t
-    PackedMatrix<Scalar> w_hh;  // W_hh packed for the forward's steps, W_hhᵀ for the backward's
-  };
-
-  Cell cell;
-
-  GruLayer() = default;
-  GruLayer(std::string name, Index input_size, Index hidden_size, Rng& rng)
-      : cell(std::move(name), input_size, hidden_size, rng) {}
-
-  const std::string& name() const { return cell.name; }
-  Index input_size() const { return cell.input_size(); }
-  Index hidden_size() const { return cell.hidden_size(); }
-  State zero_state(Index B) const { return cell.zero_state(B); }
-
-  // x: (D, B*T), s0.h: (H, B)  ->  h_all: (H, B*T), the final state sT.h: (H, B).
-  void forward(const ConstMatRef<Scalar>& x, Index B, Index T, const State& s0, Mat<Scalar>& h_all, State& sT,
-               Cache& cache) const {
-    const Index H = hidden_size(), N = B * T;
-    detail::check_sequence("GRU", name(), x, input_size(), B, T);
-    detail::check_state("GRU", name(), "s0.h", s0.h, H, B);
-    cache.B = B;
-    cache.T = T;
-    ensure_shape(cache.gates, 3 * H, N);
-    ensure_shape(cache.hn, H, N);
-    ensure_shape(cache.h_prev, H, N);
-    ensure_shape(cache.gh, 3 * H, B);
-    ensure_shape(h_all, H, N);
-
-    gemm<Scalar>(cell.weight_ih.value, false, x, false, cache.gates, false);
-    cell.add_input_biases(cache.gates);
-    time_slice(cache.h_prev, 0, B, T) = s0.h;
-    cache.w_hh.pack(cell.weight_hh.value, false);
-    detail::for_sequence_shares(B, double(3 * H) * double(H) * double(B), [&](Index b0, Index b1) {
-      using detail::sequences;
-      auto gh = cache.gh.middleCols(b0, b1 - b0);
-      for (Index t = 0; t < T; ++t) {
-        TimeSlice<Scalar> h_prev = sequences(time_slice(cache.h_prev, t, B, T), b0, b1);
-        TimeSlice<Scalar> h = sequences(time_slice(h_all, t, B, T), b0, b1);
-        cache.w_hh.multiply(h_prev, gh, false);
-        Cell::gates_forward(sequences(time_slice(cache.gates, t, B, T), b0, b1), gh, cell.bias_hh.value.bottomRows(H),
-                            h_prev, sequences(time_slice(cache.hn, t, B, T), b0, b1), h);
-        if (t + 1 < T) sequences(time_slice(cache.h_prev, t + 1, B, T), b0, b1) = h;
-      }
-    });
-    sT.h = time_slice(h_all, T - 1, B, T);  // s0 has been read: sT may be the same object
-  }
-
-  // dh_all: ∂L/∂h_all (H, B*T); dsT.h: ∂L/∂sT.h from a later chunk, or empty for zero.
-  // -> dx: (D, B*T), ds0.h: (H, B); ADDS into the parameter gradients.
-  void backward(const ConstMatRef<Scalar>& x, Index B, Index T, const State& s0, const ConstMatRef<Scalar>& dh_all,
-                const State& dsT, Cache& cache, Mat<Scalar>& dx, State& ds0) {
-    const Index H = hidden_size(), N = B * T;
-    detail::check_sequence("GRU", name(), x, input_size(), B, T);
-    detail::check_state("GRU", name(), "s0.h", s0.h, H, B);
-    detail::check_shape("GRU", name(), "dh_all", dh_all, H, N);
-    detail::check_state("GRU", name(), "dsT.h", dsT.h, H, B, true);
-    detail::check_cache("GRU", name(), cache.B, cache.T, B, T);
-    ensure_shape(cache.dgi, 3 * H, N);
-    ensure_shape(cache.dgh, 3 * H, N);
-    ensure_shape(cache.dh, H, B);
-    if (dsT.h.size()) cache.dh = dsT.h; else cache.dh.setZero();
-
-    cache.w_hh.pack(cell.weight_hh.value, true);  // W_hhᵀ (H, 3H)
-    detail::for_sequence_shares(B, double(3 * H) * double(H) * double(B), [&](Index b0, Index b1) {
-      using detail::sequences;
-      auto dh = cache.dh.middleCols(b0, b1 - b0);
-      for (Index t = T - 1; t >= 0; --t) {
-        TimeSlice<Scalar> dgh = sequences(time_slice(cache.dgh, t, B, T), b0, b1);
-        Cell::gates_backward(sequences(time_slice(cache.gates, t, B, T), b0, b1),
-                             sequences(time_slice(cache.hn, t, B, T), b0, b1),
-                             sequences(time_slice(cache.h_prev, t, B, T), b0, b1),
-                             sequences(detail::time_slice_ref(dh_all, t, B, T), b0, b1), dh,
-                             sequences(time_slice(cache.dgi, t, B, T), b0, b1), dgh);
-        cache.w_hh.multiply(dgh, dh, true);
-      }
-    });
-
-    gemm<Scalar>(cache.dgi, false, x, true, cell.weight_ih.grad, true);
-    gemm<Scalar>(cache.dgh, false, cache.h_prev, true, cell.weight_hh.grad, true);
-    add_row_sums<Scalar>(cell.bias_ih.grad, cache.dgi);
-    add_row_sums<Scalar>(cell.bias_hh.grad, cache.dgh);
-    ensure_shape(dx, input_size(), N);
-    gemm<Scalar>(cell.weight_ih.value, true, cache.dgi, false, dx, false);
-    ds0.h = cache.dh;
-  }
-
-  // Inference, one step in place: see GruCell::step.
-  void step(const ConstMatRef<Scalar>& x, State& s, StepWorkspace& ws) const { cell.step(x, s, ws); }
-
-  template <class Visit>
-  void for_each_param(Visit&& visit) {
-    cell.for_each_param(visit);
-  }
-};
+using GruLayer = RecurrentLayer<GruCell<Scalar>>;
 
 }  // namespace seqgen

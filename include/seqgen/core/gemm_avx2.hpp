@@ -259,7 +259,9 @@ inline void gemv_packed_lhs(Index M, Index K, const float* packed_a, const float
     const bool add = accumulate || pc > 0;
     Index p0 = 0;
     for (; p0 + 4 <= panels; p0 += 4) gemv_panels<4>(M, K, p0, pc, kc, packed_a, b, c, add);
-    for (; p0 < panels; ++p0) gemv_panels<1>(M, K, p0, pc, kc, packed_a, b, c, add);
+    if (panels - p0 == 3) gemv_panels<3>(M, K, p0, pc, kc, packed_a, b, c, add);
+    if (panels - p0 == 2) gemv_panels<2>(M, K, p0, pc, kc, packed_a, b, c, add);
+    if (panels - p0 == 1) gemv_panels<1>(M, K, p0, pc, kc, packed_a, b, c, add);
   }
 }
 

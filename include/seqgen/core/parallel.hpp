@@ -1,5 +1,8 @@
 // OpenMP, optional. seqgen uses OpenMP when the build finds it (the seqgen::seqgen target then
 // defines SEQGEN_OPENMP); without it every loop below runs serially and gives the same results.
+// seqgen opens its thread teams through the helpers below: parallel_for (a loop, split once),
+// parallel_team (work split once that runs long on each thread: the GEMM slices, a recurrent
+// layer's time loop) and parallel_team_barriers (phases that meet at barriers: a decoding step).
 #pragma once
 
 #if defined(SEQGEN_OPENMP) && defined(_OPENMP)

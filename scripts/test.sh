@@ -62,10 +62,10 @@ cmake --build "$tmp/subdir" -j "$jobs" >/dev/null
 "$tmp/subdir/consumer"
 
 # The sanitized unit tests: the code that handles outside bytes, raw indices and threads (files,
-# tokens, matrix slices, the decoders' panels and caches, the trainer's saves). The layer and model
+# tokens, matrix slices, the decoders' packed weights and caches, the trainer's saves). The layer and model
 # tests are arithmetic through Eigen, checked in release; every model's forward, backward and
 # decoding also runs sanitized in the fuzz targets of step 4.
-SANITIZED_TOPICS="attention;checkpoint;dataset;decoder;gemm;panel_matrix;sampler;tokenizer;trainer"
+SANITIZED_TOPICS="attention;checkpoint;dataset;decoder;gemm;sampler;tokenizer;trainer"
 
 if [ -z "${SEQGEN_SKIP_SANITIZERS:-}" ]; then
   echo "== unit tests under AddressSanitizer + UndefinedBehaviorSanitizer (asan preset)"

@@ -327,6 +327,29 @@ TEST_CASE("CausalSelfAttention: a longer sequence with R zero past T0 gives the 
   }
 }
 
+TEST_CASE("CausalSelfAttention: attend_cached, query by query over a cache, equals the loop implementation",
+          "[attention]") {
+  for (const auto& shape : kShapes) {
+    const Index B = std::get<0>(shape), T = std::get<1>(shape), C = std::get<2>(shape), NH = std::get<3>(shape);
+    INFO("B=" << B << " T=" << T << " C=" << C << " NH=" << NH);
+    Rng rng(31);
+    const CausalSelfAttention<double> layer("attn", C, NH, rng);
+    const Mat<double> x = random_mat(C, B * T, 32, 2.0);
+    Mat<double> qkv;
+    layer.qkv.forward(x, qkv);
+    // The cache of sequence b: rows [C, 3C) of its qkv columns, as a decoder keeps them.
+    Mat<double> att(C, B * T), scores(T, 1);
+    att.setConstant(std::nan(""));
+    for (Index b = 0; b < B; ++b)
+      for (Index i = 0; i < T; ++i)
+        for (Index h = 0; h < NH; ++h)
+          layer.attend_cached(h, qkv.col(b * T + i).head(C), qkv.block(C, b * T, 2 * C, i + 1),
+                              scores.topRows(i + 1), att.col(b * T + i));
+    const Mat<double> y = (layer.proj.weight.value * att).colwise() + layer.proj.bias.value.col(0);
+    CHECK((y - reference_attention(layer, x, B, T)).cwiseAbs().maxCoeff() < 1e-12);
+  }
+}
+
 TEST_CASE("CausalSelfAttention: float and double forward agree", "[attention]") {
   const Index B = 2, T = 6, C = 8, NH = 2;
   Rng rng_d(14), rng_f(14);  // same draws, so the float weights are the double ones rounded

@@ -147,7 +147,7 @@ TEST_CASE("GptDecoder: prefill and steps equal the full forward at every positio
     check_equivalence(model, {random_ids(8, 11, 9), random_ids(4, 11, 10)}, {random_ids(3, 11, 11), random_ids(3, 11, 12)},
                       1e-10, chunked);
   }
-  // six sequences: a step of more than 4 tokens runs Eigen's GEMMs instead of the panel copies
+  // six sequences: a step of more than one column runs the packed GEMM kernel, not the matrix-vector one
   {
     auto model = make_gpt<double>(16, false, 21);
     std::vector<std::vector<Token>> prompts, continuations;
@@ -163,6 +163,24 @@ TEST_CASE("GptDecoder: prefill and steps equal the full forward at every positio
   auto model = make_gpt<float>(16, true, 13);
   check_equivalence(model, {random_ids(5, 11, 14), random_ids(1, 11, 15)}, {random_ids(9, 11, 16), random_ids(9, 11, 17)},
                     1e-5);
+}
+
+TEST_CASE("GptDecoder: teams of 1 to 3 threads and both float kernels give the full forward", "[decoder][gpt]") {
+  // C = 32: 6 row panels in qkv, 8 in the MLP's first product, split across the team
+  auto model = make_gpt<float>(24, false, 60, 32, 4);
+  const int threads = num_threads();
+  const bool avx2 = detail::avx2_kernel();
+  for (int nt : {1, 2, 3}) {
+    for (bool use_avx2 : {true, false}) {
+      set_num_threads(nt);  // the decoder's team is sized when it is made
+      detail::set_avx2_kernel(use_avx2);
+      INFO(nt << " threads, AVX2 kernel: " << detail::avx2_kernel());
+      check_equivalence(model, {random_ids(9, 11, 61), random_ids(2, 11, 62)},
+                        {random_ids(6, 11, 63), random_ids(6, 11, 64)}, 1e-4);
+    }
+  }
+  detail::set_avx2_kernel(avx2);
+  set_num_threads(threads);
 }
 
 TEST_CASE("GptDecoder: the cache holds the keys and values of the full forward", "[decoder][gpt]") {

@@ -75,6 +75,36 @@ void check_packed(Index M, Index N, Index K, double tol) {
   }
 }
 
+// PackedMatrix split by rows: the panels [0, split) and [split, panels) in two calls, at every
+// boundary, give the whole product; a range leaves every other row of C as it was.
+template <typename Scalar>
+void check_packed_ranges(Index M, Index N, Index K, double tol) {
+  INFO("M=" << M << " N=" << N << " K=" << K);
+  const Mat<Scalar> A = random_mat<Scalar>(M, K, 1 + std::uint64_t(M * K));
+  const Mat<Scalar> B = random_mat<Scalar>(K, N, 2);
+  const Mat<Scalar> C0 = random_mat<Scalar>(M, N, 4);
+  const Mat<Scalar> expected = A * B;
+  PackedMatrix<Scalar> packed;
+  packed.pack(A, false);
+  REQUIRE(packed.panels() == (M + 15) / 16);
+  for (Index split = 0; split <= packed.panels(); ++split) {
+    Mat<Scalar> C = C0;
+    packed.multiply(B, C, true, 0, split);
+    packed.multiply(B, C, true, split, packed.panels());
+    CHECK(double((C - C0 - expected).cwiseAbs().maxCoeff()) <= tol * double(K));
+  }
+  if (packed.panels() > 1) {
+    Mat<Scalar> C = C0;
+    packed.multiply(B, C, false, 1, packed.panels());
+    CHECK(C.topRows(16) == C0.topRows(16));
+    CHECK(double((C.bottomRows(M - 16) - expected.bottomRows(M - 16)).cwiseAbs().maxCoeff()) <= tol * double(K));
+    // a range computes its rows exactly as the whole product does
+    Mat<Scalar> whole(M, N);
+    packed.multiply(B, whole, false);
+    CHECK(C.bottomRows(M - 16) == whole.bottomRows(M - 16));
+  }
+}
+
 }  // namespace
 
 TEST_CASE("gemm: equals Eigen's product for every transposition, small and threaded shapes", "[gemm]") {
@@ -155,6 +185,28 @@ TEST_CASE("gemm: a matrix packed once multiplies many right-hand sides, through 
 
   SEQGEN_THROWS_WITH(packed.multiply(Mat<float>::Ones(29, 7), C, false), ShapeError,
                      "PackedMatrix: op(A) is (20, 30), B is (29, 7) and C is (20, 7)");
+  SEQGEN_THROWS_WITH(packed.multiply(B, C, false, 1, 3), ShapeError, "PackedMatrix: panels [1, 3) are outside [0, 2)");
+  SEQGEN_THROWS_WITH(packed.multiply(B, C, false, 2, 1), ShapeError, "PackedMatrix: panels [2, 1) are outside [0, 2)");
+}
+
+TEST_CASE("gemm: a packed matrix multiplies by ranges of row panels, through both float kernels",
+          "[gemm]") {
+  const bool avx2 = detail::avx2_kernel();
+  // rows that fill no panel, one panel exactly, and a partial last panel; 1 to 6 panels (the
+  // matrix-vector kernel runs 4 panels at a time); one column, a few, and more than one tile
+  for (bool use_avx2 : {true, false}) {
+    detail::set_avx2_kernel(use_avx2);
+    INFO("AVX2 kernel: " << detail::avx2_kernel());
+    for (Index M : {5, 16, 37, 64, 96}) {
+      for (Index N : {1, 3, 8}) {
+        check_packed_ranges<float>(M, N, 7, 1e-6);
+        check_packed_ranges<float>(M, N, 300, 1e-6);  // two k blocks
+      }
+    }
+  }
+  detail::set_avx2_kernel(avx2);
+  for (Index M : {5, 37, 64})
+    for (Index N : {1, 3}) check_packed_ranges<double>(M, N, 32, 1e-15);
 }
 
 TEST_CASE("gemm: shapes are checked", "[gemm][errors]") {

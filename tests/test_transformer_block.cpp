@@ -167,6 +167,63 @@ TEST_CASE("TransformerBlock: reused cache does not reallocate, backward adds", "
   REQUIRE(dx1 == dx2);
 }
 
+namespace {
+// forward_cached over a sequence of T tokens in passes of `width` tokens (each attending over the
+// keys the earlier passes cached), run by a team of `threads`; returns the outputs (C, T).
+template <typename Scalar>
+Mat<Scalar> forward_cached_in_passes(const TransformerBlock<Scalar>& block, const Mat<Scalar>& x, Index width,
+                                     int threads) {
+  const Index C = block.channels(), T = x.cols();
+  typename TransformerBlock<Scalar>::Packed w;
+  block.pack(w);
+  Mat<Scalar> kv = Mat<Scalar>::Constant(2 * C, T, std::nan("")), y = x;
+  Mat<Scalar> ln(C, width * threads), qkv(3 * C, width), att(C, width), hidden(4 * C, width), scores(T, threads);
+  for (Index t0 = 0; t0 < T; t0 += width) {
+    const Index N = std::min(width, T - t0);
+    parallel_team_barriers(threads, [&](const Team& team) {
+      const typename TransformerBlock<Scalar>::CachedScratch scratch{ln.middleCols(team.index() * width, N),
+                                                                     qkv.leftCols(N), att.leftCols(N),
+                                                                     hidden.leftCols(N), scores};
+      block.forward_cached(w, y.middleCols(t0, N), scratch, team, [&](Index n) { return kv.leftCols(t0 + n + 1); });
+    });
+  }
+  return y;
+}
+}  // namespace
+
+TEST_CASE("TransformerBlock: forward_cached, token by token or in passes, by teams, equals forward", "[block]") {
+  const Index T = 37, C = 40, NH = 4;  // 8 row panels in qkv, 10 in fc: every thread gets some
+  Rng init(12);
+  TransformerBlock<double> block("blk", C, NH, init);
+  perturb_layernorms(block, 13);
+  const Mat<double> x = random_mat(C, T, 14, 2.0);
+  Mat<double> expected;
+  TransformerBlock<double>::Cache cache;
+  Rng rng(15);
+  block.forward(x, 1, T, expected, cache, rng, false);
+  TransformerBlock<float> block_f("blk", C, NH, init);
+  block.for_each_param([&](Param<double>& p) {
+    block_f.for_each_param([&](Param<float>& q) {
+      if (q.name == p.name) q.value = p.value.cast<float>();
+    });
+  });
+  const Mat<float> x_f = x.cast<float>();
+  const bool avx2 = detail::avx2_kernel();
+  for (int threads : {1, 2, 3}) {
+    for (Index width : {Index(1), Index(4), Index(16), T}) {
+      INFO(threads << " threads, passes of " << width << " tokens");
+      CHECK((forward_cached_in_passes(block, x, width, threads) - expected).cwiseAbs().maxCoeff() < 1e-12);
+      for (bool use_avx2 : {true, false}) {  // the packed copies of both float kernels
+        detail::set_avx2_kernel(use_avx2);
+        INFO("AVX2 kernel: " << detail::avx2_kernel());
+        const Mat<float> y = forward_cached_in_passes(block_f, x_f, width, threads);
+        CHECK((y.cast<double>() - expected).cwiseAbs().maxCoeff() < 2e-4);
+      }
+      detail::set_avx2_kernel(avx2);
+    }
+  }
+}
+
 TEST_CASE("TransformerBlock: float and double forward agree", "[block]") {
   const Index B = 2, T = 5, C = 8, NH = 4;
   Rng init_d(23), init_f(23);

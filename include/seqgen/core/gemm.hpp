@@ -173,19 +173,38 @@ void gemm_threads(const ConstMatRef<Scalar>& A, const ConstMatRef<Scalar>& B, Ma
 
 }  // namespace detail
 
-// op(A) packed once for many products op(A)·B with different B, run on the calling thread. A
-// recurrent layer multiplies W_hh by a new h_{t−1} at every time step; packing W_hh once per
-// sequence instead of once per step saves a pass over the weights per step, and lets the threads
-// share one packed copy. pack() reads A once; A may change afterwards without affecting the packed
-// copy. Buffers only grow, so repacking the same shape never allocates.
+// op(A) (M, K) packed once for many products op(A)·B with different B, run on the calling thread:
+// the one packed-matrix type of seqgen, for its two uses.
+//   - A recurrent layer multiplies W_hh by a new h_{t−1} (B sequences) at every time step; packing
+//     W_hh once per sequence instead of once per step saves a pass over the weights per step, and
+//     lets the threads share one packed copy.
+//   - A decoding step multiplies each weight matrix of a GPT block by one column per sequence, and
+//     reading the weights is its whole cost. The packed copy is read front to back in one stream,
+//     which the hardware prefetcher follows at full speed (a column-major W·x reads W's columns as
+//     M-strided pieces).
+// The layout, for float with the AVX2 kernel: op(A) cut into panels of kPanel = 16 rows, one after
+// another, each stored column after column (the last panel padded with zero rows):
+//   data[(p·K + k)·16 + i] = op(A)(16p + i, k)
+// which is what gemm_avx2.hpp's micro-kernel reads (pack_a over the whole matrix), so a product
+// with several columns runs that kernel without packing A again, and a single column runs its
+// matrix-vector kernel (gemv_packed_lhs). Otherwise (double, or a CPU without AVX2 at run time):
+// op(A) as a plain column-major (M, K) matrix and Eigen's kernels, which allocate nothing here.
+//
+// Products can be split by rows across a team: multiply(B, C, accumulate, p0, p1) writes only the
+// rows of panels [p0, p1) of C, the same values as the whole product gives them, so threads may
+// share C with disjoint panel ranges. pack() reads A once; A may change afterwards without
+// affecting the packed copy. Buffers only grow, so repacking the same shape never allocates.
 template <typename Scalar>
 class PackedMatrix {
  public:
+  static constexpr Index kPanel = 16;  // rows per panel (the AVX2 micro-kernel's MR)
+
   // Packs op(A): A, or Aᵀ when `transpose`.
   void pack(const ConstMatRef<Scalar>& A, bool transpose) {
     rows_ = transpose ? A.cols() : A.rows();
     cols_ = transpose ? A.rows() : A.cols();
 #if SEQGEN_GEMM_AVX2
+    static_assert(kPanel == detail::avx2::kMR, "PackedMatrix panels are the AVX2 kernel's row panels");
     if constexpr (std::is_same_v<Scalar, float>) {
       avx2_ = detail::avx2::enabled();
       if (avx2_) {
@@ -211,40 +230,54 @@ class PackedMatrix {
 
   Index rows() const { return rows_; }
   Index cols() const { return cols_; }
+  Index panels() const { return (rows_ + kPanel - 1) / kPanel; }
 
   // C = op(A) B, or C += op(A) B when accumulating. B: (cols(), N), C: (rows(), N), not overlapping.
   void multiply(const ConstMatRef<Scalar>& B, MatRef<Scalar> C, bool accumulate) const {
+    multiply(B, C, accumulate, 0, panels());
+  }
+
+  // The same for the rows of panels [p0, p1) only, rows [16·p0, min(16·p1, rows())) of C; the
+  // other rows of C are neither read nor written.
+  void multiply(const ConstMatRef<Scalar>& B, MatRef<Scalar> C, bool accumulate, Index p0, Index p1) const {
     check<ShapeError>(B.rows() == cols_ && C.rows() == rows_ && C.cols() == B.cols(), "PackedMatrix: op(A) is (",
                       rows_, ", ", cols_, "), B is (", B.rows(), ", ", B.cols(), ") and C is (", C.rows(), ", ",
                       C.cols(), "); expected B (", cols_, ", N) and C (", rows_, ", N)");
-    const Index M = rows_, N = B.cols(), K = cols_;
-    if (M == 0 || N == 0) return;
+    check<ShapeError>(0 <= p0 && p0 <= p1 && p1 <= panels(), "PackedMatrix: panels [", p0, ", ", p1,
+                      ") are outside [0, ", panels(), ")");
+    const Index r0 = p0 * kPanel, M = std::min(rows_, p1 * kPanel) - r0, N = B.cols(), K = cols_;
+    if (M <= 0 || N == 0) return;
+    if (K == 0) {
+      if (!accumulate) C.middleRows(r0, M).setZero();
+      return;
+    }
 #if SEQGEN_GEMM_AVX2
     if constexpr (std::is_same_v<Scalar, float>) {
       if (avx2_) {
-        if (K == 0) {
-          if (!accumulate) C.setZero();
-          return;
-        }
+        // Panels p0 … p1 − 1 are a packed (M, K) matrix of their own, starting at panel p0.
+        const float* panels_a = data_.data() + p0 * kPanel * K;
         if (N == 1) {
-          detail::avx2::gemv_packed_lhs(M, K, data_.data(), B.data(), C.data(), accumulate);
+          detail::avx2::gemv_packed_lhs(M, K, panels_a, B.data(), C.data() + r0, accumulate);
           return;
         }
         detail::GemmBuffers<float>& buffers = detail::thread_gemm_buffers<float>();
         buffers.reserve(0, std::size_t(detail::avx2::packed_b_size(N, K)));
-        detail::avx2::gemm_packed_lhs(M, N, K, data_.data(), B.data(), B.outerStride(), C.data(), C.outerStride(),
+        detail::avx2::gemm_packed_lhs(M, N, K, panels_a, B.data(), B.outerStride(), C.data() + r0, C.outerStride(),
                                       accumulate, buffers.b.data());
         return;
       }
     }
 #endif
     if (N == 1) {  // a matrix-vector product, as in gemm()
-      if (!accumulate) C.setZero();
-      C.col(0).noalias() += Eigen::Map<const Mat<Scalar>>(data_.data(), M, K) * B.col(0);
+      const Eigen::Map<const Mat<Scalar>, 0, Eigen::OuterStride<>> A(data_.data() + r0, M, K,
+                                                                     Eigen::OuterStride<>(rows_));
+      auto c = C.col(0).segment(r0, M);
+      if (!accumulate) c.setZero();
+      c.noalias() += A * B.col(0);
       return;
     }
-    detail::gemm_serial<Scalar, false, false>(M, N, K, data_.data(), M, B.data(), B.outerStride(), C.data(),
-                                              C.outerStride(), accumulate);
+    detail::gemm_serial<Scalar, false, false>(M, N, K, data_.data() + r0, rows_, B.data(), B.outerStride(),
+                                              C.data() + r0, C.outerStride(), accumulate);
   }
 
  private:

@@ -1,5 +1,8 @@
 // OpenMP, optional. seqgen uses OpenMP when the build finds it (the seqgen::seqgen target then
 // defines SEQGEN_OPENMP); without it every loop below runs serially and gives the same results.
+// seqgen opens its thread teams through the helpers below: parallel_for (a loop, split once),
+// parallel_team (work split once that runs long on each thread: the GEMM slices, a recurrent
+// layer's time loop) and parallel_team_barriers (phases that meet at barriers: a decoding step).
 #pragma once
 
 #if defined(SEQGEN_OPENMP) && defined(_OPENMP)
@@ -74,6 +77,62 @@ void parallel_team(bool parallel, Body&& body) {
   body(0, 1);
 }
 
+// A thread team whose members meet at barriers, for work that runs as phases on every thread, each
+// phase reading what the others wrote in the one before (a decoding step through a GPT: one team
+// for all the blocks, where a parallel_for per product would start a team per product).
+//   index, size   this thread, in [0, size)
+//   barrier()     waits for the whole team; a no-op for a team of one
+//   share(n)      this thread's contiguous part of n items (thread_share with step 1)
+//   for_each(n)   body(i) for i = index, index + size, … (round-robin, for items whose cost grows
+//                 with i), then a barrier
+// A Team is made only by parallel_team_barriers below.
+class Team {
+ public:
+  int index() const { return index_; }
+  int size() const { return size_; }
+
+  void barrier() const {
+    if (synced_) {
+      SEQGEN_OMP(barrier)
+    }
+  }
+
+  void share(Index n, Index& i0, Index& i1) const;
+
+  template <class Body>
+  void for_each(Index n, Body&& body) const {
+    for (Index i = index_; i < n; i += size_) body(i);
+    barrier();
+  }
+
+ private:
+  template <class Body>
+  friend void parallel_team_barriers(int threads, Body&& body);
+  Team(int index, int size, bool synced) : index_(index), size_(size), synced_(synced) {}
+
+  int index_ = 0, size_ = 1;
+  bool synced_ = false;  // a team seqgen opened, whose barrier binds to it
+};
+
+// Runs body(team) on each thread of a team of at most `threads` (OpenMP may give fewer), or
+// body(team of one) on the calling thread when threads ≤ 1 or the caller is already in a parallel
+// region. In that last case the team of one never meets an OpenMP barrier: an orphaned barrier
+// would bind to the caller's own team, whose other threads are not running this body. As for
+// parallel_for, the choice is a C++ branch and not an OpenMP if clause.
+template <class Body>
+void parallel_team_barriers(int threads, Body&& body) {
+#if defined(SEQGEN_OPENMP) && defined(_OPENMP)
+  if (threads > 1 && !omp_in_parallel()) {
+    SEQGEN_OMP(parallel num_threads(threads))
+    body(Team(omp_get_thread_num(), omp_get_num_threads(), true));
+    return;
+  }
+#else
+  (void)threads;
+#endif
+  body(Team(0, 1, false));
+}
+
 // The share [i0, i1) of thread t of nt in n items, as equal as possible in multiples of `step`
 // (the last share takes what is left; a share may be empty when there are more threads than steps).
 inline void thread_share(Index n, int t, int nt, Index step, Index& i0, Index& i1) {
@@ -81,6 +140,8 @@ inline void thread_share(Index n, int t, int nt, Index step, Index& i0, Index& i
   i0 = std::min(n, Index(t) * share);
   i1 = t + 1 == nt ? n : std::min(n, i0 + share);
 }
+
+inline void Team::share(Index n, Index& i0, Index& i1) const { thread_share(n, index_, size_, 1, i0, i1); }
 
 // Runs body(r0, r1) on blocks of rows [r0, r1) that together cover [0, rows), split across the
 // threads as parallel_for. Meant for sums along the rows of a column-major matrix (a bias

@@ -14,16 +14,20 @@
 // token goes to position 0 (GPT) or meets the zero state (RNN). To start "from an empty prompt",
 // step (or prefill) with a chosen start token.
 //
-// GPT: a step for sequence b at position p. x is the token's (C) column. K_b and V_b are the cached
-// (HS, p+1) keys and values of one head.
+// GPT: a step for sequence b at position p. x is the token's (C) column.
 //   x = wte[id] + wpe[p]
-//   per block:  q, k, v = split(W_qkv LN1(x) + b_qkv)        K_b[:, p] = k    V_b[:, p] = v
-//               per head  s = K_bᵀ q / √HS  (p+1)    a = softmax(s)    y = V_b a
-//               x += W_proj y + b_proj        x += Mlp(LN2(x))
+//   per block:  TransformerBlock::forward_cached (LN1, qkv, attention over the cached positions
+//               0 … p of sequence b, proj, residual, LN2, MLP, residual), the layers' own maths
 //   logits = W_headᵀ LN_f(x)
-// This is column p of the causal forward in gpt.hpp, without recomputing the past. prefill is the
-// same computation for many tokens at once. The GEMMs run over every prompt token in one pass, and
-// the token at position p attends over cached positions 0 … p, which the pass has just written.
+// This is column p of the causal forward in gpt.hpp, without recomputing the past. The decoder
+// owns only what is its own: the KV cache, the positions, the sliding window and the packing of B
+// sequences into one pass. prefill is the same computation for many tokens at once: the token at
+// position p attends over cached positions 0 … p, which the pass has just written.
+//
+// Threads. A pass runs as one barrier-synchronised team (parallel_team_barriers in parallel.hpp)
+// of the thread count at construction, for all the blocks: each thread computes its share of the
+// rows of every product, and the (token, head) pairs of attention are dealt round-robin. Stepped
+// from inside the caller's own parallel region, a pass runs on the calling thread alone.
 //
 // GPT past its context length. GPT learns absolute positions up to `context`, so a sequence
 // cannot grow past it.
@@ -37,15 +41,15 @@
 //   - per layer, a (2C, B·context) cache. Rows [0, C) hold keys and rows [C, 2C) hold values, that
 //     is rows [C, 3C) of the qkv projection of attention.hpp as they are. Sequence b owns columns
 //     b·context … b·context + context − 1.
-//   - a copy of each block's four weight matrices in the panel layout of panel_matrix.hpp, which
-//     the matrix-vector products of a step read fastest (12·C²·L scalars, as much as the blocks).
+//   - a copy of each block's four weight matrices packed for its products (PackedMatrix in
+//     gemm.hpp, read front to back in one stream; 12·C²·L scalars, as much as the blocks).
 //   - workspaces of max(B, min(B·context, prefill_chunk)) columns. A longer prefill runs in chunks of
 //     that many tokens. This is exact, because a chunk's tokens attend over keys that the earlier
 //     chunks cached.
-// After that, neither step() nor prefill() allocates. The exception is Eigen's GEMM packing
-// buffers for products above its stack limit (EIGEN_STACK_ALLOCATION_LIMIT, 128 KB), which
-// prefill passes use. A step of up to 4 sequences reads the panel copies and allocates nothing,
-// except a step that slides the window, which re-prefills context/2 tokens.
+// After that, neither step() nor prefill() allocates, except that a pass of several tokens packs
+// them into each thread's GEMM buffers (gemm.hpp), which grow to the widest pass the thread has
+// run: a step of one sequence allocates nothing, nor does a step that slides the window once a
+// slide or prefill of that width has run.
 // RecurrentDecoder::step() allocates nothing after its first call, which sizes the layers' step
 // workspaces. Its prefill() runs the layers' sequence forward, which sizes their caches to the
 // prompt.
@@ -58,17 +62,17 @@
 
 #include <algorithm>
 #include <cmath>
-#include <tuple>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "seqgen/core/error.hpp"
-#include "seqgen/core/panel_matrix.hpp"
+#include "seqgen/core/gemm.hpp"
 #include "seqgen/core/parallel.hpp"
 #include "seqgen/core/tensor.hpp"
 #include "seqgen/models/gpt.hpp"
 #include "seqgen/models/recurrent_lm.hpp"
+#include "seqgen/layers/transformer_block.hpp"
 
 namespace seqgen {
 
@@ -113,14 +117,6 @@ inline void check_sequence_index(const char* who, Index b, Index B) {
   check<IndexError>(b >= 0 && b < B, who, ": sequence ", b, " is out of range [0, ", B, ")");
 }
 
-// The panels [p0, p1) of a PanelMatrix that thread t of a team of nt computes: pairs of panels
-// dealt out evenly, which keeps the kernel on its two-panel path.
-inline std::pair<Index, Index> panel_share(Index panels, int t, int nt) {
-  const Index pairs = (panels + 1) / 2;
-  return {std::min(panels, 2 * (pairs * t / nt)), std::min(panels, 2 * (pairs * (t + 1) / nt))};
-}
-
-
 }  // namespace detail
 
 template <typename Scalar>
@@ -143,14 +139,8 @@ class GptDecoder {
     threads_ = num_threads();
 
     kv_.assign(cfg.layers, Mat<Scalar>::Zero(2 * C, B_ * T));
-    panels_.resize(cfg.layers);
-    for (Index l = 0; l < cfg.layers; ++l) {
-      const TransformerBlock<Scalar>& block = model.blocks[l];
-      panels_[l].qkv.assign(block.attn.qkv.weight.value);
-      panels_[l].attn_proj.assign(block.attn.proj.weight.value);
-      panels_[l].fc.assign(block.mlp.fc.weight.value);
-      panels_[l].mlp_proj.assign(block.mlp.proj.weight.value);
-    }
+    packed_weights_.resize(cfg.layers);
+    for (Index l = 0; l < cfg.layers; ++l) model.blocks[l].pack(packed_weights_[l]);
     history_.assign(B_ * T, 0);
     position_.assign(B_, 0);
     ids_.assign(B_ * T, 0);
@@ -158,7 +148,7 @@ class GptDecoder {
     pos_.assign(B_ * T, 0);
     out_.assign(B_, -1);
     x_.setZero(C, capacity_);
-    ln_.setZero(C, std::max(capacity_, threads_ * kStepColumns));
+    ln_.setZero(C, capacity_ * threads_);
     qkv_.setZero(3 * C, capacity_);
     att_.setZero(C, capacity_);
     hid_.setZero(4 * C, capacity_);
@@ -253,19 +243,10 @@ class GptDecoder {
   GptDecoderOptions options_;
   Index B_ = 0;
   Index capacity_ = 0;  // workspace columns: the most tokens one pass runs
-  int threads_ = 1;     // OpenMP threads at construction; scores_ has a column for each
-
-  // A pass of at most this many tokens runs blocks_by_panels, a longer one blocks_by_gemm.
-  static constexpr Index kStepColumns = 4;
-  static constexpr Index kPanel = PanelMatrix<Scalar>::kPanel;
+  int threads_ = 1;     // OpenMP threads at construction: the size of a pass's team
 
   std::vector<Mat<Scalar>> kv_;  // L of (2C, B·context)
-
-  // Each block's matrices, copied into panels for the products of a step.
-  struct PanelBlock {
-    PanelMatrix<Scalar> qkv, attn_proj, fc, mlp_proj;
-  };
-  std::vector<PanelBlock> panels_;  // (L)
+  std::vector<typename TransformerBlock<Scalar>::Packed> packed_weights_;  // (L) each block's, packed
   std::vector<Token> history_;   // (B·context) token at position p of sequence b at b·context + p
   std::vector<Index> position_;  // (B)
 
@@ -277,7 +258,7 @@ class GptDecoder {
   std::vector<Index> out_;        // (B) the packed token whose logits sequence b returns
 
   Mat<Scalar> x_;       // (C, capacity) residual stream
-  Mat<Scalar> ln_;      // (C, capacity) LayerNorm output; in a step, kStepColumns columns per thread
+  Mat<Scalar> ln_;      // (C, capacity · threads) LayerNorm output, capacity columns per thread
   Mat<Scalar> qkv_;     // (3C, capacity)
   Mat<Scalar> att_;     // (C, capacity) attention output before proj
   Mat<Scalar> hid_;     // (4C, capacity) MLP hidden
@@ -312,137 +293,18 @@ class GptDecoder {
   // Packed tokens n0 … n0 + N − 1 through every block; leaves their final residual in x_.
   void forward_chunk(Index n0, Index N) {
     const Gpt<Scalar>& m = *model_;
+    const Index C = m.config.channels, ctx = context();
     for (Index n = 0; n < N; ++n)
       x_.col(n) = m.wte.weight.value.col(ids_[n0 + n]) + m.wpe.weight.value.col(pos_[n0 + n]);
-    if (N <= kStepColumns) {
-      blocks_by_panels(n0, N);
-    } else {
-      blocks_by_gemm(n0, N);
-    }
-  }
-
-  // A pass of many tokens (a prefill, or a step of many sequences): Eigen's GEMMs over all N
-  // columns, then attention over (token, head) pairs.
-  void blocks_by_gemm(Index n0, Index N) {
-    const Gpt<Scalar>& m = *model_;
-    const Index C = m.config.channels, NH = m.config.heads, ctx = context();
-    auto x = x_.leftCols(N);
-    auto ln = ln_.leftCols(N);
-    auto qkv = qkv_.leftCols(N);
-    auto att = att_.leftCols(N);
-    auto hid = hid_.leftCols(N);
-    Index keys = 0;  // keys attended over by the whole pass, per head
-    for (Index n = 0; n < N; ++n) keys += pos_[n0 + n] + 1;
-    (void)keys;  // read only by the OpenMP if clause
-
-    for (Index l = 0; l < m.config.layers; ++l) {
-      const TransformerBlock<Scalar>& block = m.blocks[l];
-      block.ln1.forward_into(x, ln);
-      qkv.noalias() = block.attn.qkv.weight.value * ln;
-      qkv.colwise() += block.attn.qkv.bias.value.col(0);
-      for (Index n = 0; n < N; ++n) kv_[l].col(seq_[n0 + n] * ctx + pos_[n0 + n]) = qkv.col(n).tail(2 * C);
-      // static,1 deals the pairs round-robin: queries late in a prompt have more keys than early ones.
-      SEQGEN_OMP(parallel for num_threads(threads_) schedule(static, 1) if (2 * keys * C >= kParallelMinWork))
-      for (Index i = 0; i < N * NH; ++i) attend(l, n0, i / NH, i % NH);
-      x.noalias() += block.attn.proj.weight.value * att;
-      x.colwise() += block.attn.proj.bias.value.col(0);
-      block.ln2.forward_into(x, ln);
-      hid.noalias() = block.mlp.fc.weight.value * ln;
-      hid.colwise() += block.mlp.fc.bias.value.col(0);
-      Gelu<Scalar>().forward_into(hid, hid);
-      x.noalias() += block.mlp.proj.weight.value * hid;
-      x.colwise() += block.mlp.proj.bias.value.col(0);
-    }
-  }
-
-  // A pass of at most kStepColumns tokens (a step), bound by reading the weights once. One thread
-  // team runs all the blocks. Each thread computes its share of every product's rows from the
-  // panel copies, with bias, residual and GELU applied to the rows it computed. LayerNorm is only
-  // C values per token, so each thread computes it whole into its own columns of ln_ rather than
-  // wait for one thread to. Five barriers per layer remain, where a step reads rows other threads
-  // wrote: the cached keys and values, every head's output, the residual (twice), the MLP hidden.
-  void blocks_by_panels(Index n0, Index N) {
-    const Gpt<Scalar>& m = *model_;
-    const Index C = m.config.channels, NH = m.config.heads, ctx = context();
-    auto x = x_.leftCols(N);
-    auto qkv = qkv_.leftCols(N);
-    auto att = att_.leftCols(N);
-    auto hid = hid_.leftCols(N);
-
-    // Thread t of a team of nt. Without a team of its own (team false) the pass runs on the caller
-    // alone and must not meet a barrier: it would bind to a team the caller may be part of.
-    auto pass = [&](int t, int nt, bool team) {
-      auto ln = ln_.middleCols(t * kStepColumns, N);
+    parallel_team_barriers(threads_, [&](const Team& team) {
+      const typename TransformerBlock<Scalar>::CachedScratch scratch{
+          ln_.middleCols(team.index() * capacity_, N), qkv_.leftCols(N), att_.leftCols(N), hid_.leftCols(N), scores_};
       for (Index l = 0; l < m.config.layers; ++l) {
-        const TransformerBlock<Scalar>& block = m.blocks[l];
-        const PanelBlock& panel = panels_[l];
-
-        block.ln1.forward_into(x, ln);
-        Index p0, p1;
-        std::tie(p0, p1) = detail::panel_share(panel.qkv.panels(), t, nt);
-        panel.qkv.multiply(ln, qkv, block.attn.qkv.bias.value.data(), false, p0, p1);
-        // This thread's rows of k and v (qkv rows C … 3C − 1) go to the cache.
-        const Index r0 = std::max(C, p0 * kPanel), r1 = std::min(3 * C, p1 * kPanel);
-        for (Index n = 0; n < N && r0 < r1; ++n)
-          kv_[l].col(seq_[n0 + n] * ctx + pos_[n0 + n]).segment(r0 - C, r1 - r0) = qkv.col(n).segment(r0, r1 - r0);
-        if (team) {
-          SEQGEN_OMP(barrier)
-        }
-
-        if (team) {
-          SEQGEN_OMP(for schedule(static, 1))
-          for (Index i = 0; i < N * NH; ++i) attend(l, n0, i / NH, i % NH);  // ends with a barrier
-        } else {
-          for (Index i = 0; i < N * NH; ++i) attend(l, n0, i / NH, i % NH);
-        }
-
-        std::tie(p0, p1) = detail::panel_share(panel.attn_proj.panels(), t, nt);
-        panel.attn_proj.multiply(att, x, block.attn.proj.bias.value.data(), true, p0, p1);
-        if (team) {
-          SEQGEN_OMP(barrier)
-        }
-
-        block.ln2.forward_into(x, ln);
-        std::tie(p0, p1) = detail::panel_share(panel.fc.panels(), t, nt);
-        panel.fc.multiply(ln, hid, block.mlp.fc.bias.value.data(), false, p0, p1);
-        const Index h0 = std::min(4 * C, p0 * kPanel), h1 = std::min(4 * C, p1 * kPanel);
-        Gelu<Scalar>().forward_into(hid.middleRows(h0, h1 - h0), hid.middleRows(h0, h1 - h0));
-        if (team) {
-          SEQGEN_OMP(barrier)
-        }
-
-        std::tie(p0, p1) = detail::panel_share(panel.mlp_proj.panels(), t, nt);
-        panel.mlp_proj.multiply(hid, x, block.mlp.proj.bias.value.data(), true, p0, p1);
-        if (team) {
-          SEQGEN_OMP(barrier)
-        }
+        // Token n's cache: positions 0 … pos_[n0 + n] of its sequence, in layer l.
+        auto kv_of = [&](Index n) { return kv_[l].block(0, seq_[n0 + n] * ctx, 2 * C, pos_[n0 + n] + 1); };
+        m.blocks[l].forward_cached(packed_weights_[l], x_.leftCols(N), scratch, team, kv_of);
       }
-    };
-    // A C++ branch, not an OpenMP if clause: see parallel_for in parallel.hpp.
-#if defined(SEQGEN_OPENMP) && defined(_OPENMP)
-    if (threads_ > 1 && !omp_in_parallel()) {
-      SEQGEN_OMP(parallel num_threads(threads_))
-      pass(detail::omp_thread_index(), detail::omp_team_size(), true);
-      return;
-    }
-#endif
-    pass(0, 1, false);
-  }
-
-  // att_ column n, head h = attention of query qkv_ column n, head h over positions 0 … pos_[n0 + n]
-  // of its sequence's cache in layer l.
-  void attend(Index l, Index n0, Index n, Index h) {
-    const Index C = model_->config.channels, HS = C / model_->config.heads, ctx = context();
-    const Scalar scale = Scalar(1) / std::sqrt(Scalar(HS));
-    const Index b = seq_[n0 + n], p = pos_[n0 + n];
-    const auto K = kv_[l].block(h * HS, b * ctx, HS, p + 1);
-    const auto V = kv_[l].block(C + h * HS, b * ctx, HS, p + 1);
-    auto s = scores_.col(detail::scratch_slot(scores_.cols())).head(p + 1);
-    s.noalias() = K.transpose() * qkv_.col(n).segment(h * HS, HS);
-    const Scalar max = s.maxCoeff();  // scale > 0, so the max commutes with it
-    s = ((s.array() - max) * scale).exp().matrix();
-    s /= s.sum();
-    att_.col(n).segment(h * HS, HS).noalias() = V * s;
+    });
   }
 };
 

@@ -26,6 +26,16 @@
 // are zero, so the products read them as they are. The products are seqgen's gemm, which
 // allocates nothing (an Eigen triangular product of this size would).
 //
+// Decoding (a second entry point on the same maths). A new token at position p of its sequence
+// attends over the keys and values of positions 0 … p, which a KV cache holds from earlier passes
+// (rows [C, 3C) of each past token's qkv column, as they are):
+//   attend_cached(h, q, kv, scores, y)   head h of one query: y_h = V_h softmax(K_hᵀ q_h / √HS)
+//   forward_cached(w, x, …, y, team, kv_of)   the whole layer for N new tokens, run by a thread team
+//     (parallel.hpp's Team) on packed copies of W_qkv and W_proj: qkv = W_qkv x + b_qkv, each
+//     token's k and v into its cache slot, attend_cached for every (token, head), y += W_proj Y + b.
+// The softmax is the one forward() runs (detail::scaled_softmax), so a cached step gives column p
+// of forward() to rounding (the products sum in another order).
+//
 // Contract: forward ASSIGNS y and the cache (qkv, P and Y). backward ADDS into every Param::grad
 // and ASSIGNS dx; it reads the same x forward was given. The cache also holds backward's scratch,
 // so a Cache reused with the same B, T never reallocates.
@@ -34,6 +44,7 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <utility>
 
 #include "seqgen/core/error.hpp"
 #include "seqgen/core/gemm.hpp"
@@ -42,6 +53,16 @@
 #include "seqgen/layers/linear.hpp"
 
 namespace seqgen {
+
+namespace detail {
+// p = softmax(scale · p) over one query's scores, scale > 0 (so the max commutes with it).
+template <typename Scalar>
+void scaled_softmax(Eigen::Ref<Vec<Scalar>> p, Scalar scale) {
+  const Scalar m = p.maxCoeff();
+  p = ((p.array() - m) * scale).exp().matrix();
+  p /= p.sum();
+}
+}  // namespace detail
 
 template <typename Scalar>
 struct CausalSelfAttention {
@@ -96,11 +117,7 @@ struct CausalSelfAttention {
         gemm<Scalar>(K.leftCols(j1), true, Q.middleCols(j0, j1 - j0), false, P.block(0, j0, j1, j1 - j0), false);
       }
       for (Index i = 0; i < T; ++i) {
-        // P[0..i, i] = softmax(scale · S[0..i, i]); scale > 0 so the max commutes with it
-        auto p = P.col(i).head(i + 1);
-        const Scalar m = p.maxCoeff();
-        p = ((p.array() - m) * scale).exp().matrix();
-        p /= p.sum();
+        detail::scaled_softmax<Scalar>(P.col(i).head(i + 1), scale);  // P[0..i, i] = softmax(scale · S[0..i, i])
         P.col(i).tail(T - 1 - i).setZero();
       }
       for (Index j0 = 0; j0 < T; j0 += kBlock) {  // Y of query block [j0, j1) = V[:, 0..j1) P[0..j1, j0..j1)
@@ -109,6 +126,66 @@ struct CausalSelfAttention {
       }
     });
     proj.forward(cache.y, y);
+  }
+
+  // Copies of W_qkv and W_proj for forward_cached. Pack again after the weights change.
+  struct Packed {
+    PackedMatrix<Scalar> qkv, proj;
+  };
+  void pack(Packed& w) const {
+    qkv.pack(w.qkv);
+    proj.pack(w.proj);
+  }
+
+  // Head h of one query against cached keys and values:
+  //   q: (C, 1) the token's queries (rows [0, C) of its qkv column)
+  //   kv: (2C, P) keys (rows [0, C)) and values (rows [C, 2C)) of positions 0 … P − 1
+  //   scores: (P, 1) scratch            y: (C, 1), of which this writes rows [h·HS, (h+1)·HS) only
+  void attend_cached(Index h, const ConstMatRef<Scalar>& q, const ConstMatRef<Scalar>& kv, MatRef<Scalar> scores,
+                     MatRef<Scalar> y) const {
+    const Index C = channels(), HS = head_size(), P = kv.cols();
+    eigen_assert(h >= 0 && h < n_head && q.rows() == C && kv.rows() == 2 * C && P > 0 && scores.rows() == P &&
+                 y.rows() == C);
+    gemm<Scalar>(kv.block(h * HS, 0, HS, P), true, q.middleRows(h * HS, HS), false, scores, false);  // K_hᵀ q_h
+    detail::scaled_softmax<Scalar>(scores.col(0), Scalar(1) / std::sqrt(Scalar(HS)));
+    gemm<Scalar>(kv.block(C + h * HS, 0, HS, P), false, scores, false, y.middleRows(h * HS, HS), false);
+  }
+
+  // A decoding pass of N new tokens, run by every thread of `team`; y += the layer's output, the
+  // residual stream of a block. w: pack() of this layer.
+  //   x: (C, N) input (LN1 of the residual)      y: (C, N) residual stream, added into
+  //   qkv: (3C, N), att: (C, N) scratch, shared by the team
+  //   scores: (≥ the most keys of a token, team.size()) scratch, one column per thread
+  //   kv_of(n): the (2C, p + 1) block of token n's cache for positions 0 … p of its sequence,
+  //     p its position; the last column is where its own key and value go
+  // Ends with a barrier: on return, y is complete for the whole team.
+  template <class KvOf>
+  void forward_cached(const Packed& w, const ConstMatRef<Scalar>& x, MatRef<Scalar> qkv_out, MatRef<Scalar> att,
+                      MatRef<Scalar> scores, MatRef<Scalar> y, const Team& team, KvOf&& kv_of) const {
+    const Index C = channels(), N = x.cols();
+    check<ShapeError>(y.rows() == C && y.cols() == N && att.rows() == C && att.cols() == N &&
+                          scores.cols() >= team.size(),
+                      "CausalSelfAttention '", name, "': forward_cached got y (", y.rows(), ", ", y.cols(), "), att (",
+                      att.rows(), ", ", att.cols(), ") and ", scores.cols(), " score columns, expected (", C, ", ", N,
+                      "), (", C, ", ", N, ") and at least ", team.size());
+    // This thread's rows of k and v (qkv rows C … 3C − 1) go to the cache; a barrier, and every
+    // thread may read the whole cache.
+    const std::pair<Index, Index> rows = qkv.forward_packed(w.qkv, x, qkv_out, false, team);
+    const Index r0 = std::max(C, rows.first), r1 = rows.second;
+    for (Index n = 0; n < N && r0 < r1; ++n) {
+      auto kv = kv_of(n);
+      kv.col(kv.cols() - 1).segment(r0 - C, r1 - r0) = qkv_out.col(n).segment(r0, r1 - r0);
+    }
+    team.barrier();
+    // The (token, head) pairs round-robin: tokens late in a prompt attend over more keys.
+    auto s = scores.col(team.index());
+    team.for_each(N * n_head, [&](Index i) {
+      const Index n = i / n_head, h = i % n_head;
+      const auto kv = kv_of(n);
+      attend_cached(h, qkv_out.col(n).head(C), kv, s.head(kv.cols()), att.col(n));
+    });
+    proj.forward_packed(w.proj, att, y, true, team);
+    team.barrier();
   }
 
   // x, dy: (C, B·T) -> dx: (C, B·T)

@@ -13,6 +13,9 @@
 //   x: (C, N)   h, a: (4C, N)   y: (C, N)
 // Backward:  da = W_projᵀ dy   dh = da ⊙ gelu'(h)   dx = W_fcᵀ dh   (plus each Linear's dW, db)
 //
+// Decoding: forward_packed(w, x, hidden, y, team) ADDS Mlp(x) into y (the residual stream), run
+// by a thread team on packed copies of W_fc and W_proj (see Linear::forward_packed).
+//
 // Contract: forward ASSIGNS y and the cache (h and a). backward ADDS into every Param::grad and
 // ASSIGNS dx; it reads the same x forward was given.
 #pragma once
@@ -20,6 +23,7 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <utility>
 
 #include "seqgen/core/error.hpp"
 #include "seqgen/core/parallel.hpp"
@@ -125,6 +129,30 @@ struct Mlp {
     fc.forward(x, cache.h);
     Gelu<Scalar>().forward(cache.h, cache.a);
     proj.forward(cache.a, y);
+  }
+
+  // Copies of W_fc and W_proj for forward_packed. Pack again after the weights change.
+  struct Packed {
+    PackedMatrix<Scalar> fc, proj;
+  };
+  void pack(Packed& w) const {
+    fc.pack(w.fc);
+    proj.pack(w.proj);
+  }
+
+  // x: (C, N), y: (C, N) -> y += Mlp(x), run by every thread of `team`. hidden: (4C, N) scratch
+  // shared by the team. Ends with a barrier: on return, y is complete for the whole team.
+  void forward_packed(const Packed& w, const ConstMatRef<Scalar>& x, MatRef<Scalar> hidden, MatRef<Scalar> y,
+                      const Team& team) const {
+    check_input(x);
+    check<ShapeError>(y.rows() == channels() && y.cols() == x.cols(), "Mlp '", name, "': output is (", y.rows(),
+                      ", ", y.cols(), "), expected (", channels(), ", ", x.cols(), ")");
+    const std::pair<Index, Index> rows = fc.forward_packed(w.fc, x, hidden, false, team);
+    auto mine = hidden.middleRows(rows.first, rows.second - rows.first);  // the rows this thread computed
+    Gelu<Scalar>().forward_into(mine, mine);
+    team.barrier();
+    proj.forward_packed(w.proj, hidden, y, true, team);
+    team.barrier();
   }
 
   // x, dy: (C, N) -> dx: (C, N)

@@ -5,11 +5,17 @@
 //   dW += dy xᵀ      db += Σ_n dy[:, n]      dx = Wᵀ dy
 // Each is one GEMM (or a row sum) over all N tokens.
 //
+// Inference by a thread team (a decoding step): pack(w) copies W into a PackedMatrix once, and
+// forward_packed(w, x, y, accumulate, team) has each thread of the team compute its share of y's
+// rows, y = W x + b or y += W x + b, from the packed copy.
+//
 // Contract: forward ASSIGNS y (resized if needed). backward ADDS into weight.grad and bias.grad and
 // ASSIGNS dx. Linear keeps no cache: backward reads the same x that forward was given.
 #pragma once
 
+#include <algorithm>
 #include <string>
+#include <utility>
 
 #include "seqgen/core/error.hpp"
 #include "seqgen/core/gemm.hpp"
@@ -56,6 +62,25 @@ struct Linear {
                       ", ", y.cols(), "), expected (", out_features(), ", ", x.cols(), ")");
     gemm<Scalar>(weight.value, false, x, false, y, false);
     if (has_bias()) add_to_columns<Scalar>(y, bias.value);
+  }
+
+  // W packed for forward_packed. A copy: pack again after the weights change.
+  void pack(PackedMatrix<Scalar>& w) const { w.pack(weight.value, false); }
+
+  // x: (in, N) -> rows [r0, r1) of y: (out, N), this thread's share of the rows, as its panel share
+  // of w (= pack() of this layer): y = W x + b, or y += W x + b when accumulating. Returns
+  // {r0, r1}. The team's threads write disjoint rows and need no barrier before returning.
+  std::pair<Index, Index> forward_packed(const PackedMatrix<Scalar>& w, const ConstMatRef<Scalar>& x, MatRef<Scalar> y,
+                                         bool accumulate, const Team& team) const {
+    check<ShapeError>(w.rows() == out_features() && w.cols() == in_features(), "Linear '", name,
+                      "': the packed matrix is (", w.rows(), ", ", w.cols(), "), expected (", out_features(), ", ",
+                      in_features(), ") (pack it from this layer)");
+    Index p0, p1;
+    team.share(w.panels(), p0, p1);
+    w.multiply(x, y, accumulate, p0, p1);
+    const Index r0 = std::min(p0 * w.kPanel, out_features()), r1 = std::min(p1 * w.kPanel, out_features());
+    if (has_bias() && r1 > r0) y.middleRows(r0, r1 - r0).colwise() += bias.value.col(0).segment(r0, r1 - r0);
+    return {r0, r1};
   }
 
   // x: (in, N), dy: (out, N) -> dx: (in, N). Pass dx = nullptr to skip the input gradient.

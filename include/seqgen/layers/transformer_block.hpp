@@ -8,6 +8,10 @@
 // Dropout is the identity when !training or p = 0; in training the two masks are drawn from rng in
 // forward order (attention branch, then MLP branch).
 //
+// Decoding: forward_cached runs the same block for N new tokens whose keys and values go to a KV
+// cache (attention's forward_cached), on packed copies of the four weight matrices, by a thread
+// team: x1 = x + Attn(LN1(x)), x1 + Mlp(LN2(x1)), in place in x. No dropout (inference).
+//
 // Contract: forward ASSIGNS y and the cache. backward ADDS into every Param::grad and ASSIGNS dx;
 // it reads the same x forward was given, with the same `training`.
 #pragma once
@@ -72,6 +76,37 @@ struct TransformerBlock {
     mlp.forward(cache.ln2_out, cache.mlp_out, cache.mlp);
     drop.forward(cache.mlp_out, y, cache.drop2, rng, training);
     parallel_add<Scalar>(y, cache.x1);
+  }
+
+  // The block's weight matrices packed for forward_cached. Pack again after the weights change.
+  struct Packed {
+    typename CausalSelfAttention<Scalar>::Packed attn;
+    typename Mlp<Scalar>::Packed mlp;
+  };
+  void pack(Packed& w) const {
+    attn.pack(w.attn);
+    mlp.pack(w.mlp);
+  }
+
+  // The scratch of forward_cached, N columns each.
+  struct CachedScratch {
+    MatRef<Scalar> ln;      // (C, N) LayerNorm output, this thread's own (C values per token: every
+                            // thread normalises all N tokens rather than wait for one thread to)
+    MatRef<Scalar> qkv;     // (3C, N) shared by the team
+    MatRef<Scalar> att;     // (C, N) shared by the team
+    MatRef<Scalar> hidden;  // (4C, N) shared by the team
+    MatRef<Scalar> scores;  // (≥ the most keys of a token, team.size()) one column per thread
+  };
+
+  // x: (C, N) residual stream of N new tokens -> the block's output, in place. Run by every
+  // thread of `team`; kv_of as for CausalSelfAttention::forward_cached. Ends with a barrier.
+  template <class KvOf>
+  void forward_cached(const Packed& w, MatRef<Scalar> x, const CachedScratch& scratch, const Team& team,
+                      KvOf&& kv_of) const {
+    ln1.forward_into(x, scratch.ln);
+    attn.forward_cached(w.attn, scratch.ln, scratch.qkv, scratch.att, scratch.scores, x, team, kv_of);
+    ln2.forward_into(x, scratch.ln);
+    mlp.forward_packed(w.mlp, scratch.ln, scratch.hidden, x, team);
   }
 
   // x, dy: (C, B·T) -> dx: (C, B·T)

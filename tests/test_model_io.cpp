@@ -169,47 +169,45 @@ TEST_CASE("check_destination finds every unwritable --out before a save", "[mode
   std::filesystem::remove_all(dir);
 }
 
+// A tiny GPT trainer on kText repeated 40 times, half of it held out.
+struct TinyRun {
+  std::string text_ = text(40);
+  Tokenizer tok = Tokenizer::characters(text_);
+  TokenDataset data = TokenDataset::from_text(text_, tok, 0.5);
+  TrainOptions options = [] {
+    TrainOptions o;
+    o.batch = 2;
+    o.seq_len = 8;
+    o.steps = 10;
+    o.warmup = 1;
+    return o;
+  }();
+  Rng rng{1};
+  Trainer<Gpt<float>> trainer{Gpt<float>(tiny_gpt(tok.vocab_size()), rng), tok, data, options};
+};
+
 TEST_CASE("evaluate stops between batches when asked", "[model_io][trainer]") {
-  const std::string t = text(40);
-  const Tokenizer tok = Tokenizer::characters(t);
-  const TokenDataset data = TokenDataset::from_text(t, tok, 0.5);
-  TrainOptions o;
-  o.batch = 2;
-  o.seq_len = 8;
-  o.steps = 10;
-  o.warmup = 1;
-  Rng rng(1);
-  GptConfig c = tiny_gpt(tok.vocab_size());
-  Trainer<Gpt<float>> trainer(Gpt<float>(c, rng), tok, data, o);
-  REQUIRE(data.num_eval_windows(Split::val, 8) > 64);
-  const double first_batch = trainer.evaluate(Split::val, 32);
+  TinyRun run;
+  REQUIRE(run.data.num_eval_windows(Split::val, 8) > 64);
+  const double first_batch = run.trainer.evaluate(Split::val, 32);
   int asked = 0;
-  trainer.should_stop = [&] { return ++asked >= 1; };
-  CHECK(trainer.evaluate(Split::val, 64) == first_batch);  // stopped after the first batch of 32
+  run.trainer.should_stop = [&] { return ++asked >= 1; };
+  CHECK(run.trainer.evaluate(Split::val, 64) == first_batch);  // stopped after the first batch of 32
   CHECK(asked == 1);
 }
 
 TEST_CASE("set_options changes the schedule and decay, never the data a run reads", "[model_io][trainer]") {
-  const std::string t = text(20);
-  const Tokenizer tok = Tokenizer::characters(t);
-  const TokenDataset data = TokenDataset::from_text(t, tok, 0.1);
-  TrainOptions o;
-  o.batch = 2;
-  o.seq_len = 8;
-  o.steps = 10;
-  o.warmup = 1;
-  Rng rng(1);
-  Trainer<Gpt<float>> trainer(Gpt<float>(tiny_gpt(tok.vocab_size()), rng), tok, data, o);
-  TrainOptions changed = o;
+  TinyRun run;
+  TrainOptions changed = run.options;
   changed.lr = 0.5;
   changed.steps = 20;
-  trainer.set_options(changed);
-  CHECK(trainer.options.lr == 0.5);
+  run.trainer.set_options(changed);
+  CHECK(run.trainer.options.lr == 0.5);
   changed.batch = 4;
-  SEQGEN_THROWS_WITH(trainer.set_options(changed), ConfigError, "batch, seq_len and seed cannot change");
-  changed = o;
+  SEQGEN_THROWS_WITH(run.trainer.set_options(changed), ConfigError, "batch, seq_len and seed cannot change");
+  changed = run.options;
   changed.lr = -1;
-  SEQGEN_THROWS_WITH(trainer.set_options(changed), ConfigError, "lr > 0");
+  SEQGEN_THROWS_WITH(run.trainer.set_options(changed), ConfigError, "lr > 0");
 }
 
 }  // namespace test_model_io

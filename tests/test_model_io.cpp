@@ -3,6 +3,7 @@
 // file and the field, and nothing damaged or oversized is trusted.
 #include <seqgen/core/memory.hpp>
 #include <seqgen/models/memory_estimate.hpp>
+#include <seqgen/generate/generate_text.hpp>
 #include <seqgen/train/trainer.hpp>
 
 #include <sys/stat.h>
@@ -208,6 +209,34 @@ TEST_CASE("set_options changes the schedule and decay, never the data a run read
   changed = run.options;
   changed.lr = -1;
   SEQGEN_THROWS_WITH(run.trainer.set_options(changed), ConfigError, "lr > 0");
+}
+
+// Checkpoints written by main at 931ec78 (2026-11-30), before the redesign, by
+//   train --data <the text below> --channels 16 --layers 1 --heads 2 -T 16 -B 4 --steps 5 ...
+//   train ... --model lstm --embedding 8 --channels 16 --layers 2 ...
+// must load and resume after it: the file format and the parameter names did not change.
+TEST_CASE("checkpoints written before the redesign load, generate and resume", "[model_io][trainer]") {
+  std::string t;
+  for (int i = 0; i < 40; ++i) t += "Sphinx of black quartz, judge my vow. How vexingly quick daft zebras jump!\n";
+  const auto check_fixture = [&](auto type, const std::string& file) {
+    using Model = typename decltype(type)::type;
+    INFO(file);
+    const CheckpointReader r = CheckpointReader::load(std::string(SEQGEN_TEST_DATA_DIR) + "/" + file);
+    const Model model = load_model<Model>(r);
+    const Tokenizer tok = load_tokenizer(r, model.config.vocab_size);
+    CHECK(tok.vocab_size() == Tokenizer::characters(t).vocab_size());
+    Rng rng(1);
+    SamplingOptions greedy;
+    greedy.temperature = 0;
+    CHECK(generate_text(model, tok, "Sphinx", 8, greedy, rng).size() >= 8);
+    const TokenDataset data = TokenDataset::from_text(t, tok, r.get_double("data.val_fraction"));
+    auto trainer = Trainer<Model>::load(r, data);
+    CHECK(trainer.step_count() == 5);
+    CHECK(std::isfinite(trainer.step()));
+    CHECK(trainer.step_count() == 6);
+  };
+  check_fixture(ModelType<Gpt<float>>{}, "gpt_931ec78.ckpt");
+  check_fixture(ModelType<LstmLm<float>>{}, "lstm_931ec78.ckpt");
 }
 
 }  // namespace test_model_io

@@ -12,6 +12,7 @@
 namespace test_gru {  // see "Unity build" in tests/CMakeLists.txt
 
 using namespace seqgen;
+using seqgen_test::check_forward_against_reference;
 using seqgen_test::random_mat;
 
 namespace {
@@ -44,8 +45,6 @@ Mat<double> reference_gru(const GruCell<double>& cell, const Mat<double>& x, Ind
   }
   return h_all;
 }
-
-double max_abs_diff(const Mat<double>& a, const Mat<double>& b) { return (a - b).cwiseAbs().maxCoeff(); }
 
 }  // namespace
 
@@ -82,29 +81,8 @@ TEST_CASE("GRU: forward matches a scalar implementation of PyTorch's equations, 
           "[gru][threads]") {
   // (D, H, B, T, weight scale, tolerance): small, with weights out of the gates' linear range; then
   // wide enough (3H·H·B multiply-adds per step) for the threads to share the sequences out.
-  for (const auto& shape : {std::tuple<Index, Index, Index, Index, double, double>{3, 5, 3, 4, 3.0, 1e-13},
-                            {8, 96, 11, 5, 1.0, 1e-12}}) {
-    Index D, H, B, T;
-    double scale, tol;
-    std::tie(D, H, B, T, scale, tol) = shape;
-    for (int threads : {1, 2}) {
-      INFO("D=" << D << " H=" << H << " B=" << B << " T=" << T << ", " << threads << " threads");
-      Rng rng(63);
-      Layer layer("gru", D, H, rng);
-      layer.for_each_param([&](Param<double>& p) { p.value *= scale; });
-      Mat<double> x = random_mat(D, B * T, 8), h_all;
-      Layer::State s0{random_mat(H, B, 9)}, sT;
-      Layer::Cache cache;
-      const int saved = num_threads();
-      set_num_threads(threads);
-      layer.forward(x, B, T, s0, h_all, sT, cache);
-      set_num_threads(saved);
-      Mat<double> h = s0.h;
-      const Mat<double> expected = reference_gru(layer.cell, x, B, T, h);
-      REQUIRE(max_abs_diff(h_all, expected) < tol);
-      REQUIRE(max_abs_diff(sT.h, h) < tol);
-    }
-  }
+  check_forward_against_reference<Layer>("gru", 63, {{3, 5, 3, 4, 3.0, 1e-13}, {8, 96, 11, 5, 1.0, 1e-12}},
+                                         reference_gru);
 }
 
 TEST_CASE("GRU: zero weights give constant gates and h_t = n + z^t (h_0 - n)", "[gru]") {

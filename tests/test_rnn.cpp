@@ -12,6 +12,7 @@
 namespace test_rnn {  // see "Unity build" in tests/CMakeLists.txt
 
 using namespace seqgen;
+using seqgen_test::check_forward_against_reference;
 using seqgen_test::random_mat;
 
 namespace {
@@ -75,29 +76,8 @@ TEST_CASE("RNN: gradient check of parameters, x and s0, through h_all and the fi
 TEST_CASE("RNN: forward matches a scalar implementation of the equation, on 1 and 2 threads", "[rnn][threads]") {
   // (D, H, B, T, weight scale, tolerance): small, with weights out of tanh's linear range; then wide
   // enough (H·H·B multiply-adds per step) for the threads to share the sequences out.
-  for (const auto& shape : {std::tuple<Index, Index, Index, Index, double, double>{3, 5, 3, 4, 3.0, 1e-13},
-                            {8, 160, 11, 5, 1.0, 1e-12}}) {
-    Index D, H, B, T;
-    double scale, tol;
-    std::tie(D, H, B, T, scale, tol) = shape;
-    for (int threads : {1, 2}) {
-      INFO("D=" << D << " H=" << H << " B=" << B << " T=" << T << ", " << threads << " threads");
-      Rng rng(43);
-      Layer layer("rnn", D, H, rng);
-      layer.for_each_param([&](Param<double>& p) { p.value *= scale; });
-      Mat<double> x = random_mat(D, B * T, 8), h_all;
-      Layer::State s0{random_mat(H, B, 9)}, sT;
-      Layer::Cache cache;
-      const int saved = num_threads();
-      set_num_threads(threads);
-      layer.forward(x, B, T, s0, h_all, sT, cache);
-      set_num_threads(saved);
-      Mat<double> h = s0.h;
-      const Mat<double> expected = reference_rnn(layer.cell, x, B, T, h);
-      REQUIRE(max_abs_diff(h_all, expected) < tol);
-      REQUIRE(max_abs_diff(sT.h, h) < tol);
-    }
-  }
+  check_forward_against_reference<Layer>("rnn", 43, {{3, 5, 3, 4, 3.0, 1e-13}, {8, 160, 11, 5, 1.0, 1e-12}},
+                                         reference_rnn);
 }
 
 TEST_CASE("RNN: closed forms with zero and with scalar weights", "[rnn]") {

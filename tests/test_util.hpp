@@ -6,6 +6,8 @@
 #include <seqgen/core/param.hpp>
 #include <seqgen/core/parallel.hpp>
 
+#include <initializer_list>
+#include <tuple>
 #include <vector>
 
 #include "catch_compat.hpp"
@@ -29,6 +31,37 @@ inline void require_grad_ok(const seqgen::GradCheckResult& result) {
   INFO(result.message());
   REQUIRE(result.checked > 0);
   REQUIRE(result.ok);
+}
+
+// Checks a recurrent layer whose state is h alone (RNN, GRU) against `reference(cell, x, B, T, h)`,
+// an independent implementation that returns every h_t and leaves h_T in h: for each shape
+// (D, H, B, T, weight scale, tolerance), on 1 and 2 threads.
+using RecurrentShape = std::tuple<Index, Index, Index, Index, double, double>;
+template <class Layer, class Reference>
+void check_forward_against_reference(const char* name, std::uint64_t seed, std::initializer_list<RecurrentShape> shapes,
+                                     Reference&& reference) {
+  for (const auto& shape : shapes) {
+    Index D, H, B, T;
+    double scale, tol;
+    std::tie(D, H, B, T, scale, tol) = shape;
+    for (int threads : {1, 2}) {
+      INFO("D=" << D << " H=" << H << " B=" << B << " T=" << T << ", " << threads << " threads");
+      seqgen::Rng rng(seed);
+      Layer layer(name, D, H, rng);
+      layer.for_each_param([&](seqgen::Param<double>& p) { p.value *= scale; });
+      Mat<double> x = random_mat(D, B * T, 8), h_all;
+      typename Layer::State s0{random_mat(H, B, 9)}, sT;
+      typename Layer::Cache cache;
+      const int saved = seqgen::num_threads();
+      seqgen::set_num_threads(threads);
+      layer.forward(x, B, T, s0, h_all, sT, cache);
+      seqgen::set_num_threads(saved);
+      Mat<double> h = s0.h;
+      const Mat<double> expected = reference(layer.cell, x, B, T, h);
+      REQUIRE((h_all - expected).cwiseAbs().maxCoeff() < tol);
+      REQUIRE((sT.h - h).cwiseAbs().maxCoeff() < tol);
+    }
+  }
 }
 
 }  // namespace seqgen_test

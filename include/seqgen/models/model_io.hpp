@@ -44,12 +44,13 @@ inline constexpr std::int64_t kMaxConfigDim = std::int64_t(1) << 24;
 
 namespace detail {
 
-// Runs a config's own validation (the rules between fields) and names the checkpoint on failure.
-template <class Config>
-void validate_stored(const CheckpointReader& r, const Config& c) {
+// Runs f, a check of what checkpoint r holds (a config's rules between fields, a blob's parser),
+// and rethrows a `Caught` it throws as a FormatError that names the checkpoint.
+template <class Caught = ConfigError, class F>
+decltype(auto) naming_checkpoint(const CheckpointReader& r, F&& f) {
   try {
-    c.validate();
-  } catch (const ConfigError& e) {
+    return f();
+  } catch (const Caught& e) {
     throw FormatError(r.source() + ": " + e.what());
   }
 }
@@ -73,7 +74,7 @@ inline void read_config(const CheckpointReader& r, GptConfig& c) {
   c.heads = r.get_int("config.heads", 1, kMaxConfigDim);
   c.dropout = r.get_double("config.dropout", 0, 0.999);
   c.tie_weights = r.get_int("config.tie_weights", 0, 1) != 0;
-  detail::validate_stored(r, c);
+  detail::naming_checkpoint(r, [&] { c.validate(); });
 }
 inline void write_config(CheckpointWriter& w, const RecurrentConfig& c) {
   w.put_int("config.vocab_size", c.vocab_size);
@@ -86,7 +87,7 @@ inline void read_config(const CheckpointReader& r, RecurrentConfig& c) {
   c.embedding = r.get_int("config.embedding", 1, kMaxConfigDim);
   c.hidden = r.get_int("config.hidden", 1, kMaxConfigDim);
   c.layers = r.get_int("config.layers", 1, kMaxConfigDim);
-  detail::validate_stored(r, c);
+  detail::naming_checkpoint(r, [&] { c.validate(); });
 }
 
 // The model kind stored in a checkpoint: "gpt", "rnn", "lstm" or "gru" (FormatError otherwise).
@@ -149,14 +150,8 @@ Model load_model(const CheckpointReader& r) {
 
 // The tokenizer stored with a model, checked against the model's vocabulary.
 inline Tokenizer load_tokenizer(const CheckpointReader& r, Index model_vocab_size) {
-  Tokenizer tok = [&] {
-    try {
-      return Tokenizer::from_bytes(r.get_bytes("tokenizer"));
-    } catch (const FormatError& e) {
-      if (std::string(e.what()).rfind(r.source(), 0) == 0) throw;  // already names the file
-      throw FormatError(r.source() + ": " + e.what());
-    }
-  }();
+  const std::string blob = r.get_bytes("tokenizer");  // a missing entry names the file itself
+  Tokenizer tok = detail::naming_checkpoint<FormatError>(r, [&] { return Tokenizer::from_bytes(blob); });
   check<FormatError>(tok.vocab_size() == model_vocab_size, r.source(), ": its tokenizer (",
                      tok.kind() == Tokenizer::Kind::bytes ? "bytes" : "characters", ") has ", tok.vocab_size(),
                      " symbols but its model's vocabulary has ", model_vocab_size, " (the checkpoint is damaged)");

@@ -110,11 +110,7 @@ inline TrainOptions read_options(const CheckpointReader& r) {
   o.seed = static_cast<std::uint64_t>(r.get_int("train.seed"));
   if (r.has("train.skip_nonfinite"))  // absent before 2026-12
     o.skip_nonfinite = r.get_int("train.skip_nonfinite", 0, kMaxSteps);
-  try {
-    o.validate();
-  } catch (const ConfigError& e) {
-    throw FormatError(r.source() + ": " + e.what());
-  }
+  detail::naming_checkpoint(r, [&] { o.validate(); });
   return o;
 }
 
@@ -175,13 +171,9 @@ class Trainer {
     const TrainOptions options = read_options(r);
     Model model = load_model<Model>(r);
     Tokenizer tokenizer = load_tokenizer(r, model.config.vocab_size);
-    Trainer t = [&] {
-      try {
-        return Trainer(std::move(model), std::move(tokenizer), data, options);
-      } catch (const ConfigError& e) {  // stored options that do not fit the stored model
-        throw FormatError(r.source() + ": " + e.what());
-      }
-    }();
+    // Stored options that do not fit the stored model are a damaged checkpoint.
+    Trainer t = detail::naming_checkpoint(
+        r, [&] { return Trainer(std::move(model), std::move(tokenizer), data, options); });
     const std::string flags = r.get_bytes("param.decay");
     check<FormatError>(flags.size() == std::size_t(count_tensors(t.model)), r.source(), ": ", flags.size(),
                        " weight-decay flags for ", count_tensors(t.model), " parameters");

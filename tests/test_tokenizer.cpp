@@ -192,12 +192,12 @@ TEST_CASE("Tokenizer: at most 65535 characters", "[tokenizer][errors]") {
 }
 
 TEST_CASE("Tokenizer: to_bytes writes the documented layout and from_bytes reads it back", "[tokenizer][io]") {
-  std::string expected = header(1, 1, 3);
+  std::string expected = header(2, 1, 3);
   put(expected, 0x61);
   put(expected, 0x62);
   put(expected, 0x1F600);
   REQUIRE(Tokenizer::characters("b😀a").to_bytes() == expected);
-  REQUIRE(Tokenizer::bytes().to_bytes() == header(1, 0, 256));
+  REQUIRE(Tokenizer::bytes().to_bytes() == header(2, 0, 256));
 
   for (const Tokenizer& tok : {Tokenizer::bytes(), Tokenizer::characters("hello world"),
                                Tokenizer::characters(chinese), Tokenizer::characters("a😀b🎉")}) {
@@ -223,7 +223,8 @@ TEST_CASE("Tokenizer: from_bytes rejects every truncation and hostile blobs", "[
   std::string wrong_magic = header(1, 1, 0);
   wrong_magic[0] = 'X';
   SEQGEN_THROWS_WITH(Tokenizer::from_bytes(wrong_magic), FormatError, "bad magic");
-  SEQGEN_THROWS_WITH(Tokenizer::from_bytes(header(2, 0, 256)), FormatError, "unsupported version 2");
+  SEQGEN_THROWS_WITH(Tokenizer::from_bytes(header(3, 0, 256)), FormatError,
+                     "unsupported version 3, this build reads versions 1 to 2");
   SEQGEN_THROWS_WITH(Tokenizer::from_bytes(header(1, 7, 256)), FormatError, "unknown kind 7");
   SEQGEN_THROWS_WITH(Tokenizer::from_bytes(header(1, 0, 255)), FormatError, "256 tokens, the blob says 255");
   SEQGEN_THROWS_WITH(Tokenizer::from_bytes(header(1, 1, 0xFFFFFFFF) + "abcd"), FormatError,

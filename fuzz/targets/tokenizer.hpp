@@ -27,7 +27,9 @@ inline void check_decode(const Tokenizer& tok, const std::vector<Token>& ids) {
     std::u32string cps;
     SEQGEN_FUZZ_EXPECT(ref_utf8(whole, cps), "decode gave ill-formed UTF-8");
   }
-  SEQGEN_FUZZ_EXPECT(tok.encode(whole) == ids, "encode(decode(ids)) != ids");
+  // A BPE text has many tokenizations; encode picks the merged one, so only bytes and characters
+  // come back as the same ids.
+  if (tok.kind() != Tokenizer::Kind::bpe) SEQGEN_FUZZ_EXPECT(tok.encode(whole) == ids, "encode(decode(ids)) != ids");
 }
 
 inline void check_encode(const Tokenizer& tok, std::string_view text) {
@@ -40,7 +42,7 @@ inline void check_encode(const Tokenizer& tok, std::string_view text) {
                        "encode refused well-formed text as ill-formed");
     return;
   } catch (const IndexError&) {
-    SEQGEN_FUZZ_EXPECT(tok.kind() == Tokenizer::Kind::characters, "a bytes tokenizer refused a byte");
+    SEQGEN_FUZZ_EXPECT(tok.kind() == Tokenizer::Kind::characters, "a bytes or bpe tokenizer refused a byte");
     return;
   }
   for (Token id : ids) SEQGEN_FUZZ_EXPECT(id >= 0 && id < tok.vocab_size(), "encode gave an id out of range");
@@ -57,7 +59,10 @@ inline int fuzz_tokenizer(const std::uint8_t* data, std::size_t size) {
   std::vector<Tokenizer> toks = {Tokenizer::bytes()};
   try {
     toks.push_back(Tokenizer::from_bytes(blob));
-    SEQGEN_FUZZ_EXPECT(toks.back().to_bytes() == blob, "Tokenizer::to_bytes(from_bytes(blob)) != blob");
+    // A version 1 blob comes back as version 2 (bytes 4..7), the rest unchanged.
+    std::string current(blob);
+    current[4] = char(Tokenizer::format_version), current[5] = current[6] = current[7] = 0;
+    SEQGEN_FUZZ_EXPECT(toks.back().to_bytes() == current, "Tokenizer::to_bytes(from_bytes(blob)) != blob");
     SEQGEN_FUZZ_EXPECT(Tokenizer::from_bytes(toks.back().to_bytes()) == toks.back(), "tokenizer round trip");
   } catch (const FormatError&) {
   }

@@ -5,7 +5,9 @@
 //
 // Several independent samples decode together as a batch. Each piece of text reaches the
 // callback as soon as it is safe to print: text that might be the start of a stop string is held
-// back until it is known not to be one, and a stop string itself is never printed.
+// back until it is known not to be one, and a stop string itself is never printed; a character
+// whose bytes come in two tokens (byte and BPE tokenizers) is held back until it is whole
+// (data/utf8_stream.hpp).
 //
 // An empty prompt starts from the newline token when the vocabulary has one (as if the text
 // began after a line break), else from token 0; the start token is not part of the output.
@@ -18,6 +20,7 @@
 #include <vector>
 
 #include "seqgen/data/tokenizer.hpp"
+#include "seqgen/data/utf8_stream.hpp"
 #include "seqgen/generate/decoder.hpp"
 #include "seqgen/generate/sampler.hpp"
 #include "seqgen/generate/stop_strings.hpp"
@@ -74,6 +77,7 @@ std::vector<std::string> generate_samples(const Model& model, const Tokenizer& t
   auto decoder = make_decoder(model, samples);
   std::vector<Sampler> samplers(samples, Sampler(options));
   std::vector<StopStrings> stops(samples, StopStrings(options.stop));
+  std::vector<Utf8Stream> whole(samples);  // characters split over tokens wait here, before the stop strings
   std::vector<std::vector<Token>> history(samples, start);  // for the repetition penalty
   std::vector<Token> next(samples);
   std::vector<bool> done(samples, false);
@@ -94,7 +98,7 @@ std::vector<std::string> generate_samples(const Model& model, const Tokenizer& t
       next[b] = samplers[b].sample(logits->col(b), rng, history[b]);
       history[b].push_back(next[b]);
       ++generated;
-      const bool stopped = stops[b].feed(tokenizer.decode_token(next[b]));
+      const bool stopped = stops[b].feed(whole[b].feed(tokenizer.decode_token(next[b])));
       if (on_text) on_text(b, std::string(stops[b].take()));
       if (stopped) {
         done[b] = true;
@@ -105,6 +109,7 @@ std::vector<std::string> generate_samples(const Model& model, const Tokenizer& t
   }
   std::vector<std::string> out;
   for (Index b = 0; b < samples; ++b) {
+    stops[b].feed(whole[b].flush());
     const std::string_view tail = stops[b].flush();
     if (on_text && !tail.empty()) on_text(b, std::string(tail));
     out.push_back(stops[b].text());

@@ -153,7 +153,7 @@ inline Tokenizer load_tokenizer(const CheckpointReader& r, Index model_vocab_siz
   const std::string blob = r.get_bytes("tokenizer");  // a missing entry names the file itself
   Tokenizer tok = detail::naming_checkpoint<FormatError>(r, [&] { return Tokenizer::from_bytes(blob); });
   check<FormatError>(tok.vocab_size() == model_vocab_size, r.source(), ": its tokenizer (",
-                     tok.kind() == Tokenizer::Kind::bytes ? "bytes" : "characters", ") has ", tok.vocab_size(),
+                     tok.kind_name(), ") has ", tok.vocab_size(),
                      " symbols but its model's vocabulary has ", model_vocab_size, " (the checkpoint is damaged)");
   return tok;
 }

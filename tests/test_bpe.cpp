@@ -1,0 +1,336 @@
+#include <seqgen/data/bpe.hpp>
+#include <seqgen/data/bpe_train.hpp>
+#include <seqgen/data/pretokenize.hpp>
+#include <seqgen/data/tokenizer.hpp>
+#include <seqgen/data/utf8_stream.hpp>
+
+#include <map>
+#include <set>
+#include <random>
+
+#include "test_util.hpp"
+
+namespace test_bpe {  // see "Unity build" in tests/CMakeLists.txt
+
+using namespace seqgen;
+
+namespace {
+
+std::vector<std::string> pieces_of(std::string_view text, PreSplit split = PreSplit::gpt2) {
+  std::vector<std::string> out;
+  Pretokenizer(split).each_piece(text, [&](std::string_view p) { out.emplace_back(p); });
+  return out;
+}
+
+std::string random_bytes(std::mt19937& rng, std::size_t n, int alphabet = 256) {
+  std::string s(n, '\0');
+  for (char& c : s) c = static_cast<char>(rng() % static_cast<unsigned>(alphabet));
+  return s;
+}
+
+// Text that mixes the cases the split pattern tells apart.
+std::string mixed_text(std::mt19937& rng, std::size_t words) {
+  static const std::vector<std::string> parts = {
+      "the", " the", " cat", "'s", "'re", " I'm", "  ", "   ", "\n", "\n\n", "\t", " 42", "2024", " --", "!!",
+      " café", " naïve", " 日本語", " 😀", " Ωμέγα", "x²", "\xC2\xA0", " don't", ",", ".", "\xFF", "\xE2\x82", "\0"};
+  std::string s;
+  for (std::size_t i = 0; i < words; ++i) s += parts[rng() % parts.size()];
+  return s;
+}
+
+// The reference trainer: recounts every pair of every word before each merge (no bookkeeping to
+// get wrong), with the same rule: highest count, then smallest (left, right).
+std::vector<BpeMerge> naive_train(std::string_view text, Index vocab_size, PreSplit split) {
+  std::map<std::string, std::int64_t> distinct;
+  for (const std::string& p : pieces_of(text, split)) ++distinct[p];
+  std::vector<std::pair<std::vector<Token>, std::int64_t>> words;
+  for (const auto& [p, c] : distinct) {
+    std::vector<Token> w;
+    for (unsigned char b : p) w.push_back(b);
+    words.push_back({w, c});
+  }
+  std::vector<BpeMerge> merges;
+  while (Index(merges.size()) + 256 < vocab_size) {
+    std::map<std::pair<Token, Token>, std::int64_t> counts;
+    for (const auto& [w, c] : words)
+      for (std::size_t i = 0; i + 1 < w.size(); ++i) counts[{w[i], w[i + 1]}] += c;
+    std::pair<Token, Token> best{-1, -1};
+    std::int64_t best_count = 1;  // min_count 2
+    for (const auto& [p, c] : counts)
+      if (c > best_count) best_count = c, best = p;  // std::map visits pairs in increasing order: first wins ties
+    if (best.first < 0) break;
+    const Token x = Token(256 + merges.size());
+    merges.push_back({best.first, best.second, x});
+    for (auto& [w, c] : words) {
+      std::vector<Token> out;
+      for (std::size_t i = 0; i < w.size();)
+        if (i + 1 < w.size() && w[i] == best.first && w[i + 1] == best.second) out.push_back(x), i += 2;
+        else out.push_back(w[i++]);
+      w = out;
+    }
+  }
+  return merges;
+}
+
+std::array<Token, 256> identity_bytes() {
+  std::array<Token, 256> ids{};
+  for (int i = 0; i < 256; ++i) ids[i] = i;
+  return ids;
+}
+
+void put(std::string& blob, std::uint32_t v) {
+  for (int k = 0; k < 4; ++k) blob += static_cast<char>((v >> (8 * k)) & 0xFF);
+}
+
+}  // namespace
+
+TEST_CASE("pretokenize: GPT-2's pattern cuts text as the reference encoder does", "[bpe]") {
+  using V = std::vector<std::string>;
+  CHECK(pieces_of("Hello world") == V{"Hello", " world"});
+  CHECK(pieces_of("they're here, I'm sure") == V{"they", "'re", " here", ",", " I", "'m", " sure"});
+  // The look-ahead: of a run of spaces before a word, the last one goes with the word.
+  CHECK(pieces_of("a   b") == V{"a", "  ", " b"});
+  CHECK(pieces_of("end   ") == V{"end", "   "});
+  CHECK(pieces_of("x\n\ny") == V{"x", "\n", "\n", "y"});
+  CHECK(pieces_of("2024 was 12.5%") == V{"2024", " was", " 12", ".", "5", "%"});
+  CHECK(pieces_of("'S 's") == V{"'", "S", " '", "s"});  // only lower-case contractions, as GPT-2
+  CHECK(pieces_of("héllo wörld 日本語") == V{"héllo", " wörld", " 日本語"});
+  CHECK(pieces_of("x² ½") == V{"x", "²", " ½"});  // \p{N} includes No
+  CHECK(pieces_of("a\xC2\xA0" "b") == V{"a", "\xC2\xA0", "b"});  // U+00A0 is white space, but not " "
+  CHECK(pieces_of("a\xEF\xBB\xBF" "b") == V{"a", "\xEF\xBB\xBF", "b"});  // U+FEFF is \s in ECMAScript
+  CHECK(pieces_of(" 😀!") == V{" 😀!"});
+  // Invalid UTF-8 matches nothing: each run is a piece of its own.
+  CHECK(pieces_of("a\xFF\xFE" "b") == V{"a", "\xFF\xFE", "b"});
+  CHECK(pieces_of(" \xFF") == V{" ", "\xFF"});
+  CHECK(pieces_of("ab\xE2\x82") == V{"ab", "\xE2\x82"});
+  CHECK(pieces_of(std::string("a\0b", 3)) == V{"a", std::string("\0", 1), "b"});
+  CHECK(pieces_of("abc def", PreSplit::none) == V{"abc def"});
+  CHECK(pieces_of("").empty());
+}
+
+TEST_CASE("pretokenize: the pieces of any bytes are the bytes", "[bpe]") {
+  std::mt19937 rng(1);
+  for (int trial = 0; trial < 200; ++trial) {
+    const std::string text = trial % 2 ? random_bytes(rng, rng() % 300) : mixed_text(rng, rng() % 60);
+    std::string joined;
+    for (const std::string& p : pieces_of(text)) {
+      REQUIRE(!p.empty());
+      joined += p;
+    }
+    REQUIRE(joined == text);
+  }
+}
+
+TEST_CASE("bpe: merges apply by rank, all occurrences of a pair left to right", "[bpe]") {
+  // 'a' 'b' 'c' are bytes 97..99; merges: (b, c) -> 256 rank 0, (a, b) -> 257 rank 1, (a, a) -> 258 rank 2,
+  // (256, 256) -> 259 rank 3.
+  const BpeVocab v(260, identity_bytes(), {{98, 99, 256}, {97, 98, 257}, {97, 97, 258}, {256, 256, 259}}, {},
+                   PreSplit::none, "test");
+  std::vector<Token> w;
+  for (bool heap : {false, true}) {
+    v.merge_piece("abc", w, heap);
+    CHECK(w == std::vector<Token>{97, 256});  // rank 0 first, then no (a, bc) rule
+    v.merge_piece("aaaaa", w, heap);
+    CHECK(w == std::vector<Token>{258, 258, 97});  // non-overlapping, from the left
+    v.merge_piece("bcbcab", w, heap);
+    CHECK(w == std::vector<Token>{259, 257});
+    v.merge_piece("x", w, heap);
+    CHECK(w == std::vector<Token>{120});
+  }
+  CHECK(v.token(259) == "bcbc");
+  CHECK(v.rank(97, 98) == 1);
+  CHECK(v.rank(98, 97) == -1);
+}
+
+TEST_CASE("bpe: the heap and the rescan give the same tokens on random vocabularies", "[bpe]") {
+  std::mt19937 rng(7);
+  for (int trial = 0; trial < 30; ++trial) {
+    // Random merges over a 4-letter alphabet, each of two tokens already made.
+    std::vector<BpeMerge> merges;
+    std::vector<Token> made = {'a', 'b', 'c', 'd'};
+    std::set<std::pair<Token, Token>> used;
+    while (merges.size() < 40) {
+      const Token l = made[rng() % made.size()], r = made[rng() % made.size()];
+      if (!used.insert({l, r}).second) continue;
+      merges.push_back({l, r, Token(256 + merges.size())});
+      made.push_back(merges.back().result);
+    }
+    const BpeVocab v(Index(256 + merges.size()), identity_bytes(), merges, {}, PreSplit::none, "test");
+    std::vector<Token> a, b;
+    for (int k = 0; k < 50; ++k) {
+      std::string s;
+      for (std::size_t n = rng() % 200; n > 0; --n) s += char('a' + rng() % 4);
+      v.merge_piece(s, a, false);
+      v.merge_piece(s, b, true);
+      REQUIRE(a == b);
+      std::string back;
+      for (Token t : a) back += v.token(t);
+      REQUIRE(back == s);
+    }
+  }
+}
+
+TEST_CASE("bpe: the incremental trainer makes the same merges as a recount per merge", "[bpe]") {
+  std::mt19937 rng(3);
+  for (PreSplit split : {PreSplit::gpt2, PreSplit::none}) {
+    const std::string text = split == PreSplit::gpt2 ? mixed_text(rng, 3000) : mixed_text(rng, 150);
+    BpeTrainOptions o;
+    o.vocab_size = 256 + 120;
+    o.split = split;
+    const BpeVocab v = train_bpe(text, o);
+    const std::vector<BpeMerge> expected = naive_train(text, o.vocab_size, split);
+    REQUIRE(v.merges().size() == expected.size());
+    for (std::size_t i = 0; i < expected.size(); ++i) {
+      INFO("merge " << i);
+      REQUIRE(v.merges()[i].left == expected[i].left);
+      REQUIRE(v.merges()[i].right == expected[i].right);
+    }
+  }
+}
+
+TEST_CASE("bpe: training stops when no pair repeats, and counts ties deterministically", "[bpe]") {
+  // "abab": pairs ab x2, ba x1 -> merge ab; then (ab, ab) x1 < 2: stop.
+  BpeTrainOptions o;
+  o.vocab_size = 300;
+  o.split = PreSplit::none;
+  const BpeVocab v = train_bpe("abab", o);
+  REQUIRE(v.vocab_size() == 257);
+  CHECK(v.token(256) == "ab");
+  // Ties: "xy" and "ab" both twice: the smaller pair (a, b) first.
+  const BpeVocab t = train_bpe("xyxyabab", o);
+  REQUIRE(t.merges().size() >= 2);
+  CHECK(t.token(256) == "ab");
+  CHECK(t.token(257) == "xy");
+  o.vocab_size = 255;
+  SEQGEN_THROWS_WITH(train_bpe("abab", o), ConfigError, "vocab_size 255 is not in [256, 65536]");
+}
+
+TEST_CASE("bpe: decode(encode(x)) == x for any bytes, and encoding compresses the training text", "[bpe]") {
+  std::mt19937 rng(11);
+  const std::string train = mixed_text(rng, 20000);
+  BpeTrainOptions o;
+  o.vocab_size = 400;
+  const Tokenizer tok = Tokenizer::bpe(train_bpe(train, o));
+  REQUIRE(tok.kind() == Tokenizer::Kind::bpe);
+  REQUIRE(tok.vocab_size() == 400);
+  const std::vector<Token> ids = tok.encode(train);
+  CHECK(tok.decode(ids) == train);
+  CHECK(double(ids.size()) < 0.5 * double(train.size()));
+  for (int trial = 0; trial < 100; ++trial) {
+    const std::string s = trial % 2 ? random_bytes(rng, rng() % 500) : mixed_text(rng, rng() % 100);
+    const std::vector<Token> encoded = tok.encode(s);
+    REQUIRE(tok.decode(encoded) == s);
+  }
+  // A long piece (one word of 5000 letters) goes through the heap and still round-trips.
+  const std::string longword(5000, 'e');
+  const std::vector<Token> long_ids = tok.encode(longword);
+  CHECK(tok.decode(long_ids) == longword);
+}
+
+TEST_CASE("bpe: the tokenizer blob round-trips, and version 1 blobs still load", "[bpe]") {
+  std::mt19937 rng(5);
+  BpeTrainOptions o;
+  o.vocab_size = 400;
+  const BpeVocab v = train_bpe(mixed_text(rng, 5000), o);
+  const BpeVocab with_special(Index(v.vocab_size() + 1), v.byte_ids(), v.merges(),
+                              {{Token(v.vocab_size()), "<|endoftext|>"}}, PreSplit::gpt2, "test");
+  const Tokenizer tok = Tokenizer::bpe(with_special);
+  const std::string blob = tok.to_bytes();
+  const Tokenizer back = Tokenizer::from_bytes(blob);
+  CHECK(back == tok);
+  CHECK(back.to_bytes() == blob);
+  CHECK(back.decode_token(Token(v.vocab_size())) == "<|endoftext|>");
+  for (std::size_t n = 0; n < blob.size(); n += 1 + n / 64) {
+    INFO("prefix of " << n << " bytes");
+    REQUIRE_THROWS_AS(Tokenizer::from_bytes(blob.substr(0, n)), FormatError);
+  }
+  REQUIRE_THROWS_AS(Tokenizer::from_bytes(blob + "x"), FormatError);
+  // Layout: header, split, M, S, byte ids, merges, specials.
+  REQUIRE(blob.size() == 16 + 12 + 4 * 256 + 12 * v.merges().size() + 8 + 13);
+  // A version 1 characters blob (written before BPE) loads.
+  std::string v1 = "SQTK";
+  put(v1, 1);
+  put(v1, 1);
+  put(v1, 2);
+  put(v1, 'a');
+  put(v1, 'b');
+  CHECK(Tokenizer::from_bytes(v1) == Tokenizer::characters("abba"));
+  // Version 1 has no bpe kind.
+  std::string v1bpe = "SQTK";
+  put(v1bpe, 1);
+  put(v1bpe, 2);
+  put(v1bpe, 256);
+  SEQGEN_THROWS_WITH(Tokenizer::from_bytes(v1bpe), FormatError, "unknown kind 2");
+}
+
+TEST_CASE("bpe: hostile tokenizer blobs are refused with the reason", "[bpe]") {
+  // A valid blob with one merge (a, b) -> 256, then broken one field at a time.
+  const auto blob = [](std::uint32_t V, std::uint32_t split, std::uint32_t M, std::uint32_t S,
+                       std::vector<std::uint32_t> merge, std::string tail = "") {
+    std::string b = "SQTK";
+    put(b, 2);
+    put(b, 2);
+    put(b, V);
+    put(b, split);
+    put(b, M);
+    put(b, S);
+    for (std::uint32_t i = 0; i < 256; ++i) put(b, i);
+    for (std::uint32_t x : merge) put(b, x);
+    return b + tail;
+  };
+  CHECK(Tokenizer::from_bytes(blob(257, 1, 1, 0, {97, 98, 256})).decode_token(256) == "ab");
+  SEQGEN_THROWS_WITH(Tokenizer::from_bytes(blob(257, 1, 1, 0, {97, 300, 256})), FormatError,
+                     "merge 0 names token id 300, outside the vocabulary [0, 257)");
+  SEQGEN_THROWS_WITH(Tokenizer::from_bytes(blob(258, 1, 2, 0, {97, 257, 256, 97, 98, 257})), FormatError,
+                     "merge 0 (97, 257) uses token 257, which is neither a byte nor the result of an earlier merge");
+  SEQGEN_THROWS_WITH(Tokenizer::from_bytes(blob(258, 1, 1, 0, {97, 98, 256})), FormatError,
+                     "token id 257 of 258 is defined by no byte, merge or special token");
+  SEQGEN_THROWS_WITH(Tokenizer::from_bytes(blob(258, 1, 2, 0, {97, 98, 256, 97, 98, 257})), FormatError,
+                     "merge 1 (97, 98) repeats an earlier merge of the same pair");
+  SEQGEN_THROWS_WITH(Tokenizer::from_bytes(blob(258, 1, 2, 0, {97, 98, 256, 99, 100, 256})), FormatError,
+                     "merge 1 makes token 256, which is already defined");
+  SEQGEN_THROWS_WITH(Tokenizer::from_bytes(blob(257, 7, 1, 0, {97, 98, 256})), FormatError, "unknown pre-split 7");
+  SEQGEN_THROWS_WITH(Tokenizer::from_bytes(blob(0xFFFFFFFF, 1, 1, 0, {97, 98, 256})), FormatError,
+                     "bpe vocabulary size 4294967295 is not in [256, 65536]");
+  SEQGEN_THROWS_WITH(Tokenizer::from_bytes(blob(65536, 1, 60000, 0, {97, 98, 256})), FormatError,
+                     "60000 merges need 720000 bytes, the blob has 12 left");
+  SEQGEN_THROWS_WITH(Tokenizer::from_bytes(blob(258, 1, 1, 1, {97, 98, 256}, std::string("\x01\x01\0\0\xFF\xFF\xFF\x7F", 8))),
+                     FormatError, "special token 0 has 2147483647 bytes, the blob has 0 left");
+  SEQGEN_THROWS_WITH(Tokenizer::from_bytes(blob(257, 1, 1, 0, {97, 98, 256}, "x")), FormatError,
+                     "1 unexpected bytes after the bpe tokenizer");
+  // Each merge doubling the last token's length: refused at 2^17 bytes, before any string is built.
+  std::vector<std::uint32_t> doubling = {97, 97, 256};
+  for (std::uint32_t i = 1; i < 17; ++i) doubling.insert(doubling.end(), {255 + i, 255 + i, 256 + i});
+  SEQGEN_THROWS_WITH(Tokenizer::from_bytes(blob(273, 1, 17, 0, doubling)), FormatError,
+                     "merge 16 makes a token of 131072 bytes, at most 65536 are allowed");
+}
+
+TEST_CASE("utf8 stream: token by token, no broken character is ever printed", "[bpe]") {
+  std::mt19937 rng(9);
+  const std::string text = "a é 日本 😀 \xFF z \xE2\x82 \xF0\x9F\x98\x80";
+  for (int trial = 0; trial < 200; ++trial) {
+    Utf8Stream s;
+    std::string shown;
+    for (std::size_t at = 0; at < text.size();) {
+      const std::size_t n = std::min<std::size_t>(text.size() - at, 1 + rng() % 4);
+      const std::string_view out = s.feed(std::string_view(text).substr(at, n));
+      // Every output ends at a character boundary of the text, unless the text's bytes there are invalid.
+      if (!out.empty()) {
+        shown += out;
+        const std::size_t end = shown.size();
+        REQUIRE(Utf8Stream::incomplete_tail(shown) == 0);
+        if (end < text.size()) REQUIRE((static_cast<unsigned char>(text[end]) & 0xC0) != 0x80);
+      }
+      at += n;
+    }
+    shown += s.flush();
+    REQUIRE(shown == text);
+  }
+  CHECK(Utf8Stream::incomplete_tail("a\xE6\x97") == 2);  // 日 cut after 2 of 3 bytes
+  CHECK(Utf8Stream::incomplete_tail("a\xF0\x9F\x98") == 3);
+  CHECK(Utf8Stream::incomplete_tail("a\xED\xA0") == 0);  // a surrogate never completes
+  CHECK(Utf8Stream::incomplete_tail("a\xE0\x80") == 0);  // nor an overlong form
+  CHECK(Utf8Stream::incomplete_tail("a\xC3\xA9") == 0);
+}
+
+}  // namespace test_bpe

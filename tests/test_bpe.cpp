@@ -1,5 +1,6 @@
 #include <seqgen/data/bpe.hpp>
 #include <seqgen/data/bpe_train.hpp>
+#include <seqgen/data/gpt2_vocab.hpp>
 #include <seqgen/data/pretokenize.hpp>
 #include <seqgen/data/tokenizer.hpp>
 #include <seqgen/data/utf8_stream.hpp>
@@ -331,6 +332,82 @@ TEST_CASE("utf8 stream: token by token, no broken character is ever printed", "[
   CHECK(Utf8Stream::incomplete_tail("a\xED\xA0") == 0);  // a surrogate never completes
   CHECK(Utf8Stream::incomplete_tail("a\xE0\x80") == 0);  // nor an overlong form
   CHECK(Utf8Stream::incomplete_tail("a\xC3\xA9") == 0);
+}
+
+}  // namespace test_bpe
+
+namespace test_bpe {
+
+namespace {
+
+// A small GPT-2-style vocabulary: the 256 byte characters, then "Ġt" "he" "Ġthe" and a special.
+std::string tiny_encoder_json(const std::string& extra = "") {
+  std::string j = "{";
+  for (unsigned b = 0; b < 256; ++b) {
+    std::string s;
+    utf8::append(s, gpt2::byte_to_unicode()[b]);
+    if (s == "\"" || s == "\\") s = "\\" + s;
+    j += "\"" + s + "\": " + std::to_string(b) + ", ";
+  }
+  return j + "\"\xC4\xA0t\": 256, \"he\": 257, \"\xC4\xA0the\": 258, \"<|endoftext|>\": 259" + extra + "}";
+}
+const std::string tiny_merges = "#version: 0.2\n\xC4\xA0 t\nh e\n\xC4\xA0t he\n";
+
+}  // namespace
+
+TEST_CASE("gpt2: encoder.json and vocab.bpe give ranked merges, bytes through GPT-2's table", "[bpe]") {
+  // The table: printable bytes stand for themselves, the others count up from U+0100 in byte order.
+  CHECK(gpt2::byte_to_unicode()['A'] == U'A');
+  CHECK(gpt2::byte_to_unicode()[0] == 0x100);
+  CHECK(gpt2::byte_to_unicode()[' '] == 0x120);  // 'Ġ'
+  CHECK(gpt2::byte_to_unicode()[0xAD] == 0x143);
+  CHECK(gpt2::bytes_to_unicode(" the\n") == "\xC4\xA0the\xC4\x8A");
+
+  const Tokenizer tok = Tokenizer::bpe(gpt2::vocab_from_strings(tiny_encoder_json(), tiny_merges));
+  REQUIRE(tok.vocab_size() == 260);
+  CHECK(tok.encode(" the the") == std::vector<Token>{258, 258});
+  CHECK(tok.encode("the") == std::vector<Token>{'t', 257});  // "he" has rank 1, before "Ġt he"
+  CHECK(tok.decode_token(259) == "<|endoftext|>");
+  CHECK(tok.bpe_vocab()->specials().size() == 1);
+
+  const auto fails = [](const std::string& json, const std::string& merges, const std::string& message) {
+    SEQGEN_THROWS_WITH(gpt2::vocab_from_strings(json, merges), FormatError, message);
+  };
+  fails("[1, 2]", tiny_merges, "encoder.json: expected a JSON object from token string to id, found a array");
+  fails("{\"a\": ", tiny_merges, "encoder.json: not valid JSON");
+  fails(tiny_encoder_json(", \"x1\": 70000"), tiny_merges, "token \"x1\" has id 70000, expected an integer in [0, 261)");
+  fails(tiny_encoder_json(", \"x1\": 3"), tiny_merges, "id 3 is given to both");
+  fails(tiny_encoder_json(", \"x1\": \"7\""), tiny_merges, "token \"x1\" has id \"7\"");
+  fails(tiny_encoder_json(), tiny_merges + "q z\n", "line 5 makes \"qz\", which encoder.json lacks");
+  fails(tiny_encoder_json(), "#version: 0.2\nh\xC4\xA0\n", "line 2 is \"h\xC4\xA0\", expected two tokens separated by one space");
+  fails(tiny_encoder_json(), "#version: 0.2\nzz e\n", "line 2 merges \"zz\" and \"e\", but encoder.json has no token \"zz\"");
+  fails(tiny_encoder_json(), "#version: 0.2\n\xC4\xA0t he\n\xC4\xA0 t\nh e\n",
+        "merge 0 (256, 257) uses token 256, which is neither a byte nor the result of an earlier merge");
+  fails(tiny_encoder_json(), tiny_merges + "\nh e\n", "line 5 is empty");
+  fails("{\"a\": 0}", "", "encoder.json: 1 tokens, expected 256 to 65536");
+}
+
+TEST_CASE("llm.c tokenizer.bin: written and read back, hostile files refused", "[bpe]") {
+  const Tokenizer tok = Tokenizer::bpe(gpt2::vocab_from_strings(tiny_encoder_json(), tiny_merges));
+  const std::string bin = LlmcTokenizer::from(tok, 259).to_bytes();
+  // Header 1024 bytes, then 256 one-byte tokens (2 bytes each), "Ġt" → " t" (3), "he" (3), " the" (5), eot (14).
+  REQUIRE(bin.size() == 1024 + 256 * 2 + 3 + 3 + 5 + 14);
+  const LlmcTokenizer back = LlmcTokenizer::from_bytes(bin, "t.bin");
+  CHECK(back.eot == 259);
+  CHECK(back.tokens.size() == 260);
+  CHECK(back.decode({258, 259, 'x'}) == " the<|endoftext|>x");
+  for (std::size_t n = 0; n < bin.size(); n += 1 + n / 8) REQUIRE_THROWS_AS(LlmcTokenizer::from_bytes(bin.substr(0, n), "t.bin"), FormatError);
+  std::string bad = bin;
+  bad[0] = 'x';
+  SEQGEN_THROWS_WITH(LlmcTokenizer::from_bytes(bad, "t.bin"), FormatError, "t.bin: magic");
+  bad = bin;
+  bad[8] = bad[9] = bad[10] = '\xFF';  // V = 0x00FFFFFF
+  SEQGEN_THROWS_WITH(LlmcTokenizer::from_bytes(bad, "t.bin"), FormatError, "vocabulary size 16777215 does not fit");
+  bad = bin;
+  bad[1024] = 0;
+  SEQGEN_THROWS_WITH(LlmcTokenizer::from_bytes(bad, "t.bin"), FormatError, "token 0 has length 0");
+  SEQGEN_THROWS_WITH(LlmcTokenizer::from_bytes(bin + "z", "t.bin"), FormatError, "1 unexpected bytes after the last token");
+  SEQGEN_THROWS_WITH(LlmcTokenizer::from(Tokenizer::bytes(), 0), ConfigError, "not a bytes one");
 }
 
 }  // namespace test_bpe

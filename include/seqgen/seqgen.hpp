@@ -31,9 +31,14 @@
 #include "seqgen/optim/schedule.hpp"
 #include "seqgen/optim/sgd.hpp"
 
+#include "seqgen/data/bpe.hpp"
+#include "seqgen/data/bpe_train.hpp"
 #include "seqgen/data/dataset.hpp"
+#include "seqgen/data/gpt2_vocab.hpp"
+#include "seqgen/data/pretokenize.hpp"
 #include "seqgen/data/tokenizer.hpp"
 #include "seqgen/data/utf8.hpp"
+#include "seqgen/data/utf8_stream.hpp"
 
 #include "seqgen/io/crc32.hpp"
 

@@ -4,7 +4,9 @@
 //   ./train --data input.txt --resume model.ckpt --steps 2000     # continue exactly where it stopped
 //
 // The last line is a summary:
-//   final: steps=… train_loss=… val_loss=… val_bits_per_char=… tokens_per_s=… checkpoint=…
+//   final: steps=… train_loss=… val_loss=… val_bits_per_char=… val_tokens=… val_chars=… tokens_per_s=… checkpoint=…
+// val_bits_per_char is the loss in bits per character of the held-out text the final evaluation
+// scored, whatever the tokenizer: nats/token × val_tokens ÷ val_chars ÷ ln 2.
 //
 // Exit status (docs/reliability.md):
 //   0    done; the checkpoint holds the last step
@@ -57,6 +59,7 @@ struct Args {
   seqgen::TrainOptions train;
   double minutes = 0;
   std::string data, tokenizer = "char", out = "model.ckpt", resume;
+  seqgen::Index vocab_size = 1024;  // --tokenizer bpe
   std::string out_target;  // where the checkpoint is written: --out, with a symlink followed
   bool overwrite = false;
   double val_fraction = 0.1;
@@ -108,20 +111,61 @@ std::string format_duration(double s) {
   return buf;
 }
 
-// Characters per token of the validation text, to turn nats/token into bits/char.
-double chars_per_token(const seqgen::TokenDataset& data, const seqgen::Tokenizer& tok) {
-  const seqgen::Index n = data.size(seqgen::Split::val);
-  if (n == 0 || tok.kind() == seqgen::Tokenizer::Kind::characters) return 1.0;
-  std::vector<seqgen::Token> ids(n);
-  for (seqgen::Index i = 0; i < n; ++i) ids[i] = data.at(seqgen::Split::val, i);
-  const std::string text = tok.decode(ids);
-  std::size_t chars = 0;
-  for (unsigned char c : text) chars += (c & 0xC0) != 0x80;
-  return double(chars) / double(n);
+// The held-out text an evaluation scores, to turn nats/token into bits/char: the targets of its
+// windows, tokens 1 .. windows·T of the validation split, and the characters (UTF-8 code points;
+// a byte that is not UTF-8 counts as one) they decode to.
+struct ScoredText {
+  seqgen::Index tokens = 0;
+  std::int64_t chars = 0;
+  double chars_per_token() const { return tokens > 0 && chars > 0 ? double(chars) / double(tokens) : 1.0; }
+};
+ScoredText scored_text(const seqgen::TokenDataset& data, const seqgen::Tokenizer& tok, seqgen::Index T,
+                       std::int64_t windows) {
+  using namespace seqgen;
+  ScoredText s;
+  s.tokens = std::min<std::int64_t>(windows, data.num_eval_windows(Split::val, T)) * T;
+  if (tok.kind() == Tokenizer::Kind::characters) {
+    s.chars = s.tokens;
+    return s;
+  }
+  for (Index i = 1; i <= s.tokens; ++i)
+    for (unsigned char c : tok.decode_token(data.at(Split::val, i))) s.chars += (c & 0xC0) != 0x80;
+  return s;
+}
+struct Units {
+  double cpt = 1, final_cpt = 1;  // characters per token of the periodic and of the final evaluations
+  ScoredText final_text;
+};
+
+// --tokenizer bpe: the vocabulary is learned from the training part of the text only. The split
+// is made on tokens (the last ⌊n·f⌋ are held out), so the learning text is the first (1 - f) of
+// the bytes, then shortened, if need be, until it ends where the held-out tokens begin.
+seqgen::Tokenizer learn_bpe(const std::string& text, seqgen::Index vocab_size, double val_fraction) {
+  using namespace seqgen;
+  const auto t0 = Clock::now();
+  BpeTrainOptions o;
+  o.vocab_size = vocab_size;
+  std::size_t cut = std::size_t(double(text.size()) * (1.0 - val_fraction));
+  for (int round = 0;; ++round) {
+    Tokenizer tok = Tokenizer::bpe(train_bpe(std::string_view(text).substr(0, cut), o));
+    if (val_fraction == 0) return tok;
+    const std::vector<Token> ids = tok.encode(text);
+    const auto n_val = std::size_t(std::floor(double(ids.size()) * val_fraction + 1e-9));  // as TokenDataset
+    std::size_t val_start = 0;  // byte offset of the first held-out token
+    for (std::size_t i = 0; i + n_val < ids.size(); ++i) val_start += tok.bpe_vocab()->token(ids[i]).size();
+    if (val_start >= cut || round == 3) {
+      std::printf("tokenizer: bpe, %lld tokens learned from the first %zu bytes (held-out text starts at byte %zu)"
+                  " in %.1f s\n", (long long)tok.vocab_size(), cut, val_start, seconds_since(t0));
+      check<ConfigError>(val_start >= cut, "--tokenizer bpe: could not keep the held-out text out of the vocabulary's "
+                                           "training text (", cut - val_start, " bytes overlap)");
+      return tok;
+    }
+    cut = val_start;
+  }
 }
 
 template <typename Model>
-int run(seqgen::Trainer<Model>& trainer, const Args& args, double cpt, double estimate) {
+int run(seqgen::Trainer<Model>& trainer, const Args& args, const Units& units, double estimate) {
   using namespace seqgen;
   const bool tty = isatty(STDOUT_FILENO);
   const TrainOptions& o = trainer.options;
@@ -154,6 +198,7 @@ int run(seqgen::Trainer<Model>& trainer, const Args& args, double cpt, double es
     g_phase = "evaluating";
     val_loss = trainer.evaluate(Split::val, windows);
     if (tty) std::printf("\n");
+    const double cpt = windows == args.final_eval_windows ? units.final_cpt : units.cpt;
     std::printf("step %lld: val_loss %.4f nats/token, %.4f bits/char\n", (long long)trainer.step_count(), val_loss,
                 val_loss / std::log(2.0) / cpt);
     std::fflush(stdout);
@@ -257,8 +302,11 @@ int run(seqgen::Trainer<Model>& trainer, const Args& args, double cpt, double es
   if (!g_signal && args.sample_tokens > 0) sample();
   if (g_signal) return 128 + g_signal;  // interrupted during the final evaluation: the checkpoint is saved
   std::printf("memory: estimated %.1f MiB, peak resident %.1f MiB\n", estimate / (1 << 20), peak / (1 << 20));
-  char val[64] = "val_loss=none val_bits_per_char=none";  // no validation split
-  if (validate) std::snprintf(val, sizeof val, "val_loss=%.4f val_bits_per_char=%.4f", val_loss, val_loss / std::log(2.0) / cpt);
+  char val[160] = "val_loss=none val_bits_per_char=none";  // no validation split
+  if (validate)
+    std::snprintf(val, sizeof val, "val_loss=%.4f val_bits_per_char=%.4f val_tokens=%lld val_chars=%lld", val_loss,
+                  val_loss / std::log(2.0) / units.final_cpt, (long long)units.final_text.tokens,
+                  (long long)units.final_text.chars);
   std::printf("final: steps=%lld train_loss=%.4f %s tokens_per_s=%.0f checkpoint=%s\n", (long long)trainer.step_count(),
               loss_count ? loss_sum / double(loss_count) : last_train_loss, val, done > 0 ? double(done) * tokens_per_step / elapsed : 0.0,
               args.out.c_str());
@@ -272,7 +320,13 @@ int start_or_resume(const CLI::App& app, const Args& args, const seqgen::Tokeniz
                     const seqgen::TokenDataset& data, const seqgen::CheckpointReader* ckpt,
                     const decltype(Model::config)& fresh_config, int threads) {
   using namespace seqgen;
-  const double cpt = chars_per_token(data, tok);
+  Units cpt;
+  {
+    const Index T = ckpt ? ckpt->get_int("train.seq_len") : args.train.seq_len;
+    cpt.final_text = scored_text(data, tok, T, args.final_eval_windows);
+    cpt.final_cpt = cpt.final_text.chars_per_token();
+    cpt.cpt = scored_text(data, tok, T, args.eval_windows).chars_per_token();
+  }
   g_phase = "building the model";
   if (ckpt) {
     const TrainOptions stored = read_options(*ckpt);
@@ -360,9 +414,11 @@ void check_fixed_options(const CLI::App& app, const Args& args, const seqgen::Ch
   fixed_int("--batch", args.train.batch, "train.batch");
   fixed_int("--seed", std::int64_t(args.train.seed), "train.seed");
   fixed_double("--val-fraction", args.val_fraction, "data.val_fraction");
-  const bool bytes = tok.kind() == seqgen::Tokenizer::Kind::bytes;
-  fixed("--tokenizer", args.tokenizer == (bytes ? "byte" : "char"), args.tokenizer,
-        std::string("a ") + (bytes ? "byte" : "char") + " tokenizer");
+  const std::string stored_tok = tok.kind() == seqgen::Tokenizer::Kind::bytes ? "byte"
+                                 : tok.kind() == seqgen::Tokenizer::Kind::bpe ? "bpe" : "char";
+  fixed("--tokenizer", args.tokenizer == stored_tok, args.tokenizer, "a " + stored_tok + " tokenizer");
+  fixed("--vocab-size", tok.kind() == seqgen::Tokenizer::Kind::bpe && args.vocab_size == tok.vocab_size(),
+        std::to_string(args.vocab_size), "a " + stored_tok + " tokenizer of " + std::to_string(tok.vocab_size()) + " tokens");
 }
 
 }  // namespace
@@ -393,8 +449,11 @@ int main(int argc, char** argv) {
   add_number(app, "--clip", t.clip, 0.0, 1e30, "Max global gradient norm (0: off)");
   add_number(app, "--dropout", args.dropout, 0.0, 0.99, "GPT dropout probability");
   app.add_flag("--untie", args.untie, "GPT: separate output head instead of the token embedding");
-  app.add_option("--tokenizer", args.tokenizer, "char (Unicode code points) or byte")
-      ->check(CLI::IsMember({"char", "byte"}));
+  app.add_option("--tokenizer", args.tokenizer,
+                 "char (Unicode code points), byte, or bpe (byte-level BPE learned from the training part of --data)")
+      ->check(CLI::IsMember({"char", "byte", "bpe"}));
+  add_number(app, "--vocab-size", args.vocab_size, Index(256), Index(65536),
+             "--tokenizer bpe: tokens (256 bytes + merges; fewer when the text runs out of repeated pairs)");
   add_number(app, "--val-fraction", args.val_fraction, 0.0, 0.9,
              "Fraction of the text held out at its end (0: no validation)");
   add_number(app, "--eval-interval", args.eval_interval, std::int64_t(0), kMaxSteps,
@@ -472,6 +531,9 @@ int main(int argc, char** argv) {
     g_phase = "reading --data";
     const std::string text = read_text_file(args.data);
     if (!resume && args.tokenizer == "char") tok = Tokenizer::characters(text);
+    if (!resume && args.tokenizer == "bpe") tok = learn_bpe(text, args.vocab_size, args.val_fraction);
+    check<ConfigError>(resume || args.tokenizer == "bpe" || app.count("--vocab-size") == 0,
+                       "--vocab-size applies to --tokenizer bpe, not ", args.tokenizer);
     const TokenDataset data = TokenDataset::from_text(text, tok, args.val_fraction);
     const Index train_tokens = data.size(Split::train);
     check<ConfigError>(train_tokens > T, "--data '", args.data, "' has ", train_tokens,

@@ -8,6 +8,7 @@
 #include "targets/load_gpt.hpp"
 #include "targets/load_recurrent.hpp"
 #include "targets/tokenizer.hpp"
+#include "targets/bpe.hpp"
 #include "targets/utf8.hpp"
 #include "targets/dataset.hpp"
 #include "targets/stop_strings.hpp"

@@ -2,7 +2,7 @@
 // with seqgen's own code (its <target>_seeds() in fuzz/targets/<target>.hpp), each first run
 // through its target, which must find nothing. The output is deterministic; it is generated once
 // and committed:
-//   g++ -std=c++17 -O1 -I include -I /usr/include/eigen3 fuzz/make_corpus.cpp -o build/fuzz/make_corpus
+//   g++ -std=c++17 -O1 -I include -I /usr/include/eigen3 fuzz/make_corpus.cpp $(pkg-config --cflags --libs libpcre2-8) -o build/fuzz/make_corpus
 //   build/fuzz/make_corpus fuzz/corpus
 #include <cstdio>
 #include <filesystem>

@@ -25,7 +25,7 @@ out=build/fuzz
 mkdir -p "$out"
 cxx=clang++-14
 flags=(-std=c++17 -O1 -gline-tables-only -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
-       -I include -I /usr/include/eigen3)
+       -I include -I /usr/include/eigen3 $(pkg-config --cflags --libs libpcre2-8))
 
 # One program for every target (fuzz/seqgen_fuzz.cpp), run through a link named after the target.
 bin=$out/seqgen_fuzz

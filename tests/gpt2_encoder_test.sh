@@ -101,6 +101,27 @@ for mode in lines whole; do
   fi
 done
 
+# A second reference with another merge algorithm: js-tiktoken's gpt2 ranks on the whole corpus.
+if npm install --no-audit --no-fund --silent js-tiktoken >npm.log 2>&1; then
+  node -e "
+    const { Tiktoken } = require('js-tiktoken/lite');
+    const ranks = require('js-tiktoken/ranks/gpt2');
+    const enc = new Tiktoken(ranks.default || ranks);
+    // [] []: <|endoftext|> in the text is ordinary text, as for gpt-3-encoder
+    process.stdout.write(enc.encode(require('fs').readFileSync('corpus.txt', 'utf-8'), [], []).join(' ') + '\\n');
+  " >tiktoken.whole
+  if cmp -s tiktoken.whole actual.whole; then
+    echo "whole: identical ids to js-tiktoken $(node -p "JSON.parse(require('fs').readFileSync('node_modules/js-tiktoken/package.json')).version")"
+  else
+    fail=1
+    echo "gpt2_encoder_test: FAIL: seqgen's ids differ from js-tiktoken's gpt2 encoding" >&2
+  fi
+else
+  echo "gpt2_encoder_test: FAIL: npm install js-tiktoken failed:" >&2
+  cat npm.log >&2
+  fail=1
+fi
+
 # Decoding: seqgen's and llm.c's tokenizer.bin (exported from encoder.json) give the text back.
 "$tokenize" decode --gpt2 "$ref" --whole --input actual.whole >decoded.txt
 cmp corpus.txt decoded.txt || { echo "gpt2_encoder_test: FAIL: decode(encode(corpus)) != corpus" >&2; fail=1; }

@@ -1,5 +1,5 @@
 // Uses seqgen through its umbrella header: one Linear layer, forward and backward, checked
-// against a hand computation. Exits non-zero on a wrong answer.
+// against a hand computation, and a BPE tokenizer. Exits non-zero on a wrong answer.
 #include <seqgen/seqgen.hpp>
 
 #include <cmath>
@@ -26,6 +26,15 @@ int main() {
     return 1;
   } catch (const seqgen::ShapeError&) {
   }
+  // The BPE tokenizer links PCRE2 (and gpt2_vocab.hpp reads JSON with nlohmann-json): the package
+  // must carry both.
+  const seqgen::Tokenizer bpe = seqgen::Tokenizer::bpe(seqgen::train_bpe("the cat, the hat, the bat", {}));
+  const std::vector<seqgen::Token> ids = bpe.encode("the mat");
+  if (bpe.encode(" the").size() != 1 || bpe.decode(ids) != "the mat") {
+    std::printf("consumer: the BPE tokenizer does not round-trip\n");
+    return 1;
+  }
+  if (!nlohmann::json::parse("{\"a\": 1}").is_object()) return 1;
   // scripts/test.sh compares this line across the consumers: one built through pkg-config must get
   // OpenMP exactly when one built through find_package does.
 #if defined(SEQGEN_OPENMP) && defined(_OPENMP)

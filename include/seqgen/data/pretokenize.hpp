@@ -76,7 +76,8 @@ class Pretokenizer {
         emit(text.substr(pos));
         return;
       }
-      check<FormatError>(rc > 0, "Pretokenizer: PCRE2 failed at byte offset ", pos, ": ", message(rc));
+      if (rc <= 0)  // not check<>: it would build the message for every match
+        throw FormatError(detail::cat("Pretokenizer: PCRE2 failed at byte offset ", pos, ": ", message(rc)));
       const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md.data);
       const std::size_t start = ov[0], end = ov[1];
       // Every valid character matches one alternative, so a match is never empty.

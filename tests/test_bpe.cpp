@@ -415,3 +415,50 @@ TEST_CASE("llm.c tokenizer.bin: written and read back, hostile files refused", "
 }
 
 }  // namespace test_bpe
+
+#include <seqgen/generate/generate_text.hpp>
+#include <seqgen/models/gpt.hpp>
+
+namespace test_bpe {
+
+TEST_CASE("generate: streamed text never cuts a character, with byte and BPE tokens", "[bpe][generate]") {
+  std::mt19937 text_rng(2);
+  std::string train = "é日本語😀ÿ";
+  for (int i = 0; i < 200; ++i) train += "Ωμέγα 日本語 café 😀 ";
+  BpeTrainOptions o;
+  o.vocab_size = 300;
+  for (const Tokenizer& tok : {Tokenizer::bytes(), Tokenizer::bpe(train_bpe(train, o))}) {
+    GptConfig c;
+    c.vocab_size = tok.vocab_size();
+    c.context = 64;
+    c.channels = 8;
+    c.layers = 1;
+    c.heads = 2;
+    Rng init(5);
+    const Gpt<float> model(c, init);
+    Index cuts_possible = 0;  // tokens that end inside a character: what the stream must hold back
+    for (std::uint64_t seed = 1; seed <= 6; ++seed) {
+      Rng rng(seed);
+      SamplingOptions so;
+      so.temperature = 2.0;  // near-uniform: many multi-byte characters cut between tokens
+      std::vector<std::string> pieces;
+      const std::string text =
+          generate_text(model, tok, "日", 60, so, rng, [&](const std::string& p) { pieces.push_back(p); });
+      std::string shown;
+      for (const std::string& p : pieces) {
+        shown += p;
+        INFO(tok.kind_name() << " seed " << seed);
+        REQUIRE(!Utf8Stream::cuts_character(text, shown.size()));
+      }
+      REQUIRE(shown == text);
+      // The same text token by token, without the stream, does cut characters.
+      const std::vector<Token> ids = tok.encode(text);
+      std::size_t at = 0;
+      for (Token id : ids) cuts_possible += Utf8Stream::cuts_character(text, at += tok.decode_token(id).size());
+    }
+    INFO(tok.kind_name());
+    CHECK(cuts_possible > 0);  // the test reaches the case it is about
+  }
+}
+
+}  // namespace test_bpe

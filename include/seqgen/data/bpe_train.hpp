@@ -11,8 +11,10 @@
 //
 // The counts live in a hash map kept up to date as merges are applied, and a max-heap holds
 // (count, pair) entries; an entry whose count has changed since it was pushed is refreshed when it
-// reaches the top (lazy deletion). Each pair keeps the list of words it occurs in, so a merge
-// touches only those words, never the whole corpus.
+// reaches the top (lazy deletion). The words' symbols are linked lists and each pair keeps the
+// positions where it occurs, so a merge touches only its own occurrences and their two
+// neighbours: O(occurrences) per merge, never the whole corpus, and no word is rewritten (a text
+// without pre-tokenisation is one long word).
 #pragma once
 
 #include <algorithm>
@@ -58,27 +60,38 @@ inline BpeVocab train_bpe(std::string_view text, const BpeTrainOptions& options 
   // Distinct pieces and their counts.
   std::unordered_map<std::string_view, std::int64_t> piece_counts;
   Pretokenizer(options.split).each_piece(text, [&](std::string_view piece) { ++piece_counts[piece]; });
-  std::vector<std::vector<Token>> words;
-  std::vector<std::int64_t> counts;
-  words.reserve(piece_counts.size());
-  counts.reserve(piece_counts.size());
+  // The distinct words, laid end to end as one list of symbol nodes: node i holds sym[i], belongs
+  // to word word_of[i], and links to its neighbours in the word (-1 at the ends). Node indices
+  // never change, so within a word they increase from left to right.
+  std::vector<Token> sym;
+  std::vector<std::int32_t> prev, next;
+  std::vector<std::uint32_t> word_of;
+  std::vector<std::int64_t> counts;  // of each word
   for (const auto& [piece, c] : piece_counts) {
     if (piece.size() < 2) continue;  // no pair inside
-    words.emplace_back(piece.begin(), piece.end());
-    for (Token& t : words.back()) t = static_cast<unsigned char>(t);  // char may be signed
+    check<ConfigError>(sym.size() + piece.size() < 0x7FFFFFFFu, "train_bpe: the text has more than 2^31 bytes in "
+                                                                "distinct pieces; learn from a sample of it");
+    const auto w = static_cast<std::uint32_t>(counts.size());
     counts.push_back(c);
+    const auto first = static_cast<std::int32_t>(sym.size());
+    for (std::size_t k = 0; k < piece.size(); ++k) {
+      sym.push_back(static_cast<unsigned char>(piece[k]));
+      prev.push_back(k == 0 ? -1 : first + static_cast<std::int32_t>(k) - 1);
+      next.push_back(k + 1 == piece.size() ? -1 : first + static_cast<std::int32_t>(k) + 1);
+      word_of.push_back(w);
+    }
   }
   piece_counts = {};
 
+  // Pair counts, and the nodes where each pair starts (may hold stale entries: checked when used).
   std::unordered_map<Pair, std::int64_t> pair_count;
-  std::unordered_map<Pair, std::vector<std::uint32_t>> where;  // words holding the pair (may repeat or be stale)
-  for (std::size_t w = 0; w < words.size(); ++w)
-    for (std::size_t i = 0; i + 1 < words[w].size(); ++i) {
-      const Pair p = pair_of(words[w][i], words[w][i + 1]);
-      pair_count[p] += counts[w];
-      auto& list = where[p];
-      if (list.empty() || list.back() != w) list.push_back(static_cast<std::uint32_t>(w));
-    }
+  std::unordered_map<Pair, std::vector<std::int32_t>> where;
+  for (std::size_t i = 0; i < sym.size(); ++i) {
+    if (next[i] < 0) continue;
+    const Pair p = pair_of(sym[i], sym[static_cast<std::size_t>(next[i])]);
+    pair_count[p] += counts[word_of[i]];
+    where[p].push_back(static_cast<std::int32_t>(i));
+  }
 
   struct Entry {
     std::int64_t count;
@@ -93,9 +106,8 @@ inline BpeVocab train_bpe(std::string_view text, const BpeTrainOptions& options 
   std::vector<std::size_t> length(256, 1);  // bytes of each token so far
   std::vector<BpeMerge> merges;
   const auto max_merges = static_cast<std::size_t>(options.vocab_size - 256);
-  std::vector<std::uint32_t> last_visit(words.size(), 0xFFFFFFFFu);
-  std::vector<Token> rewritten;
   std::vector<Pair> touched;
+  std::vector<std::int32_t> at;
   while (merges.size() < max_merges && !heap.empty()) {
     const Entry top = heap.top();
     heap.pop();
@@ -108,44 +120,47 @@ inline BpeVocab train_bpe(std::string_view text, const BpeTrainOptions& options 
     const Token a = left_of(top.pair), b = right_of(top.pair);
     const std::size_t merged_length = length[static_cast<std::size_t>(a)] + length[static_cast<std::size_t>(b)];
     if (merged_length > BpeVocab::max_token_bytes) continue;  // never merged (a run of many thousand equal bytes)
-    const auto m = static_cast<std::uint32_t>(merges.size());
-    const Token x = static_cast<Token>(256 + m);
+    const Token x = static_cast<Token>(256 + merges.size());
     merges.push_back({a, b, x});
     length.push_back(merged_length);
 
+    // Every occurrence, left to right within each word, so overlapping ones ("a a a") merge as
+    // encoding would: the first of them.
+    at.clear();
+    at.swap(where[top.pair]);
+    where.erase(top.pair);
+    std::sort(at.begin(), at.end());
     touched.clear();
-    std::vector<std::uint32_t> holders;
-    holders.swap(where[top.pair]);
-    for (const std::uint32_t w : holders) {
-      if (last_visit[w] == m) continue;
-      last_visit[w] = m;
-      std::vector<Token>& word = words[w];
-      const std::int64_t c = counts[w];
-      rewritten.clear();
-      bool any = false;
-      for (std::size_t i = 0; i < word.size();) {
-        if (i + 1 < word.size() && word[i] == a && word[i + 1] == b) {
-          rewritten.push_back(x);
-          i += 2;
-          any = true;
-        } else {
-          rewritten.push_back(word[i++]);
-        }
+    const auto add = [&](Pair p, std::int64_t c, std::int32_t node, bool grew) {
+      pair_count[p] += c;
+      if (grew) {
+        where[p].push_back(node);
+        touched.push_back(p);
       }
-      if (!any) continue;  // a stale entry of the list
-      for (std::size_t i = 0; i + 1 < word.size(); ++i) pair_count[pair_of(word[i], word[i + 1])] -= c;
-      for (std::size_t i = 0; i + 1 < rewritten.size(); ++i) {
-        const Pair p = pair_of(rewritten[i], rewritten[i + 1]);
-        pair_count[p] += c;
-        if (rewritten[i] == x || rewritten[i + 1] == x) {
-          where[p].push_back(w);
-          touched.push_back(p);
-        }
+    };
+    for (const std::int32_t i : at) {
+      const std::int32_t j = next[static_cast<std::size_t>(i)];
+      if (sym[static_cast<std::size_t>(i)] != a || j < 0 || sym[static_cast<std::size_t>(j)] != b) continue;  // stale
+      const std::int64_t c = counts[word_of[static_cast<std::size_t>(i)]];
+      const std::int32_t before = prev[static_cast<std::size_t>(i)], after = next[static_cast<std::size_t>(j)];
+      // (before, a) and (b, after) give way to (before, x) and (x, after).
+      if (before >= 0) {
+        const Token t = sym[static_cast<std::size_t>(before)];
+        add(pair_of(t, a), -c, before, false);
+        add(pair_of(t, x), c, before, true);
       }
-      word.swap(rewritten);
+      if (after >= 0) {
+        const Token t = sym[static_cast<std::size_t>(after)];
+        add(pair_of(b, t), -c, j, false);
+        add(pair_of(x, t), c, i, true);
+      }
+      pair_count[top.pair] -= c;
+      sym[static_cast<std::size_t>(i)] = x;
+      sym[static_cast<std::size_t>(j)] = -1;  // gone
+      next[static_cast<std::size_t>(i)] = after;
+      if (after >= 0) prev[static_cast<std::size_t>(after)] = i;
     }
     pair_count.erase(top.pair);
-    where.erase(top.pair);
     std::sort(touched.begin(), touched.end());
     touched.erase(std::unique(touched.begin(), touched.end()), touched.end());
     for (const Pair p : touched) {

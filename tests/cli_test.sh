@@ -13,7 +13,7 @@ for i in $(seq 60); do echo "The quick brown fox jumps over the lazy dog; pack m
 # A fresh GPT run: the summary line and the checkpoint.
 "$train" --data "$dir/text.txt" --model gpt --channels 16 --layers 1 --heads 2 -T 16 -B 4 --steps 30 \
   --eval-interval 0 --eval-windows 4 --sample-tokens 20 --threads 1 --out "$dir/gpt.ckpt" > "$dir/out.txt"
-grep -q '^final: steps=30 train_loss=[0-9.]* val_loss=[0-9.]* val_bits_per_char=[0-9.]* tokens_per_s=[0-9]* checkpoint=' \
+grep -q '^final: steps=30 train_loss=[0-9.]* val_loss=[0-9.]* val_bits_per_char=[0-9.]* val_tokens=[0-9]* val_chars=[0-9]* tokens_per_s=[0-9]* checkpoint=' \
   "$dir/out.txt" || { cat "$dir/out.txt"; fail "no summary line"; }
 [ -s "$dir/gpt.ckpt" ] || fail "no checkpoint"
 
@@ -21,6 +21,18 @@ grep -q '^final: steps=30 train_loss=[0-9.]* val_loss=[0-9.]* val_bits_per_char=
 "$train" --data "$dir/text.txt" --resume "$dir/gpt.ckpt" --steps 40 --eval-interval 0 --eval-windows 4 \
   --sample-tokens 0 --threads 1 --out "$dir/gpt2.ckpt" > "$dir/out2.txt"
 grep -q '^final: steps=40 ' "$dir/out2.txt" || { cat "$dir/out2.txt"; fail "resume did not reach step 40"; }
+
+# A byte-level BPE run: bits/char = nats/token x tokens / characters / ln 2 over the scored
+# held-out tokens (more characters than tokens: merges were learned), and generation.
+"$train" --data "$dir/text.txt" --model gpt --channels 16 --layers 1 --heads 2 -T 16 -B 4 --steps 5 \
+  --tokenizer bpe --vocab-size 300 --eval-interval 0 --final-eval-windows 16 --sample-tokens 0 --threads 1 \
+  --out "$dir/bpe.ckpt" > "$dir/bpe.txt" || { cat "$dir/bpe.txt"; fail "bpe run failed"; }
+line=$(grep '^final: ' "$dir/bpe.txt")
+[[ "$line" =~ val_loss=([0-9.]+)\ val_bits_per_char=([0-9.]+)\ val_tokens=([0-9]+)\ val_chars=([0-9]+) ]] ||
+  fail "bpe summary: $line"
+awk -v l="${BASH_REMATCH[1]}" -v b="${BASH_REMATCH[2]}" -v t="${BASH_REMATCH[3]}" -v c="${BASH_REMATCH[4]}" \
+  'BEGIN { e = l * t / c / log(2); exit !(t > 0 && c > t && (b - e) ^ 2 < 1e-6) }' || fail "bpe bits/char: $line"
+"$generate" --checkpoint "$dir/bpe.ckpt" --prompt "The quick" --tokens 10 > /dev/null 2>&1 || fail "bpe generate failed"
 
 # An LSTM run.
 "$train" --data "$dir/text.txt" --model lstm --channels 16 --embedding 8 --layers 1 -T 16 -B 4 --steps 20 \

@@ -24,6 +24,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <string_view>
@@ -83,6 +84,11 @@ inline std::string bytes_to_unicode(std::string_view bytes) {
 
 // The whole of a file no larger than `max_bytes`, checked before it is read.
 inline std::string read_file(const std::string& path, std::uint64_t max_bytes, const char* what) {
+  std::error_code ec;
+  const auto type = std::filesystem::status(path, ec).type();
+  check<IoError>(type != std::filesystem::file_type::not_found, what, " '", path, "' does not exist");
+  // A FIFO or a device would block or never end.
+  check<IoError>(type == std::filesystem::file_type::regular, what, " '", path, "' is not a regular file");
   errno = 0;
   std::ifstream in(path, std::ios::binary);
   check<IoError>(in.is_open(), what, " '", path, "': cannot open it",

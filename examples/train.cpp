@@ -314,7 +314,7 @@ int start_or_resume(const CLI::App& app, const Args& args, const seqgen::Tokeniz
   Trainer<Model> trainer(Model(fresh_config, init_rng), tok, data, args.train);
   std::printf("model: %s, %lld parameters, %.1f MFLOP per token per step; data: %lld train / %lld val tokens\n",
               args.model.c_str(), (long long)count_params(trainer.model),
-              ModelTraits<Model>::train_flops_per_token(trainer.model, trainer.options.seq_len) / 1e6,
+              trainer.model.train_flops_per_token(trainer.options.seq_len) / 1e6,
               (long long)data.size(Split::train), (long long)data.size(Split::val));
   return run(trainer, args, cpt, need);
 }
@@ -487,10 +487,10 @@ int main(int argc, char** argv) {
     const CheckpointReader* stored = ckpt ? &*ckpt : nullptr;
     return visit_model_kind(kind, [&](auto type) {
       using Model = typename decltype(type)::type;
-      decltype(Model::config) c;  // a new run's; a resumed one takes the checkpoint's
+      typename Model::Config c;  // a new run's; a resumed one takes the checkpoint's
       c.vocab_size = tok.vocab_size();
       c.layers = args.layers;
-      if constexpr (ModelTraits<Model>::gpt) {
+      if constexpr (std::is_same_v<typename Model::Config, GptConfig>) {  // the options each family reads
         c.context = args.context > 0 ? args.context : t.seq_len;
         c.channels = args.channels;
         c.heads = args.heads;

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -17,27 +18,6 @@
 #include "seqgen/models/recurrent_lm.hpp"
 
 namespace seqgen {
-
-// What generic code needs to know about a model type: its name in checkpoints, whether it is a
-// GPT, and the state it carries between batches (none for GPT).
-template <typename Model>
-struct ModelTraits;
-template <typename Scalar>
-struct ModelTraits<Gpt<Scalar>> {
-  static constexpr bool gpt = true;
-  using State = std::vector<Mat<Scalar>>;  // unused
-  static std::string kind() { return "gpt"; }
-  static double train_flops_per_token(const Gpt<Scalar>& m, Index T) { return m.config.train_flops_per_token(T); }
-};
-template <typename Scalar, template <typename> class Layer>
-struct ModelTraits<RecurrentLm<Scalar, Layer>> {
-  static constexpr bool gpt = false;
-  using State = typename RecurrentLm<Scalar, Layer>::State;
-  static std::string kind() { return cell_name(RecurrentLm<Scalar, Layer>::kCell); }
-  static double train_flops_per_token(const RecurrentLm<Scalar, Layer>& m, Index) {
-    return m.config.train_flops_per_token();
-  }
-};
 
 // The range of every size in a config (GptConfig::validate, RecurrentConfig::validate).
 inline constexpr std::int64_t kMaxConfigDim = std::int64_t(1) << 24;
@@ -118,12 +98,12 @@ decltype(auto) visit_model_kind(const std::string& kind, Visit&& visit) {
 
 // The config stored in a checkpoint for Model, validated, before any weight is allocated.
 template <typename Model>
-decltype(Model::config) load_config(const CheckpointReader& r) {
+typename Model::Config load_config(const CheckpointReader& r) {
   const std::string kind = checkpoint_model_kind(r);
-  check<FormatError>(kind == ModelTraits<Model>::kind(), r.source(), " holds a '", kind, "' model, expected '",
-                     ModelTraits<Model>::kind(), "'");
-  decltype(Model::config) config;
-  if constexpr (!ModelTraits<Model>::gpt) config.cell = Model::kCell;
+  check<FormatError>(kind == Model::kind(), r.source(), " holds a '", kind, "' model, expected '", Model::kind(),
+                     "'");
+  typename Model::Config config;
+  if constexpr (std::is_same_v<typename Model::Config, RecurrentConfig>) config.cell = Model::kCell;
   read_config(r, config);
   // Every weight is stored in the file, so a config that claims more than the file can hold is
   // corrupt: refuse it before allocating the model.
@@ -146,6 +126,28 @@ Model load_model(const CheckpointReader& r) {
                        "' holds a NaN or infinite weight (the checkpoint is damaged)");
   });
   return model;
+}
+
+// The state a model carries between batches (Model::State), under state/<layer>.h and .c; a GPT
+// carries none and writes nothing. read_state fills a state already shaped by zero_state(B).
+inline void write_state(CheckpointWriter&, const NoState&) {}
+inline void read_state(const CheckpointReader&, NoState&) {}
+
+template <typename LayerState>
+void write_state(CheckpointWriter& w, const std::vector<LayerState>& state) {
+  for (std::size_t l = 0; l < state.size(); ++l) {
+    w.put_tensor("state/" + std::to_string(l) + ".h", state[l].h);
+    if constexpr (detail::HasCellState<LayerState>::value) w.put_tensor("state/" + std::to_string(l) + ".c", state[l].c);
+  }
+}
+template <typename LayerState>
+void read_state(const CheckpointReader& r, std::vector<LayerState>& state) {
+  for (std::size_t l = 0; l < state.size(); ++l) {
+    auto& s = state[l];
+    r.get_tensor("state/" + std::to_string(l) + ".h", s.h, s.h.rows(), s.h.cols());
+    if constexpr (detail::HasCellState<LayerState>::value)
+      r.get_tensor("state/" + std::to_string(l) + ".c", s.c, s.c.rows(), s.c.cols());
+  }
 }
 
 // The tokenizer stored with a model, checked against the model's vocabulary.

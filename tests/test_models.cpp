@@ -5,7 +5,10 @@
 
 #include <cmath>
 #include <limits>
+#include <string>
+#include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "test_util.hpp"
 
@@ -341,6 +344,57 @@ TEST_CASE("Every model overfits one tiny batch to a loss below 0.05", "[gpt][rec
   recurrent(LstmLm<float>(cfg, rng));
   cfg.cell = CellKind::gru;
   recurrent(GruLm<float>(cfg, rng));
+}
+
+TEST_CASE("Models: const iteration and lookup by parameter name", "[gpt][recurrent][params]") {
+  GptConfig gcfg;
+  gcfg.vocab_size = 7;
+  gcfg.context = 4;
+  gcfg.channels = 4;
+  gcfg.layers = 2;
+  gcfg.heads = 1;
+  gcfg.tie_weights = false;
+  Rng rng(1);
+  Gpt<float> gpt(gcfg, rng);
+  const Gpt<float>& view = gpt;
+
+  // The const overload visits the same tensors, in the same order, as the mutable one.
+  std::vector<std::string> names, const_names;
+  gpt.for_each_param([&](Param<float>& p) { names.push_back(p.name); });
+  view.for_each_param([&](auto& p) {
+    static_assert(std::is_same_v<decltype(p), const Param<float>&>, "the const overload hands out const Params");
+    const_names.push_back(p.name);
+  });
+  REQUIRE(names == const_names);
+  REQUIRE(names.size() == 2 + 2 * 12 + 2 + 1);  // wte, wpe; 12 per block; ln_f; lm_head
+  REQUIRE(view.num_tensors() == Index(names.size()));
+
+  // Lookup returns the model's own tensor, not a copy.
+  REQUIRE(view.find_param("blocks.1.attn.qkv.weight") == &gpt.blocks[1].attn.qkv.weight);
+  REQUIRE(gpt.find_param("lm_head.weight") == &gpt.lm_head);
+  REQUIRE(view.param("ln_f.bias").value.rows() == 4);
+  gpt.param("wpe.weight").value(0, 0) = 42;
+  REQUIRE(gpt.wpe.weight.value(0, 0) == 42);
+  REQUIRE(view.find_param("blocks.2.attn.qkv.weight") == nullptr);
+  REQUIRE(view.find_param("") == nullptr);
+  SEQGEN_THROWS_WITH(view.param("blocks.0.attn.c_attn.weight"), IndexError,
+                     "no parameter named 'blocks.0.attn.c_attn.weight'; the model has: wte.weight, wpe.weight, "
+                     "blocks.0.ln1.weight");
+
+  RecurrentConfig rcfg;
+  rcfg.cell = CellKind::lstm;
+  rcfg.vocab_size = 5;
+  rcfg.embedding = 3;
+  rcfg.hidden = 4;
+  rcfg.layers = 2;
+  const LstmLm<double> lstm(rcfg, rng);
+  const Param<double>& w = lstm.param("layers.1.weight_hh");
+  REQUIRE(w.value.rows() == 4 * 4);
+  REQUIRE(w.value.cols() == 4);
+  REQUIRE(lstm.num_tensors() == 1 + 2 * 4 + 1);
+  Index scalars = 0;
+  lstm.for_each_param([&](const Param<double>& p) { scalars += p.size(); });
+  REQUIRE(scalars == rcfg.num_params());
 }
 
 }  // namespace test_models

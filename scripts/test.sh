@@ -5,7 +5,9 @@
 #   2. the consumer projects through find_package, pkg-config and add_subdirectory
 #   3. the asan preset (clang, AddressSanitizer + UndefinedBehaviorSanitizer, -O1, Eigen's
 #      assertions on): the unit tests of SANITIZED_TOPICS below, the CLI and hostile-input scripts
-#   4. every libFuzzer target for SEQGEN_FUZZ_SECONDS seconds (default 60), see scripts/fuzz.sh
+#   4. the tsan preset (clang, ThreadSanitizer, LLVM's libomp with its Archer tool so that OpenMP's
+#      barriers are understood): the unit tests of THREADED_TOPICS below, on two threads
+#   5. every libFuzzer target for SEQGEN_FUZZ_SECONDS seconds (default 60), see scripts/fuzz.sh
 #   ./scripts/test.sh                               everything
 #   SEQGEN_SKIP_SANITIZERS=1 SEQGEN_FUZZ_SECONDS=0 ./scripts/test.sh   steps 1 and 2 only
 #   BUILD_DIR=... ./scripts/test.sh
@@ -83,6 +85,17 @@ if [ -z "${SEQGEN_SKIP_SANITIZERS:-}" ]; then
   # is not the program's).
   (cd build/asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
     ctest -j "$jobs" --output-on-failure --timeout 900 -E "no_alloc_training_step|crash_safety|memory_estimate")
+
+  # Every test that runs thread teams: GEMM slices, attention per (b, h), the recurrent layers'
+  # sequence shares, the decoders' barrier-synchronised passes, whole training steps.
+  THREADED_TOPICS="attention;decoder;determinism;gemm;recurrent;trainer;transformer_block"
+  echo "== threaded unit tests under ThreadSanitizer (tsan preset)"
+  archer=/usr/lib/llvm-14/lib/libarcher.so  # from libomp-14-dev
+  [ -f "$archer" ] || { echo "ThreadSanitizer needs $archer (libomp-14-dev)"; exit 1; }
+  cmake --preset tsan -DSEQGEN_TEST_TOPICS="$THREADED_TOPICS" >/dev/null
+  cmake --build build/tsan -j "$jobs" --target seqgen_tests
+  OMP_NUM_THREADS=2 OMP_TOOL_LIBRARIES="$archer" TSAN_OPTIONS="halt_on_error=1 ignore_noninstrumented_modules=1" \
+    build/tsan/tests/seqgen_tests
 fi
 
 fuzz_seconds=${SEQGEN_FUZZ_SECONDS:-60}

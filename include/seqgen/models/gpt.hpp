@@ -192,7 +192,7 @@ struct Gpt : NamedParams<Gpt<Scalar>, Scalar> {
     prepare(act, B, T);
     wte.forward(inputs, act.embedded);
     const Index N = B * T;
-    parallel_for(N, act.embedded.size() >= kParallelMinWork,
+    parallel_for(N, worth_a_team(act.embedded.size()),
                  [&](Index n) { act.embedded.col(n) += wpe.weight.value.col(n % T); });
     drop.forward(act.embedded, act.residual[0], act.drop, rng, training);
   }

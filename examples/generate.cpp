@@ -14,7 +14,6 @@
 #include "cli_common.hpp"
 
 #include <cstdio>
-#include <map>
 #include <new>
 
 namespace {
@@ -108,12 +107,10 @@ int main(int argc, char** argv) {
   add_number(app, "--repeat-last-n", s.repeat_last_n, Index(-1), Index(1) << 31,
              "Window of the repetition penalty (-1: everything the model sees)");
   app.add_option("--stop", s.stop, "Stop when this text appears (repeatable)");
-  const std::map<std::string, UnknownCharacters> unknown_policies = {
-      {"skip", UnknownCharacters::skip}, {"replace", UnknownCharacters::replace}, {"error", UnknownCharacters::error}};
-  app.add_option("--unknown", args.prompt_options.unknown,
+  std::string unknown = "skip";
+  app.add_option("--unknown", unknown,
                  "A prompt character outside the vocabulary: skip it, replace it (--replacement), or error")
-      ->transform(CLI::CheckedTransformer(unknown_policies))
-      ->default_str("skip");
+      ->check(CLI::IsMember({"skip", "replace", "error"}));
   app.add_option("--replacement", args.prompt_options.replacement,
                  "The character that replaces an unknown one with --unknown replace");
   add_number(app, "--seed", args.seed, std::uint64_t(0), std::numeric_limits<std::uint64_t>::max(), "Random seed");
@@ -129,6 +126,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "generate: error: %s\n", e.what());
     return kExitError;
   }
+  args.prompt_options.unknown = unknown == "error"     ? UnknownCharacters::error
+                                : unknown == "replace" ? UnknownCharacters::replace
+                                                       : UnknownCharacters::skip;
   try {
     args.sampling.validate();
     const int threads = cli::configure_threads(args.threads, "generate");

@@ -134,10 +134,11 @@ void check_export_round_trip(const decltype(Model::config)& config) {
       if (std::abs(w) >= std::ldexp(1.0, -14)) max_rel = std::max(max_rel, std::abs(h - w) / std::abs(w));
     }
   CHECK(max_rel > std::ldexp(1.0, -14));  // the rounding did happen
-  // What that does to the logits of these models: measured 1e-3 or less; the bound leaves room.
+  // What that does to the logits of these small models (logits of order 1): measured 1.3e-4 for
+  // the GPT and 4.3e-5 for the LSTM; the bound leaves room for other compilers.
   const Mat<float> l_half = logits_after(m_half, run.tok, prompt);
   const double max_logit_diff = (l_half - l_ckpt).cwiseAbs().maxCoeff();
-  CHECK(max_logit_diff < 5e-3);
+  CHECK(max_logit_diff < 1e-3);
   CHECK(max_logit_diff > 0);
 
   // One call generates what the model generates through generate_text, from either file.

@@ -2,7 +2,8 @@
 # The test command: installs what is missing, builds, and runs the whole suite. Exits non-zero on any
 # failure.
 #   1. release build, ctest (unit tests, CLI, crash-safety and hostile-input tests, no-allocation test)
-#   2. the consumer projects through find_package, pkg-config and add_subdirectory
+#   2. the consumer projects through find_package, pkg-config and add_subdirectory, and the README's
+#      program (built by them) run on a model trained and exported here
 #   3. the asan preset (clang, AddressSanitizer + UndefinedBehaviorSanitizer, -O1, Eigen's
 #      assertions on): the unit tests of SANITIZED_TOPICS below, the CLI and hostile-input scripts
 #   4. every libFuzzer target for SEQGEN_FUZZ_SECONDS seconds (default 60), see scripts/fuzz.sh
@@ -43,6 +44,7 @@ cmake -S tests/consumer -B "$tmp/package" -DSEQGEN_CONSUMER_MODE=package -DCMAKE
 cmake --build "$tmp/package" -j "$jobs" >/dev/null
 package_says=$("$tmp/package/consumer")
 echo "$package_says"
+bash tests/consumer/run_readme_program.sh "$tmp/package/readme_program" "$build/examples/train" "$build/examples/export"
 
 echo "== consumer through pkg-config"
 PKG_CONFIG_PATH="$tmp/prefix/share/pkgconfig" pkg-config --exists seqgen
@@ -60,6 +62,7 @@ echo "== consumer through add_subdirectory"
 cmake -S tests/consumer -B "$tmp/subdir" -DSEQGEN_CONSUMER_MODE=subdirectory -DSEQGEN_SOURCE_DIR="$root" >/dev/null
 cmake --build "$tmp/subdir" -j "$jobs" >/dev/null
 "$tmp/subdir/consumer"
+bash tests/consumer/run_readme_program.sh "$tmp/subdir/readme_program" "$build/examples/train" "$build/examples/export"
 
 # The sanitized unit tests: the code that handles outside bytes, raw indices and threads (files,
 # tokens, matrix slices, the decoders' packed weights and caches, the trainer's saves). The layer and model

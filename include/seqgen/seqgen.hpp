@@ -1,6 +1,8 @@
 // seqgen: sequence generative models from the RNN to GPT. This header only includes the parts.
 #pragma once
 
+#include "seqgen/version.hpp"
+
 #include "seqgen/core/error.hpp"
 #include "seqgen/core/gradcheck.hpp"
 #include "seqgen/core/init.hpp"

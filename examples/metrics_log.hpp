@@ -7,13 +7,16 @@
 //   {"type":"resume","step":500,...}        a resumed run; lines before it with a larger step were
 //                                           written after the checkpoint's last save and are superseded
 //
-// "train_loss" is the mean over the steps since the previous "step" line; "tokens" counts the
+// "train_loss" is the mean over the steps since the previous "step" line, "lr" the learning rate
+// of the step's update, "grad_norm" its gradient norm before clipping; "tokens" counts the
 // tokens trained on since step 0 (step · B · T); "elapsed" is training time in seconds since step
 // 0, continued across resumes from the last line the resumed checkpoint had reached. A NaN is
 // written as null. scripts/plot_training.py draws the curves.
 #pragma once
 
 #include <nlohmann/json.hpp>
+
+#include "cli_common.hpp"
 
 #include <cerrno>
 #include <cstdio>
@@ -41,6 +44,9 @@ class MetricsLog {
     path_ = path;
     bool needs_newline = false;
     if (resumed_step >= 0) {
+      // An untrusted file: a line is read whole, so a file of one huge line needs its size in memory.
+      const double size = file_size(path);
+      if (size > 0) seqgen::require_memory(2 * size, "reading --metrics '" + path + "' (" + seqgen::format_bytes(size) + ")");
       std::ifstream in(path, std::ios::binary);
       std::string line;
       while (std::getline(in, line)) {

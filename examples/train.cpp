@@ -260,7 +260,8 @@ int run(seqgen::Trainer<Model>& trainer, const Args& args, double cpt, double es
     }
     if (trainer.step_count() % args.log_interval == 0 || done == 1) {
       log.write({{"type", "step"}, {"step", trainer.step_count()}, {"tokens", tokens_at(trainer.step_count())},
-                 {"train_loss", log_loss_sum / double(log_loss_count)}, {"lr", trainer.learning_rate()},
+                 {"train_loss", log_loss_sum / double(log_loss_count)},
+                 {"lr", WarmupCosineLr{o.lr, o.min_lr, o.warmup, o.steps}(trainer.step_count() - 1)},
                  {"grad_norm", trainer.last_grad_norm()}, {"tokens_per_s", tps},
                  {"elapsed", log.elapsed_offset() + elapsed}});
       log_loss_sum = 0;

@@ -79,7 +79,8 @@ def main():
         start = next((r for r in records if r.get("type") == "start"), None)
         label = args.labels[k] if args.labels else os.path.basename(path).replace(".metrics.jsonl", "")
         if not args.labels and start:
-            label += f" ({start.get('model')}, {start.get('params', 0) / 1e6:.2f} M params)"
+            about = f"{start.get('params', 0) / 1e6:.2f} M params"
+            label += f" ({about})" if label == start.get("model") else f" ({start.get('model')}, {about})"
         colour = colours[k % len(colours)]
         for col, x_of in ((0, lambda r: r["tokens"] / 1e6), (1, lambda r: r["elapsed"] / 60)):
             for row in (0, 1):

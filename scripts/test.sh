@@ -68,7 +68,7 @@ bash tests/consumer/run_readme_program.sh "$tmp/subdir/readme_program" "$build/e
 # tokens, matrix slices, the decoders' packed weights and caches, the trainer's saves). The layer and model
 # tests are arithmetic through Eigen, checked in release; every model's forward, backward and
 # decoding also runs sanitized in the fuzz targets of step 4.
-SANITIZED_TOPICS="attention;checkpoint;dataset;decoder;gemm;sampler;tokenizer;trainer"
+SANITIZED_TOPICS="attention;checkpoint;dataset;decoder;gemm;pretrained;sampler;tokenizer;trainer"
 
 if [ -z "${SEQGEN_SKIP_SANITIZERS:-}" ]; then
   echo "== unit tests under AddressSanitizer + UndefinedBehaviorSanitizer (asan preset)"
@@ -79,7 +79,7 @@ if [ -z "${SEQGEN_SKIP_SANITIZERS:-}" ]; then
     rm -rf build/asan
   fi
   cmake --preset asan -DSEQGEN_TEST_TOPICS="$SANITIZED_TOPICS" >/dev/null
-  cmake --build build/asan -j "$jobs" --target seqgen_tests train generate
+  cmake --build build/asan -j "$jobs" --target seqgen_tests train generate export
   # Not the no-allocation test (it replaces malloc, as ASan does), the crash-safety script (it
   # kills train at random moments, minutes when sanitized; its save and resume code runs here in
   # the trainer tests and the hostile-input script) nor the memory estimate (ASan's shadow memory

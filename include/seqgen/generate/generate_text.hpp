@@ -44,9 +44,9 @@ struct PromptOptions {
 
 struct GenerationStats {
   Index unknown_characters = 0;  // prompt characters outside the vocabulary (skipped or replaced)
-  Index prompt_tokens = 0;     // over all samples
-  double prompt_seconds = 0;   // prefill
-  Index generated_tokens = 0;  // over all samples
+  Index prompt_tokens = 0;       // over all samples
+  double prompt_seconds = 0;     // prefill
+  Index generated_tokens = 0;    // over all samples
   double generate_seconds = 0;
 };
 

@@ -7,8 +7,11 @@
 // symbols as the model's vocabulary.
 #pragma once
 
+#include <cmath>
+#include <cstdint>
 #include <string>
 #include <type_traits>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -96,6 +99,80 @@ decltype(auto) visit_model_kind(const std::string& kind, Visit&& visit) {
   throw FormatError("unknown model kind '" + kind + "' (expected gpt, rnn, lstm or gru)");
 }
 
+// ---- Weights stored as float16 (an exported model, generate/pretrained.hpp) -------------------
+//
+// An exported file may keep its weights in IEEE half precision, to halve its size: each parameter
+// is then a bytes entry "param16/<name>" holding u64 rows | u64 cols | rows·cols u16 half floats,
+// little-endian, column-major, and "export.weights" says "float16". The conversion is Eigen's
+// (Eigen::half, round to nearest even).
+
+inline constexpr const char* kHalfPrefix = "param16/";
+
+// Whether checkpoint r keeps its weights as float16.
+inline bool has_half_weights(const CheckpointReader& r) {
+  if (!r.has("export.weights")) return false;  // a training checkpoint: float32
+  const std::string weights = r.get_string("export.weights");
+  check<FormatError>(weights == "float32" || weights == "float16", r.source(), ": export.weights is '", weights,
+                     "', expected float32 or float16");
+  return weights == "float16";
+}
+
+// Stores every float parameter of a module as float16 under kHalfPrefix. ConfigError when a weight
+// lies beyond float16's range (|w| > 65504), which the format cannot hold.
+template <class Module>
+void write_params_half(CheckpointWriter& w, Module& module) {
+  module.for_each_param([&](auto& p) {
+    const Index n = p.value.size();
+    std::string blob(16 + 2 * std::size_t(n), '\0');
+    detail::store_le(&blob[0], std::uint64_t(p.value.rows()), 8);
+    detail::store_le(&blob[8], std::uint64_t(p.value.cols()), 8);
+    for (Index i = 0; i < n; ++i) {
+      const float x = float(p.value.data()[i]);
+      check<ConfigError>(std::abs(x) <= 65504.0f, "write_params_half: parameter '", p.name, "' holds ", x,
+                         ", beyond float16's range of 65504: export it as float32");
+      detail::store_le(&blob[16 + 2 * std::size_t(i)], Eigen::numext::bit_cast<std::uint16_t>(Eigen::half(x)), 2);
+    }
+    w.put_bytes(kHalfPrefix + p.name, blob);
+  });
+}
+
+// Loads every parameter of a module from float16 entries, with read_params' rules: every entry is
+// checked (present, shape, size) before any parameter is overwritten, and an entry the module
+// lacks is an error.
+template <class Module>
+void read_params_half(const CheckpointReader& r, Module& module) {
+  const std::string prefix = kHalfPrefix;
+  std::unordered_set<std::string> expected;
+  module.for_each_param([&](auto& p) {
+    const std::string key = prefix + p.name;
+    // A bytes entry has been checked against the file; its payload is read in place below.
+    const std::string blob = r.get_bytes(key);
+    check<FormatError>(blob.size() >= 16, r.source(), ": float16 tensor '", key, "' has ", blob.size(),
+                       " bytes, fewer than its 16-byte shape");
+    const std::uint64_t rows = detail::load_le64(blob.data()), cols = detail::load_le64(blob.data() + 8);
+    check<FormatError>(rows == std::uint64_t(p.value.rows()) && cols == std::uint64_t(p.value.cols()), r.source(),
+                       ": float16 tensor '", key, "' has shape (", rows, ", ", cols, "), expected (", p.value.rows(),
+                       ", ", p.value.cols(), ")");
+    check<FormatError>(blob.size() == 16 + 2 * std::size_t(p.value.size()), r.source(), ": float16 tensor '", key,
+                       "' holds ", blob.size() - 16, " bytes of data, its shape needs ", 2 * p.value.size());
+    expected.insert(key);
+  });
+  for (const std::string& key : r.keys())
+    check<FormatError>(key.compare(0, prefix.size(), prefix) != 0 || expected.count(key) != 0, r.source(),
+                       ": unexpected tensor '", key, "': the model has no parameter '", key.substr(prefix.size()), "'");
+  module.for_each_param([&](auto& p) {
+    using Scalar = typename std::decay_t<decltype(p.value)>::Scalar;
+    const std::string blob = r.get_bytes(prefix + p.name);
+    for (Index i = 0; i < p.value.size(); ++i) {
+      const auto* b = reinterpret_cast<const unsigned char*>(blob.data()) + 16 + 2 * i;
+      const auto bits = std::uint16_t(b[0] | b[1] << 8);
+      p.value.data()[i] = Scalar(float(Eigen::numext::bit_cast<Eigen::half>(bits)));
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+
 // The config stored in a checkpoint for Model, validated, before any weight is allocated.
 template <typename Model>
 typename Model::Config load_config(const CheckpointReader& r) {
@@ -107,20 +184,25 @@ typename Model::Config load_config(const CheckpointReader& r) {
   read_config(r, config);
   // Every weight is stored in the file, so a config that claims more than the file can hold is
   // corrupt: refuse it before allocating the model.
-  check<FormatError>(config.template num_params<double>() * sizeof(float) <= double(r.size_bytes()), r.source(),
+  const double bytes_per_weight = has_half_weights(r) ? 2 : sizeof(float);
+  check<FormatError>(config.template num_params<double>() * bytes_per_weight <= double(r.size_bytes()), r.source(),
                      ": its config describes ", config.template num_params<double>(), " parameters, more than its ",
                      r.size_bytes(), " bytes can hold");
   return config;
 }
 
-// Builds a model from a checkpoint's kind, config and weights. Every weight must be finite: a NaN
+// Builds a model from a checkpoint's kind, config and weights (float32, or float16 in an exported
+// file). Every weight must be finite: a NaN
 // or an infinity in a file that passed its CRC means it was damaged before it was written.
 template <typename Model>
 Model load_model(const CheckpointReader& r) {
   const auto config = load_config<Model>(r);
   Rng init_rng(0);
   Model model(config, init_rng);
-  read_params(r, model);
+  if (has_half_weights(r))
+    read_params_half(r, model);
+  else
+    read_params(r, model);
   model.for_each_param([&](auto& p) {
     check<FormatError>(p.value.allFinite(), r.source(), ": tensor 'param/", p.name,
                        "' holds a NaN or infinite weight (the checkpoint is damaged)");

@@ -43,8 +43,7 @@ void export_model(const Model& model, const Tokenizer& tokenizer, const std::str
                   WeightPrecision precision = WeightPrecision::float32) {
   check<ConfigError>(tokenizer.vocab_size() == model.config.vocab_size, "export_model: the tokenizer has ",
                      tokenizer.vocab_size(), " symbols but the model's vocabulary has ", model.config.vocab_size);
-  auto& m = const_cast<Model&>(model);  // for_each_param is not const; nothing is changed
-  m.for_each_param([&](auto& p) {
+  model.for_each_param([&](const auto& p) {
     check<ConfigError>(p.value.allFinite(), "export_model: parameter '", p.name, "' holds a NaN or infinite value");
   });
   CheckpointWriter w;
@@ -54,9 +53,9 @@ void export_model(const Model& model, const Tokenizer& tokenizer, const std::str
   w.put_int("export.version", kExportVersion);
   w.put_string("export.weights", precision == WeightPrecision::float16 ? "float16" : "float32");
   if (precision == WeightPrecision::float16)
-    write_params_half(w, m);
+    write_params_half(w, model);
   else
-    write_params(w, m);
+    write_params(w, model);
   w.save(path);
 }
 

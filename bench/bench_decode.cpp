@@ -50,6 +50,7 @@ void decode_recompute(benchmark::State& state) {
   Rng rng(1);
   Gpt<float> model(gpt_s(), rng);
   Gpt<float>::Activations act;
+  NoState none;
   Mat<float> logits;
   Sampler sampler(SamplingOptions{1.0, 0});
   std::vector<Token> tokens;
@@ -57,7 +58,7 @@ void decode_recompute(benchmark::State& state) {
     tokens.assign(1, 0);
     for (Index i = 0; i < kNewTokens; ++i) {
       const Index T = Index(tokens.size());
-      model.logits(tokens, 1, T, act, logits);
+      model.logits(tokens, 1, T, none, act, logits);
       tokens.push_back(sampler.sample(logits.col(T - 1), rng));
     }
     benchmark::DoNotOptimize(tokens.data());

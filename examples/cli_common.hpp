@@ -71,7 +71,7 @@ T parse_number(const std::string& option, const std::string& text, bool& overflo
   }
 }
 
-// Adds a numeric option whose value must lie in [lo, hi]; the range is shown in --help. A value
+// Adds a numeric option whose value must lie in [lo, hi]; its default and range are shown in --help. A value
 // that is not a number is a usage error (status 2); one out of range a ConfigError (status 1).
 template <typename T>
 CLI::Option* add_number(CLI::App& app, const std::string& names, T& target, T lo, T hi, const std::string& help,
@@ -90,6 +90,8 @@ CLI::Option* add_number(CLI::App& app, const std::string& names, T& target, T lo
       },
       help + " " + range);
   opt->type_name(std::is_integral_v<T> ? "INT" : "NUM");
+  // --help shows the value the option starts with, unless the help text says what the default is.
+  if (help.find("(default:") == std::string::npos) opt->default_str(number_text(target));
   opt->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // as for the other options: the last one counts
   return opt;
 }

@@ -1,11 +1,15 @@
-// generate: writes text with a model trained by `train`, streaming it as it is produced.
+// generate: writes text with a model trained by `train`, streaming it as it is produced. It reads
+// a training checkpoint or a model written by `export` (float32 or float16), of any model kind.
 //
 //   ./generate --checkpoint model.ckpt --prompt "Once upon a time" --tokens 200 --temperature 0.8 --top-p 0.95
-//   ./generate --checkpoint model.ckpt --samples 4 --tokens 100 --stop $'\n\n'
+//   ./generate --checkpoint model.bin --samples 4 --tokens 100 --stop $'\n\n'
+//
+// A prompt character outside the model's vocabulary is skipped by default, with a note on stderr
+// (--unknown replace --replacement '?' replaces it, --unknown error refuses the prompt).
 //
 // Speed goes to stderr as llama.cpp reports it: prompt processing and generation, in tokens/s.
-// Exit status: 0 on success, 1 on bad input (a missing or corrupted checkpoint, a prompt character
-// absent from the vocabulary, an option out of range), with the reason on stderr; 2 when the
+// Exit status: 0 on success, 1 on bad input (a missing or corrupted checkpoint, with --unknown
+// error a prompt character absent from the vocabulary, an option out of range), with the reason on stderr; 2 when the
 // command line does not parse (docs/reliability.md).
 #include "cli_common.hpp"
 
@@ -24,6 +28,7 @@ struct Args {
   std::string checkpoint, prompt, prompt_file;
   std::int64_t tokens = 200, samples = 1;
   seqgen::SamplingOptions sampling;
+  seqgen::PromptOptions prompt_options;
   std::uint64_t seed = 1;
   int threads = 0;
 };
@@ -34,7 +39,14 @@ int generate(const seqgen::CheckpointReader& ckpt, const Args& args, int threads
   g_phase = "loading the model";
   const Model model = load_model<Model>(ckpt);
   const Tokenizer tokenizer = load_tokenizer(ckpt, model.config.vocab_size);
-  const Index prompt_tokens = Index(tokenizer.encode(args.prompt).size());  // an unknown character is reported here
+  Index unknown = 0;  // an unknown character is reported here under --unknown error
+  const Index prompt_tokens = Index(encode_prompt(tokenizer, args.prompt, args.prompt_options, &unknown).size());
+  if (unknown > 0)
+    std::fprintf(stderr, "generate: %lld prompt character%s not in the model's vocabulary of %lld %s\n",
+                 (long long)unknown, unknown == 1 ? " is" : "s are", (long long)tokenizer.vocab_size(),
+                 args.prompt_options.unknown == UnknownCharacters::skip
+                     ? "characters: skipped (--unknown)"
+                     : ("characters: replaced by '" + args.prompt_options.replacement + "' (--unknown)").c_str());
   require_memory(generation_bytes(model.config, args.samples, prompt_tokens, args.tokens, threads),
                  "generating --samples " + std::to_string(args.samples) + " of --tokens " + std::to_string(args.tokens) +
                      " after a prompt of " + std::to_string(prompt_tokens) + " tokens",
@@ -52,7 +64,7 @@ int generate(const seqgen::CheckpointReader& ckpt, const Args& args, int threads
                                         print(piece);
                                         std::fflush(stdout);
                                       },
-                                      &stats);
+                                      &stats, args.prompt_options);
   if (stream) {
     std::printf("\n");
   } else {
@@ -78,7 +90,9 @@ int main(int argc, char** argv) {
   Args args;
   SamplingOptions& s = args.sampling;
   CLI::App app{"Generate text with a seqgen checkpoint"};
-  app.add_option("--checkpoint,-m", args.checkpoint, "Checkpoint written by train")->required();
+  app.option_defaults()->always_capture_default();  // --help shows every default
+  app.add_option("--checkpoint,-m", args.checkpoint, "Checkpoint written by train, or a model written by export")
+      ->required();
   auto* prompt = app.add_option("--prompt,-p", args.prompt, "Text to continue (default: none)");
   app.add_option("--prompt-file", args.prompt_file, "Read the prompt from a file")->excludes(prompt);
   add_number(app, "--tokens,-n", args.tokens, std::int64_t(0), std::int64_t(1) << 32, "Tokens to generate per sample");
@@ -93,6 +107,12 @@ int main(int argc, char** argv) {
   add_number(app, "--repeat-last-n", s.repeat_last_n, Index(-1), Index(1) << 31,
              "Window of the repetition penalty (-1: everything the model sees)");
   app.add_option("--stop", s.stop, "Stop when this text appears (repeatable)");
+  std::string unknown = "skip";
+  app.add_option("--unknown", unknown,
+                 "A prompt character outside the vocabulary: skip it, replace it (--replacement), or error")
+      ->check(CLI::IsMember({"skip", "replace", "error"}));
+  app.add_option("--replacement", args.prompt_options.replacement,
+                 "The character that replaces an unknown one with --unknown replace");
   add_number(app, "--seed", args.seed, std::uint64_t(0), std::numeric_limits<std::uint64_t>::max(), "Random seed");
   add_number(app, "--threads", args.threads, 0, 4096, "Threads (0: every usable CPU; more than that are capped)");
   try {
@@ -106,6 +126,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "generate: error: %s\n", e.what());
     return kExitError;
   }
+  args.prompt_options.unknown = unknown == "error"     ? UnknownCharacters::error
+                                : unknown == "replace" ? UnknownCharacters::replace
+                                                       : UnknownCharacters::skip;
   try {
     args.sampling.validate();
     const int threads = cli::configure_threads(args.threads, "generate");

@@ -3,6 +3,9 @@
 //   ./train --data input.txt --model gpt --minutes 3 --out model.ckpt
 //   ./train --data input.txt --resume model.ckpt --steps 2000     # continue exactly where it stopped
 //
+// Every --log-interval steps and every evaluation also go to a JSON-lines log, by default next to
+// the checkpoint (model.metrics.jsonl for model.ckpt; metrics_log.hpp), continued on --resume.
+//
 // The last line is a summary:
 //   final: steps=… train_loss=… val_loss=… val_bits_per_char=… val_tokens=… val_chars=… tokens_per_s=… checkpoint=…
 // val_bits_per_char is the loss in bits per character of the held-out text the final evaluation
@@ -17,6 +20,7 @@
 //        as the last save before it wrote it
 //   130  SIGINT (Ctrl-C), 143 SIGTERM: a checkpoint of the last finished step was saved
 #include "cli_common.hpp"
+#include "metrics_log.hpp"
 
 #include <chrono>
 #include <csignal>
@@ -64,7 +68,9 @@ struct Args {
   bool overwrite = false;
   double val_fraction = 0.1;
   std::int64_t eval_interval = 200, eval_windows = 40, final_eval_windows = std::int64_t(1) << 40, sample_interval = 1000, sample_tokens = 200;
-  std::int64_t save_interval = 0;
+  std::int64_t save_interval = 0, log_interval = 50;
+  std::string metrics;  // the JSON-lines log; empty with --no-metrics
+  bool no_metrics = false;
   int threads = 0;
   bool warmup_given = false;
 };
@@ -97,6 +103,19 @@ void check_output(const Args& args) {
     check<IoError>(resuming_it || args.overwrite || st.st_size == 0, "--out '", args.out,
                    "' already holds a checkpoint: continue it with --resume '", args.out,
                    "', replace it with --overwrite, or choose another --out");
+  }
+  if (!args.metrics.empty()) {
+    // The log is appended to on --resume and started anew otherwise: never over an input, the
+    // checkpoint, or a file a new run was not allowed to replace.
+    const std::string& m = args.metrics;
+    for (const std::string* other : {&args.data, &args.out, &args.resume})
+      check<IoError>(other->empty() || !cli::same_file(m, *other), "--metrics '", m, "' is the same file as '", *other,
+                     "': choose another --metrics");
+    check<IoError>(m != args.out && m != args.resume, "--metrics '", m, "' is the checkpoint's name: choose another");
+    cli::require_regular_file(m, "--metrics");
+    check<IoError>(!args.resume.empty() || args.overwrite || cli::file_size(m) <= 0, "--metrics '", m,
+                   "' already holds a log: continue it with --resume, replace it with --overwrite, or choose another "
+                   "--metrics (--no-metrics: none)");
   }
   seqgen::CheckpointWriter::check_destination(out);
 }
@@ -174,6 +193,17 @@ int run(seqgen::Trainer<Model>& trainer, const Args& args, const Units& units, d
   const std::int64_t first_step = trainer.step_count();
   double loss_sum = 0, last_train_loss = NAN, val_loss = NAN;
   std::int64_t loss_count = 0;
+  cli::MetricsLog log;
+  double log_loss_sum = 0;  // the train losses since the last "step" line
+  std::int64_t log_loss_count = 0;
+  if (!args.metrics.empty()) {
+    log.open(args.metrics, args.resume.empty() ? -1 : first_step);
+    log.write({{"type", args.resume.empty() ? "start" : "resume"}, {"step", first_step}, {"model", args.model},
+               {"params", count_params(trainer.model)}, {"batch", o.batch}, {"seq_len", o.seq_len},
+               {"steps", o.steps}, {"threads", seqgen::num_threads()}, {"checkpoint", args.out},
+               {"elapsed", log.elapsed_offset()}});
+  }
+  const auto tokens_at = [&](std::int64_t step) { return step * std::int64_t(o.batch * o.seq_len); };
   int fits = args.minutes > 0 ? 0 : 2;  // schedule fits still to do for a time budget
   bool in_step = false;
   std::int64_t saved_step = -1;  // the step of the last checkpoint this process wrote
@@ -197,8 +227,12 @@ int run(seqgen::Trainer<Model>& trainer, const Args& args, const Units& units, d
     if (!validate) return;
     g_phase = "evaluating";
     val_loss = trainer.evaluate(Split::val, windows);
-    if (tty) std::printf("\n");
     const double cpt = windows == args.final_eval_windows ? units.final_cpt : units.cpt;
+    log.write({{"type", "eval"}, {"step", trainer.step_count()}, {"tokens", tokens_at(trainer.step_count())},
+               {"val_loss", val_loss}, {"val_bits_per_char", val_loss / std::log(2.0) / cpt},
+               {"windows", std::min<Index>(windows, trainer.data().num_eval_windows(Split::val, o.seq_len))},
+               {"elapsed", log.elapsed_offset() + seconds_since(start)}});
+    if (tty) std::printf("\n");
     std::printf("step %lld: val_loss %.4f nats/token, %.4f bits/char\n", (long long)trainer.step_count(), val_loss,
                 val_loss / std::log(2.0) / cpt);
     std::fflush(stdout);
@@ -238,6 +272,8 @@ int run(seqgen::Trainer<Model>& trainer, const Args& args, const Units& units, d
     }
     loss_sum += loss;
     ++loss_count;
+    log_loss_sum += loss;
+    ++log_loss_count;
     last_train_loss = loss;
     const double elapsed = seconds_since(start);
     const std::int64_t done = trainer.step_count() - first_step;
@@ -261,11 +297,20 @@ int run(seqgen::Trainer<Model>& trainer, const Args& args, const Units& units, d
                   (long long)trainer.step_count(), (long long)o.steps, loss, trainer.learning_rate(), tps,
                   format_duration(elapsed).c_str(), format_duration(eta).c_str());
       std::fflush(stdout);
-    } else if (trainer.step_count() % 50 == 0 || done == 1) {
+    } else if (trainer.step_count() % args.log_interval == 0 || done == 1) {
       std::printf("step %lld/%lld loss %.4f lr %.2e tok/s %.0f elapsed %s eta %s\n", (long long)trainer.step_count(),
                   (long long)o.steps, loss, trainer.learning_rate(), tps, format_duration(elapsed).c_str(),
                   format_duration(eta).c_str());
       std::fflush(stdout);
+    }
+    if (trainer.step_count() % args.log_interval == 0 || done == 1) {
+      log.write({{"type", "step"}, {"step", trainer.step_count()}, {"tokens", tokens_at(trainer.step_count())},
+                 {"train_loss", log_loss_sum / double(log_loss_count)},
+                 {"lr", WarmupCosineLr{o.lr, o.min_lr, o.warmup, o.steps}(trainer.step_count() - 1)},
+                 {"grad_norm", trainer.last_grad_norm()}, {"tokens_per_s", tps},
+                 {"elapsed", log.elapsed_offset() + elapsed}});
+      log_loss_sum = 0;
+      log_loss_count = 0;
     }
     if (args.eval_interval > 0 && trainer.step_count() % args.eval_interval == 0) eval(args.eval_windows);
     if (args.sample_tokens > 0 && args.sample_interval > 0 && trainer.step_count() % args.sample_interval == 0)
@@ -368,7 +413,7 @@ int start_or_resume(const CLI::App& app, const Args& args, const seqgen::Tokeniz
   Trainer<Model> trainer(Model(fresh_config, init_rng), tok, data, args.train);
   std::printf("model: %s, %lld parameters, %.1f MFLOP per token per step; data: %lld train / %lld val tokens\n",
               args.model.c_str(), (long long)count_params(trainer.model),
-              ModelTraits<Model>::train_flops_per_token(trainer.model, trainer.options.seq_len) / 1e6,
+              trainer.model.train_flops_per_token(trainer.options.seq_len) / 1e6,
               (long long)data.size(Split::train), (long long)data.size(Split::val));
   return run(trainer, args, cpt, need);
 }
@@ -431,6 +476,7 @@ int main(int argc, char** argv) {
   Args args;
   TrainOptions& t = args.train;
   CLI::App app{"Train a GPT or RNN/LSTM/GRU language model on a text file"};
+  app.option_defaults()->always_capture_default();  // --help shows every default
   app.add_option("--data", args.data, "Training text file")->required();
   app.add_option("--model", args.model, "Model kind")->check(CLI::IsMember({"gpt", "rnn", "lstm", "gru"}));
   add_number(app, "--layers", args.layers, Index(1), kMaxDim, "Layers (L)");
@@ -444,7 +490,7 @@ int main(int argc, char** argv) {
   add_number(app, "--minutes", args.minutes, 0.0, 1e6, "Time budget in minutes; the schedule is fitted to it");
   add_number(app, "--lr", t.lr, 1e-12, 1e6, "Peak learning rate");
   add_number(app, "--min-lr", t.min_lr, 0.0, 1e6, "Learning rate at the end of the cosine decay, <= --lr");
-  add_number(app, "--warmup", t.warmup, std::int64_t(0), kMaxSteps, "Linear warm-up steps, <= --steps");
+  add_number(app, "--warmup", t.warmup, std::int64_t(0), kMaxSteps, "Linear warm-up steps, <= --steps (default: 100, or a tenth of a shorter run)");
   add_number(app, "--weight-decay", t.weight_decay, 0.0, 1e3, "AdamW decoupled weight decay (matrices only)");
   add_number(app, "--clip", t.clip, 0.0, 1e30, "Max global gradient norm (0: off)");
   add_number(app, "--dropout", args.dropout, 0.0, 0.99, "GPT dropout probability");
@@ -468,8 +514,14 @@ int main(int argc, char** argv) {
              "Length of each sample");
   add_number(app, "--save-interval", args.save_interval, std::int64_t(0), kMaxSteps,
              "Steps between checkpoints (0: only at the end)");
+  add_number(app, "--log-interval", args.log_interval, std::int64_t(1), kMaxSteps,
+             "Steps between progress lines (when not on a terminal) and --metrics lines");
+  app.add_option("--metrics", args.metrics,
+                 "JSON-lines log of the training and validation losses, appended to on --resume (default: the "
+                 "--out name with .metrics.jsonl)");
+  app.add_flag("--no-metrics", args.no_metrics, "Write no --metrics log");
   app.add_option("--out,-o", args.out, "Checkpoint to write (default: model.ckpt, or the --resume file)");
-  app.add_flag("--overwrite", args.overwrite, "Replace an existing checkpoint at --out (a new run refuses otherwise)");
+  app.add_flag("--overwrite", args.overwrite, "Replace an existing checkpoint at --out, and its --metrics log (a new run refuses otherwise)");
   app.add_option("--resume", args.resume, "Checkpoint to continue from");
   add_number(app, "--seed", t.seed, std::uint64_t(0), std::numeric_limits<std::uint64_t>::max(), "Random seed");
   add_number(app, "--threads", args.threads, 0, 4096, "Threads (0: every usable CPU; more than that are capped)");
@@ -491,6 +543,14 @@ int main(int argc, char** argv) {
   if (!args.warmup_given) t.warmup = std::min<std::int64_t>(100, t.steps / 10);
   const bool resume = app.count("--resume") > 0;
   if (app.count("--out") == 0 && resume) args.out = args.resume;
+  if (args.no_metrics) {
+    args.metrics.clear();
+  } else if (app.count("--metrics") == 0) {
+    args.metrics = std::filesystem::path(args.out).replace_extension(".metrics.jsonl").string();
+  } else if (args.metrics.empty()) {
+    std::fprintf(stderr, "train: error: --metrics is empty: give the log a file name, or use --no-metrics\n");
+    return kExitUsage;
+  }
 
   install_signal_handlers();
   try {
@@ -507,6 +567,9 @@ int main(int argc, char** argv) {
     g_phase = "reading the checkpoint";
     if (resume) {
       ckpt = CheckpointReader::load(args.resume);
+      check<ConfigError>(!is_exported_model(*ckpt), "--resume '", args.resume,
+                         "' is an exported model (weights only, no optimizer state): resume from the training "
+                         "checkpoint it was exported from");
       kind = checkpoint_model_kind(*ckpt);
       // The model comes from the checkpoint; a --model that names another kind is a mistake.
       check<ConfigError>(app.count("--model") == 0 || args.model == kind, "--model ", args.model,
@@ -549,10 +612,10 @@ int main(int argc, char** argv) {
     const CheckpointReader* stored = ckpt ? &*ckpt : nullptr;
     return visit_model_kind(kind, [&](auto type) {
       using Model = typename decltype(type)::type;
-      decltype(Model::config) c;  // a new run's; a resumed one takes the checkpoint's
+      typename Model::Config c;  // a new run's; a resumed one takes the checkpoint's
       c.vocab_size = tok.vocab_size();
       c.layers = args.layers;
-      if constexpr (ModelTraits<Model>::gpt) {
+      if constexpr (std::is_same_v<typename Model::Config, GptConfig>) {  // the options each family reads
         c.context = args.context > 0 ? args.context : t.seq_len;
         c.channels = args.channels;
         c.heads = args.heads;

@@ -65,9 +65,33 @@ std::string trained_checkpoint(const Config& config) {
   return file.contents();
 }
 
-// What `generate` does with a checkpoint: the model, its tokenizer, a few tokens.
+// The same run exported for inference (generate/pretrained.hpp): config, tokenizer and weights in
+// float32 or float16, no optimizer state.
+template <typename Model, typename Config>
+std::string exported_model(const Config& config, WeightPrecision precision) {
+  Rng rng(11);
+  TrainOptions options;
+  options.batch = 2;
+  options.seq_len = 6;
+  options.steps = 10;
+  options.warmup = 1;
+  Trainer<Model> trainer(Model(config, rng), fixed_tokenizer(), fixed_dataset(), options);
+  trainer.step();
+  trainer.step();
+  const TempFile file("seed", "");
+  export_model(trainer.model, trainer.tokenizer, file.path(), precision);
+  return file.contents();
+}
+
+// What `generate` does with a checkpoint or an exported model: the model, its tokenizer, a few
+// tokens; and the same through the one call a program of its own makes (PretrainedModel).
 template <typename Model>
 void generate_from(const CheckpointReader& r) {
+  try {
+    Rng rng(2);
+    PretrainedModel::load(r).generate("to be", 3, SamplingOptions{}, rng);
+  } catch (const Error&) {
+  }
   const Model model = load_model<Model>(r);
   const Tokenizer tok = Tokenizer::from_bytes(r.get_bytes("tokenizer"));
   Rng rng(1);

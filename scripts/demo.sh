@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The demo: trains the default GPT on this machine's fortune cookies for about 3 minutes on all
-# cores, saves the checkpoint and prints a sample.
+# cores, saves the checkpoint, prints a sample, exports the model for inference (build/demo/gpt.bin)
+# and draws the training curve (build/demo/training.png, from build/demo/gpt.metrics.jsonl).
 #   ./scripts/demo.sh                 defaults
 #   MINUTES=1 ./scripts/demo.sh       a shorter run
 #   CORPUS=my.txt ./scripts/demo.sh   your own text
@@ -10,13 +11,14 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 source scripts/deps.sh
 ensure_packages "${SEQGEN_BUILD_PACKAGES[@]}"
+ensure_packages python3-matplotlib || echo "demo: could not install python3-matplotlib; no training curve"
 # The corpus; its absence is not fatal (see below).
 ensure_packages fortunes || echo "demo: could not install fortunes; using /usr/share/common-licenses instead"
 
 build=$root/build/release
 echo "== building (release, -march=native)"
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DSEQGEN_BUILD_TESTS=OFF -DSEQGEN_BUILD_BENCHMARKS=OFF >/dev/null
-cmake --build "$build" -j "$(nproc)" --target train generate
+cmake --build "$build" -j "$(nproc)" --target train generate export
 
 out=$root/build/demo
 mkdir -p "$out"
@@ -41,10 +43,20 @@ echo "== corpus: $corpus ($(wc -c < "$corpus") bytes)"
 model_flags=${DEMO_MODEL_FLAGS:---channels 96 --layers 3 --heads 4 --seq-len 64 --batch 32 --lr 6e-3 --min-lr 6e-4}
 # shellcheck disable=SC2086
 "$build/examples/train" --data "$corpus" --model gpt $model_flags \
-  --minutes "${MINUTES:-3}" --eval-interval 500 --sample-tokens 120 --out "$out/gpt.ckpt" | tee "$out/train.log"
+  --minutes "${MINUTES:-3}" --eval-interval 500 --sample-tokens 120 --overwrite --out "$out/gpt.ckpt" |
+  tee "$out/train.log"
 
-echo "== sample"
-"$build/examples/generate" --checkpoint "$out/gpt.ckpt" --prompt "Q: " --tokens 300 --temperature 0.8 --seed 1
+echo "== export for inference"
+"$build/examples/export" --checkpoint "$out/gpt.ckpt" --out "$out/gpt.bin" --overwrite
+
+echo "== sample (from the exported model)"
+"$build/examples/generate" --checkpoint "$out/gpt.bin" --prompt "Q: " --tokens 300 --temperature 0.8 --seed 1
+
+if /usr/bin/python3 -c "import matplotlib" 2> /dev/null; then
+  echo "== training curve"
+  /usr/bin/python3 scripts/plot_training.py "$out/gpt.metrics.jsonl" -o "$out/training.png" \
+    --title "demo: GPT on fortunes, $(date -u +%Y-%m-%d)"
+fi
 
 cat <<EOT
 
@@ -52,5 +64,6 @@ cat <<EOT
   more training:   $build/examples/train --data $corpus --resume $out/gpt.ckpt --steps 20000 --out $out/gpt.ckpt
   an LSTM instead: $build/examples/train --data $corpus --model lstm --channels 512 --minutes 3 --out $out/lstm.ckpt
   your own text:   CORPUS=my.txt ./scripts/demo.sh
+  in your program: README, "Use seqgen in your program", with $out/gpt.bin
   the tests:       ./scripts/test.sh
 EOT

@@ -19,7 +19,7 @@ ensure_packages() {
 
 # Debian packages the library and its programs need, and those only the tests need.
 SEQGEN_BUILD_PACKAGES=(cmake make g++ pkg-config libeigen3-dev libcli11-dev libpcre2-dev nlohmann-json3-dev)
-SEQGEN_TEST_PACKAGES=(catch2 pkg-config libbenchmark-dev ninja-build)
+SEQGEN_TEST_PACKAGES=(catch2 pkg-config libbenchmark-dev ninja-build python3)  # python3: cli_test.sh reads the metrics log
 # The sanitized build (the asan preset) and ./scripts/fuzz.sh: clang with its OpenMP, libFuzzer and
 # the sanitizer runtimes.
 SEQGEN_SANITIZER_PACKAGES=(clang-14 libclang-rt-14-dev libomp-14-dev)

@@ -2,10 +2,13 @@
 # The test command: installs what is missing, builds, and runs the whole suite. Exits non-zero on any
 # failure.
 #   1. release build, ctest (unit tests, CLI, crash-safety and hostile-input tests, no-allocation test)
-#   2. the consumer projects through find_package, pkg-config and add_subdirectory
+#   2. the consumer projects through find_package, pkg-config and add_subdirectory, and the README's
+#      program (built by them) run on a model trained and exported here
 #   3. the asan preset (clang, AddressSanitizer + UndefinedBehaviorSanitizer, -O1, Eigen's
 #      assertions on): the unit tests of SANITIZED_TOPICS below, the CLI and hostile-input scripts
-#   4. every libFuzzer target for SEQGEN_FUZZ_SECONDS seconds (default 60), see scripts/fuzz.sh
+#   4. the tsan preset (clang, ThreadSanitizer, LLVM's libomp with its Archer tool so that OpenMP's
+#      barriers are understood): the unit tests of THREADED_TOPICS below, on two threads
+#   5. every libFuzzer target for SEQGEN_FUZZ_SECONDS seconds (default 60), see scripts/fuzz.sh
 #   ./scripts/test.sh                               everything
 #   SEQGEN_SKIP_SANITIZERS=1 SEQGEN_FUZZ_SECONDS=0 ./scripts/test.sh   steps 1 and 2 only
 #   BUILD_DIR=... ./scripts/test.sh
@@ -43,6 +46,7 @@ cmake -S tests/consumer -B "$tmp/package" -DSEQGEN_CONSUMER_MODE=package -DCMAKE
 cmake --build "$tmp/package" -j "$jobs" >/dev/null
 package_says=$("$tmp/package/consumer")
 echo "$package_says"
+bash tests/consumer/run_readme_program.sh "$tmp/package/readme_program" "$build/examples/train" "$build/examples/export"
 
 echo "== consumer through pkg-config"
 PKG_CONFIG_PATH="$tmp/prefix/share/pkgconfig" pkg-config --exists seqgen
@@ -60,12 +64,13 @@ echo "== consumer through add_subdirectory"
 cmake -S tests/consumer -B "$tmp/subdir" -DSEQGEN_CONSUMER_MODE=subdirectory -DSEQGEN_SOURCE_DIR="$root" >/dev/null
 cmake --build "$tmp/subdir" -j "$jobs" >/dev/null
 "$tmp/subdir/consumer"
+bash tests/consumer/run_readme_program.sh "$tmp/subdir/readme_program" "$build/examples/train" "$build/examples/export"
 
 # The sanitized unit tests: the code that handles outside bytes, raw indices and threads (files,
 # tokens, matrix slices, the decoders' packed weights and caches, the trainer's saves). The layer and model
 # tests are arithmetic through Eigen, checked in release; every model's forward, backward and
 # decoding also runs sanitized in the fuzz targets of step 4.
-SANITIZED_TOPICS="attention;checkpoint;dataset;decoder;gemm;sampler;tokenizer;trainer"
+SANITIZED_TOPICS="attention;checkpoint;dataset;decoder;gemm;pretrained;sampler;tokenizer;trainer"
 
 if [ -z "${SEQGEN_SKIP_SANITIZERS:-}" ]; then
   echo "== unit tests under AddressSanitizer + UndefinedBehaviorSanitizer (asan preset)"
@@ -76,13 +81,24 @@ if [ -z "${SEQGEN_SKIP_SANITIZERS:-}" ]; then
     rm -rf build/asan
   fi
   cmake --preset asan -DSEQGEN_TEST_TOPICS="$SANITIZED_TOPICS" >/dev/null
-  cmake --build build/asan -j "$jobs" --target seqgen_tests train generate
+  cmake --build build/asan -j "$jobs" --target seqgen_tests train generate export
   # Not the no-allocation test (it replaces malloc, as ASan does), the crash-safety script (it
   # kills train at random moments, minutes when sanitized; its save and resume code runs here in
   # the trainer tests and the hostile-input script) nor the memory estimate (ASan's shadow memory
   # is not the program's).
   (cd build/asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
     ctest -j "$jobs" --output-on-failure --timeout 900 -E "no_alloc_training_step|crash_safety|memory_estimate")
+
+  # Every test that runs thread teams: GEMM slices, attention per (b, h), the recurrent layers'
+  # sequence shares, the decoders' barrier-synchronised passes, whole training steps.
+  THREADED_TOPICS="attention;decoder;determinism;gemm;recurrent;trainer;transformer_block"
+  echo "== threaded unit tests under ThreadSanitizer (tsan preset)"
+  archer=/usr/lib/llvm-14/lib/libarcher.so  # from libomp-14-dev
+  [ -f "$archer" ] || { echo "ThreadSanitizer needs $archer (libomp-14-dev)"; exit 1; }
+  cmake --preset tsan -DSEQGEN_TEST_TOPICS="$THREADED_TOPICS" >/dev/null
+  cmake --build build/tsan -j "$jobs" --target seqgen_tests
+  OMP_NUM_THREADS=2 OMP_TOOL_LIBRARIES="$archer" TSAN_OPTIONS="halt_on_error=1 ignore_noninstrumented_modules=1" \
+    build/tsan/tests/seqgen_tests
 fi
 
 fuzz_seconds=${SEQGEN_FUZZ_SECONDS:-60}

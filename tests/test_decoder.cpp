@@ -57,8 +57,9 @@ RecurrentLm<Scalar, Layer> make_recurrent(std::uint64_t seed) {
 template <typename Scalar>
 Mat<Scalar> full_forward(Gpt<Scalar>& model, const std::vector<Token>& tokens) {
   typename Gpt<Scalar>::Activations act;
+  NoState none;
   Mat<Scalar> out;
-  model.logits(tokens, 1, Index(tokens.size()), act, out);
+  model.logits(tokens, 1, Index(tokens.size()), none, act, out);
   return out;
 }
 template <typename Scalar, template <typename> class Layer>
@@ -193,8 +194,9 @@ TEST_CASE("GptDecoder: the cache holds the keys and values of the full forward",
     for (Index s = 0; s < 2; ++s) {
       const auto& tokens = s == 0 ? a : b;
       typename Gpt<double>::Activations act;
+      NoState none;
       Mat<double> unused;
-      model.logits(tokens, 1, Index(tokens.size()), act, unused);
+      model.logits(tokens, 1, Index(tokens.size()), none, act, unused);
       const Mat<double>& qkv = act.blocks[l].attn.qkv;  // (3C, T): rows [C, 3C) are K and V
       require_close(decoder.kv_cache(l).middleCols(s * ctx, Index(tokens.size())), qkv.bottomRows(2 * C), 1e-12);
     }

@@ -56,34 +56,7 @@ double max_abs_diff(const Mat<double>& a, const Mat<double>& b) { return (a - b)
 
 TEST_CASE("LSTM: gradient check of parameters, x, s0.h and s0.c, through h_all and the final state",
           "[lstm][gradcheck]") {
-  // (D, H, B, T): D != H both ways, B = 1, T = 1. Plain variables, not structured bindings: the loss
-  // lambda captures them, which C++17 does not allow for bindings.
-  for (const auto& shape :
-       {std::tuple<Index, Index, Index, Index>{3, 4, 2, 3}, {5, 2, 1, 4}, {2, 3, 3, 1}, {1, 1, 1, 1}}) {
-    Index D, H, B, T;
-    std::tie(D, H, B, T) = shape;
-    INFO("D=" << D << " H=" << H << " B=" << B << " T=" << T);
-    Rng rng(11);
-    Layer layer("lstm", D, H, rng);
-    Mat<double> x = random_mat(D, B * T, 1), R = random_mat(H, B * T, 2), h_all, dx;
-    Layer::State s0{random_mat(H, B, 3), random_mat(H, B, 4)}, sT, ds0;
-    const Layer::State R_T{random_mat(H, B, 5), random_mat(H, B, 6)};
-    Layer::Cache cache;
-    layer.forward(x, B, T, s0, h_all, sT, cache);
-    zero_grad(layer);
-    layer.backward(x, B, T, s0, R, R_T, cache, dx, ds0);
-
-    GradCheck check;
-    check.add("x", x, dx);
-    check.add("s0.h", s0.h, ds0.h);
-    check.add("s0.c", s0.c, ds0.c);
-    check.add_params(layer);
-    seqgen_test::require_grad_ok(check.run([&] {
-      layer.forward(x, B, T, s0, h_all, sT, cache);
-      return (h_all.array() * R.array()).sum() + (sT.h.array() * R_T.h.array()).sum() +
-             (sT.c.array() * R_T.c.array()).sum();
-    }));
-  }
+  seqgen_test::check_layer_gradients<Layer>("lstm", 11);
 }
 
 TEST_CASE("LSTM: forward matches a scalar implementation of the equations, on 1 and 2 threads", "[lstm][threads]") {

@@ -120,10 +120,10 @@ TEST_CASE("stored config and options are read with their ranges, naming the fiel
 }
 
 TEST_CASE("visit_model_kind maps every kind to its type and refuses others", "[model_io]") {
-  CHECK(visit_model_kind("gpt", [](auto t) { return ModelTraits<typename decltype(t)::type>::kind(); }) == "gpt");
-  CHECK(visit_model_kind("rnn", [](auto t) { return ModelTraits<typename decltype(t)::type>::kind(); }) == "rnn");
-  CHECK(visit_model_kind("lstm", [](auto t) { return ModelTraits<typename decltype(t)::type>::kind(); }) == "lstm");
-  CHECK(visit_model_kind("gru", [](auto t) { return ModelTraits<typename decltype(t)::type>::kind(); }) == "gru");
+  CHECK(visit_model_kind("gpt", [](auto t) { return decltype(t)::type::kind(); }) == "gpt");
+  CHECK(visit_model_kind("rnn", [](auto t) { return decltype(t)::type::kind(); }) == "rnn");
+  CHECK(visit_model_kind("lstm", [](auto t) { return decltype(t)::type::kind(); }) == "lstm");
+  CHECK(visit_model_kind("gru", [](auto t) { return decltype(t)::type::kind(); }) == "gru");
   SEQGEN_THROWS_WITH(visit_model_kind("xyz", [](auto) { return 0; }), FormatError, "unknown model kind 'xyz'");
 }
 

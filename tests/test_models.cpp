@@ -5,7 +5,10 @@
 
 #include <cmath>
 #include <limits>
+#include <string>
+#include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "test_util.hpp"
 
@@ -41,14 +44,15 @@ TEST_CASE("Gpt: whole-model gradient check, tied and untied, with a masked targe
     auto inputs = random_ids(B * T, 5, 2), targets = random_ids(B * T, 5, 3);
     targets[4] = SoftmaxHead<double>::kIgnore;
     Gpt<double>::Activations act;
+    NoState none;
     Rng unused(0);
-    model.forward(inputs, targets, B, T, act, unused, true);
+    model.forward(inputs, targets, B, T, none, act, unused, true);
     zero_grad(model);
     model.backward(inputs, targets, B, T, act);
 
     GradCheck check;
     check.add_params(model);
-    seqgen_test::require_grad_ok(check.run([&] { return model.forward(inputs, targets, B, T, act, unused, true); }));
+    seqgen_test::require_grad_ok(check.run([&] { return model.forward(inputs, targets, B, T, none, act, unused, true); }));
   }
 }
 
@@ -94,11 +98,12 @@ TEST_CASE("Gpt: a sequence longer than the context is a clear error", "[gpt][err
   Rng rng(1);
   Gpt<float> model(cfg, rng);
   Gpt<float>::Activations act;
+  NoState none;
   std::vector<Token> ids(5, 0);
-  SEQGEN_THROWS_WITH(model.forward(ids, ids, 1, 5, act, rng, false), ShapeError, "exceeds the context length 4");
+  SEQGEN_THROWS_WITH(model.forward(ids, ids, 1, 5, none, act, rng, false), ShapeError, "exceeds the context length 4");
   ids.resize(4);
   ids[2] = 9;
-  SEQGEN_THROWS_WITH(model.forward(ids, ids, 1, 4, act, rng, false), IndexError, "token id 9");
+  SEQGEN_THROWS_WITH(model.forward(ids, ids, 1, 4, none, act, rng, false), IndexError, "token id 9");
 }
 
 template <template <typename> class Layer>
@@ -120,19 +125,19 @@ void check_recurrent_model(CellKind cell) {
   // Chunk 1 leaves a non-zero state; chunk 2 starts from it. Truncated BPTT treats that carried
   // state as a constant, which is exactly what the finite differences below do.
   auto state = model.zero_state(B);
-  model.forward(in1, tg1, B, T, state, act);
+  model.forward(in1, tg1, B, T, state, act, rng, false);
   const auto carried = state;
   REQUIRE(carried[0].h.norm() > 0);
 
   auto s = carried;
-  model.forward(in2, tg2, B, T, s, act);
+  model.forward(in2, tg2, B, T, s, act, rng, false);
   zero_grad(model);
   model.backward(in2, tg2, B, T, act);
   GradCheck check;
   check.add_params(model);
   seqgen_test::require_grad_ok(check.run([&] {
     auto s2 = carried;
-    return model.forward(in2, tg2, B, T, s2, act);
+    return model.forward(in2, tg2, B, T, s2, act, rng, false);
   }));
 
   // Two chunks carried equal one chunk of 2T on the same streams.
@@ -146,10 +151,10 @@ void check_recurrent_model(CellKind cell) {
     }
   auto s_long = model.zero_state(B);
   typename RecurrentLm<double, Layer>::Activations act_long;
-  const double long_loss = model.forward(joined, joined_tg, B, 2 * T, s_long, act_long);
+  const double long_loss = model.forward(joined, joined_tg, B, 2 * T, s_long, act_long, rng, false);
   auto s_a = model.zero_state(B);
-  const double l1 = model.forward(in1, tg1, B, T, s_a, act);
-  const double l2 = model.forward(in2, tg2, B, T, s_a, act);
+  const double l1 = model.forward(in1, tg1, B, T, s_a, act, rng, false);
+  const double l2 = model.forward(in2, tg2, B, T, s_a, act, rng, false);
   REQUIRE(long_loss == Approx((l1 + l2) / 2).epsilon(1e-12));
   REQUIRE((s_long.back().h - s_a.back().h).norm() < 1e-12);
 }
@@ -185,12 +190,13 @@ TEST_CASE("Models: huge B or T are clear errors, with no overflow in the check",
   Rng rng(1);
   Gpt<float> gpt(gcfg, rng);
   Gpt<float>::Activations gact;
-  SEQGEN_THROWS_WITH(gpt.forward(ids, ids, huge_B, 4, gact, rng, false), ShapeError,
+  NoState none;
+  SEQGEN_THROWS_WITH(gpt.forward(ids, ids, huge_B, 4, none, gact, rng, false), ShapeError,
                      "Gpt: got 8 input ids, expected B*T = 4611686018427387906*4 = more than 2^63 - 1");
-  SEQGEN_THROWS_WITH(gpt.forward(ids, ids, 3, 4, gact, rng, false), ShapeError,
+  SEQGEN_THROWS_WITH(gpt.forward(ids, ids, 3, 4, none, gact, rng, false), ShapeError,
                      "Gpt: got 8 input ids, expected B*T = 3*4 = 12");
   const Index max = std::numeric_limits<Index>::max();
-  SEQGEN_THROWS_WITH(gpt.forward(ids, ids, max, max, gact, rng, false), ShapeError, "exceeds the context length");
+  SEQGEN_THROWS_WITH(gpt.forward(ids, ids, max, max, none, gact, rng, false), ShapeError, "exceeds the context length");
 
   RecurrentConfig rcfg;
   rcfg.cell = CellKind::lstm;
@@ -201,10 +207,10 @@ TEST_CASE("Models: huge B or T are clear errors, with no overflow in the check",
   LstmLm<float> lstm(rcfg, rng);
   LstmLm<float>::Activations ract;
   auto state = lstm.zero_state(2);
-  SEQGEN_THROWS_WITH(lstm.forward(ids, ids, huge_B, 4, state, ract), ShapeError,
+  SEQGEN_THROWS_WITH(lstm.forward(ids, ids, huge_B, 4, state, ract, rng, false), ShapeError,
                      "RecurrentLm: got 8 input ids, expected B*T = 4611686018427387906*4 = more than 2^63 - 1");
-  SEQGEN_THROWS_WITH(lstm.forward(ids, ids, max, max, state, ract), ShapeError, "expected B*T = ");
-  SEQGEN_THROWS_WITH(lstm.forward(ids, ids, 2, 3, state, ract), ShapeError,
+  SEQGEN_THROWS_WITH(lstm.forward(ids, ids, max, max, state, ract, rng, false), ShapeError, "expected B*T = ");
+  SEQGEN_THROWS_WITH(lstm.forward(ids, ids, 2, 3, state, ract, rng, false), ShapeError,
                      "RecurrentLm: got 8 input ids, expected B*T = 2*3 = 6");
 }
 
@@ -222,11 +228,11 @@ void check_state_untouched_by_bad_state(CellKind cell) {
   const Index B = 2, T = 3;
   const auto ids = random_ids(B * T, 5, 5);
   auto state = model.zero_state(B);
-  model.forward(ids, ids, B, T, state, act);  // a non-zero state to start from
+  model.forward(ids, ids, B, T, state, act, rng, false);  // a non-zero state to start from
   auto bad_h = state;
   bad_h[2].h.resize(4, 3);
   const auto before_h = bad_h;
-  SEQGEN_THROWS_WITH(model.forward(ids, ids, B, T, bad_h, act), ShapeError, "state of layer 2");
+  SEQGEN_THROWS_WITH(model.forward(ids, ids, B, T, bad_h, act, rng, false), ShapeError, "state of layer 2");
   for (Index l = 0; l < cfg.layers - 1; ++l) REQUIRE(bad_h[l].h == before_h[l].h);
   if constexpr (detail::HasCellState<typename RecurrentLm<float, Layer>::LayerState>::value) {
     // the cell state of layer 1 is wrong: layer 0 must not run either
@@ -235,7 +241,7 @@ void check_state_untouched_by_bad_state(CellKind cell) {
       auto bad_c = state;
       bad_c[1].c.resize(rows, cols);
       const auto before = bad_c;
-      SEQGEN_THROWS_WITH(model.forward(ids, ids, B, T, bad_c, act), ShapeError, "cell state of layer 1");
+      SEQGEN_THROWS_WITH(model.forward(ids, ids, B, T, bad_c, act, rng, false), ShapeError, "cell state of layer 1");
       Mat<float> logits;
       SEQGEN_THROWS_WITH(model.logits(ids, B, T, bad_c, act, logits), ShapeError, "cell state of layer 1");
       for (Index l = 0; l < cfg.layers; ++l) {
@@ -305,8 +311,9 @@ TEST_CASE("Every model overfits one tiny batch to a loss below 0.05", "[gpt][rec
     Rng rng(1);
     Gpt<float> model(cfg, rng);
     Gpt<float>::Activations act;
+    NoState none;
     const double loss = overfit(model, [&] {
-      const float l = model.forward(inputs, targets, B, T, act, rng, true);
+      const float l = model.forward(inputs, targets, B, T, none, act, rng, true);
       model.backward(inputs, targets, B, T, act);
       return l;
     }, 300);
@@ -315,9 +322,10 @@ TEST_CASE("Every model overfits one tiny batch to a loss below 0.05", "[gpt][rec
   }
   auto recurrent = [&](auto model) {
     typename decltype(model)::Activations act;
+    Rng unused(0);  // no dropout in a recurrent model
     const double loss = overfit(model, [&] {
       auto state = model.zero_state(B);
-      const float l = model.forward(inputs, targets, B, T, state, act);
+      const float l = model.forward(inputs, targets, B, T, state, act, unused, true);
       model.backward(inputs, targets, B, T, act);
       return l;
     }, 300);
@@ -336,6 +344,57 @@ TEST_CASE("Every model overfits one tiny batch to a loss below 0.05", "[gpt][rec
   recurrent(LstmLm<float>(cfg, rng));
   cfg.cell = CellKind::gru;
   recurrent(GruLm<float>(cfg, rng));
+}
+
+TEST_CASE("Models: const iteration and lookup by parameter name", "[gpt][recurrent][params]") {
+  GptConfig gcfg;
+  gcfg.vocab_size = 7;
+  gcfg.context = 4;
+  gcfg.channels = 4;
+  gcfg.layers = 2;
+  gcfg.heads = 1;
+  gcfg.tie_weights = false;
+  Rng rng(1);
+  Gpt<float> gpt(gcfg, rng);
+  const Gpt<float>& view = gpt;
+
+  // The const overload visits the same tensors, in the same order, as the mutable one.
+  std::vector<std::string> names, const_names;
+  gpt.for_each_param([&](Param<float>& p) { names.push_back(p.name); });
+  view.for_each_param([&](auto& p) {
+    static_assert(std::is_same_v<decltype(p), const Param<float>&>, "the const overload hands out const Params");
+    const_names.push_back(p.name);
+  });
+  REQUIRE(names == const_names);
+  REQUIRE(names.size() == 2 + 2 * 12 + 2 + 1);  // wte, wpe; 12 per block; ln_f; lm_head
+  REQUIRE(view.num_tensors() == Index(names.size()));
+
+  // Lookup returns the model's own tensor, not a copy.
+  REQUIRE(view.find_param("blocks.1.attn.qkv.weight") == &gpt.blocks[1].attn.qkv.weight);
+  REQUIRE(gpt.find_param("lm_head.weight") == &gpt.lm_head);
+  REQUIRE(view.param("ln_f.bias").value.rows() == 4);
+  gpt.param("wpe.weight").value(0, 0) = 42;
+  REQUIRE(gpt.wpe.weight.value(0, 0) == 42);
+  REQUIRE(view.find_param("blocks.2.attn.qkv.weight") == nullptr);
+  REQUIRE(view.find_param("") == nullptr);
+  SEQGEN_THROWS_WITH(view.param("blocks.0.attn.c_attn.weight"), IndexError,
+                     "no parameter named 'blocks.0.attn.c_attn.weight'; the model has: wte.weight, wpe.weight, "
+                     "blocks.0.ln1.weight");
+
+  RecurrentConfig rcfg;
+  rcfg.cell = CellKind::lstm;
+  rcfg.vocab_size = 5;
+  rcfg.embedding = 3;
+  rcfg.hidden = 4;
+  rcfg.layers = 2;
+  const LstmLm<double> lstm(rcfg, rng);
+  const Param<double>& w = lstm.param("layers.1.weight_hh");
+  REQUIRE(w.value.rows() == 4 * 4);
+  REQUIRE(w.value.cols() == 4);
+  REQUIRE(lstm.num_tensors() == 1 + 2 * 4 + 1);
+  Index scalars = 0;
+  lstm.for_each_param([&](const Param<double>& p) { scalars += p.size(); });
+  REQUIRE(scalars == rcfg.num_params());
 }
 
 }  // namespace test_models

@@ -201,8 +201,9 @@ TEST_CASE("Numerics: the decoder's attention softmax stays finite and matches th
   model.blocks[0].attn.qkv.weight.value.topRows(cfg.channels) *= 3e3;
   const std::vector<Token> tokens = {1, 4, 4, 0, 8, 2, 7, 3};
   typename Gpt<double>::Activations act;
+  NoState none;
   Mat<double> full;
-  model.logits(tokens, 1, Index(tokens.size()), act, full);
+  model.logits(tokens, 1, Index(tokens.size()), none, act, full);
   REQUIRE(full.allFinite());
   // The scores are extreme: queries after the first (which sees only itself) have exactly one-hot
   // softmax columns.

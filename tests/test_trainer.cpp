@@ -163,9 +163,10 @@ TEST_CASE("Trainer: batched GPT evaluation equals scoring each window alone", "[
   double sum = 0;
   std::vector<Token> in, tg;
   Gpt<float>::Activations act;
+  NoState none;
   for (Index i = 0; i < n; ++i) {
     data.eval_window(Split::train, i, 4, in, tg);
-    sum += trainer.model.forward(in, tg, 1, 4, act, rng, false);
+    sum += trainer.model.forward(in, tg, 1, 4, none, act, rng, false);
   }
   REQUIRE(trainer.evaluate(Split::train, 1000) == Approx(sum / double(n)).epsilon(1e-5));
   SEQGEN_THROWS_WITH(trainer.evaluate(Split::train, 0), ConfigError, "max_windows must be positive");

@@ -5,6 +5,7 @@
 #include <seqgen/core/init.hpp>
 #include <seqgen/core/param.hpp>
 #include <seqgen/core/parallel.hpp>
+#include <seqgen/layers/recurrent_layer.hpp>
 
 #include <initializer_list>
 #include <tuple>
@@ -61,6 +62,47 @@ void check_forward_against_reference(const char* name, std::uint64_t seed, std::
       REQUIRE((h_all - expected).cwiseAbs().maxCoeff() < tol);
       REQUIRE((sT.h - h).cwiseAbs().maxCoeff() < tol);
     }
+  }
+}
+
+// Gradient check of a recurrent layer (RNN, LSTM, GRU) in double: the parameters, x and every part
+// of s0, through L = Σ h_all ⊙ R + Σ s_T ⊙ R_T (so both outputs carry a gradient), for shapes
+// (D, H, B, T) with D != H both ways, B = 1 and T = 1.
+template <class Layer>
+void check_layer_gradients(const char* name, std::uint64_t seed) {
+  constexpr bool kCell = seqgen::detail::HasCellState<typename Layer::State>::value;
+  for (const auto& shape :
+       {std::tuple<Index, Index, Index, Index>{3, 4, 2, 3}, {5, 2, 1, 4}, {2, 3, 3, 1}, {1, 1, 1, 1}}) {
+    // Plain variables, not structured bindings: the loss lambda captures them, which C++17 forbids.
+    Index D, H, B, T;
+    std::tie(D, H, B, T) = shape;
+    INFO("D=" << D << " H=" << H << " B=" << B << " T=" << T);
+    seqgen::Rng rng(seed);
+    Layer layer(name, D, H, rng);
+    Mat<double> x = random_mat(D, B * T, 1), R = random_mat(H, B * T, 2), h_all, dx;
+    typename Layer::State s0, sT, ds0, R_T;
+    s0.h = random_mat(H, B, 3);
+    R_T.h = random_mat(H, B, 4);
+    if constexpr (kCell) {
+      s0.c = random_mat(H, B, 5);
+      R_T.c = random_mat(H, B, 6);
+    }
+    typename Layer::Cache cache;
+    layer.forward(x, B, T, s0, h_all, sT, cache);
+    seqgen::zero_grad(layer);
+    layer.backward(x, B, T, s0, R, R_T, cache, dx, ds0);
+
+    seqgen::GradCheck check;
+    check.add("x", x, dx);
+    check.add("s0.h", s0.h, ds0.h);
+    if constexpr (kCell) check.add("s0.c", s0.c, ds0.c);
+    check.add_params(layer);
+    require_grad_ok(check.run([&] {
+      layer.forward(x, B, T, s0, h_all, sT, cache);
+      double loss = (h_all.array() * R.array()).sum() + (sT.h.array() * R_T.h.array()).sum();
+      if constexpr (kCell) loss += (sT.c.array() * R_T.c.array()).sum();
+      return loss;
+    }));
   }
 }
 

@@ -1,4 +1,5 @@
-// Target `load_gpt`: what the CLIs do with a GPT checkpoint. load_model<Gpt<float>> and
+// Target `load_gpt`: what the CLIs do with a GPT checkpoint or exported model (PretrainedModel::load,
+// as a program of its own loads one). load_model<Gpt<float>> and
 // Tokenizer::from_bytes, then generate_samples; Trainer::load, then one step and an evaluation
 // (when the stored batch x context <= 64). Checks "no crash" only.
 // Input: a checkpoint file, its size field and CRC repaired first so that mutations reach the
@@ -22,7 +23,8 @@ inline int fuzz_load_gpt(const std::uint8_t* data, std::size_t size) {
 
 inline std::vector<Seed> load_gpt_seeds() {
   return {{"gpt_tied", trained_checkpoint<Gpt<float>>(tiny_gpt(true, 1))},
-          {"gpt_untied_2_layers", trained_checkpoint<Gpt<float>>(tiny_gpt(false, 2))}};
+          {"gpt_untied_2_layers", trained_checkpoint<Gpt<float>>(tiny_gpt(false, 2))},
+          {"gpt_export_float16", exported_model<Gpt<float>>(tiny_gpt(true, 1), WeightPrecision::float16)}};
 }
 
 inline const bool registered_load_gpt =

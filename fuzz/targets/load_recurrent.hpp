@@ -23,7 +23,8 @@ inline int fuzz_load_recurrent(const std::uint8_t* data, std::size_t size) {
 inline std::vector<Seed> load_recurrent_seeds() {
   return {{"lstm", trained_checkpoint<LstmLm<float>>(tiny_recurrent(CellKind::lstm, 1))},
           {"gru", trained_checkpoint<GruLm<float>>(tiny_recurrent(CellKind::gru, 1))},
-          {"rnn_2_layers", trained_checkpoint<RnnLm<float>>(tiny_recurrent(CellKind::rnn, 2))}};
+          {"rnn_2_layers", trained_checkpoint<RnnLm<float>>(tiny_recurrent(CellKind::rnn, 2))},
+          {"lstm_export", exported_model<LstmLm<float>>(tiny_recurrent(CellKind::lstm, 1), WeightPrecision::float32)}};
 }
 
 inline const bool registered_load_recurrent =

@@ -1,6 +1,8 @@
 // seqgen: sequence generative models from the RNN to GPT. This header only includes the parts.
 #pragma once
 
+#include "seqgen/version.hpp"
+
 #include "seqgen/core/error.hpp"
 #include "seqgen/core/gradcheck.hpp"
 #include "seqgen/core/init.hpp"
@@ -45,13 +47,15 @@
 // Checkpoint files (io/checkpoint.hpp), models in them (models/model_io.hpp) and the trainer that
 // writes them (train/trainer.hpp) use POSIX file calls (open, fsync, rename) so that a save is
 // atomic and durable, and the memory budget (core/memory.hpp) reads the process's limits. On a
-// platform without <unistd.h> this header leaves those three out and everything else here still
-// compiles; SEQGEN_HAS_CHECKPOINTS says which case holds.
+// platform without <unistd.h> this header leaves those out, with generate/pretrained.hpp (which
+// loads models from files), and everything else here still compiles; SEQGEN_HAS_CHECKPOINTS says
+// which case holds.
 #if __has_include(<unistd.h>)
 #define SEQGEN_HAS_CHECKPOINTS 1
 #include "seqgen/io/checkpoint.hpp"
 #include "seqgen/models/model_io.hpp"
 #include "seqgen/train/trainer.hpp"
+#include "seqgen/generate/pretrained.hpp"
 #else
 #define SEQGEN_HAS_CHECKPOINTS 0
 #endif

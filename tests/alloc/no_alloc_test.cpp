@@ -1,10 +1,15 @@
-// Counts heap allocations during training steps after the first: there must be none.
+// Counts heap allocations during training and decoding steps after the first: there must be none.
+// And counts the thread teams opened during them: every one must be seqgen's own (core/parallel.hpp).
 //
 // Every allocation in the process goes through malloc (operator new and Eigen's aligned_malloc
 // both call it), so this program defines malloc, calloc, realloc and the aligned variants itself,
-// counts the calls, and forwards them to glibc's implementations. A separate executable, so the
-// interposed allocator touches no other test.
+// counts the calls, and forwards them to glibc's implementations. With GCC's OpenMP runtime it
+// does the same for GOMP_parallel, where every `#pragma omp parallel` of the program begins
+// (seqgen's, and Eigen's if one of its products ran threaded): the count must equal
+// seqgen::teams_opened(). A separate executable, so the interposed functions touch no other test.
 #include <seqgen/seqgen.hpp>
+
+#include <dlfcn.h>
 
 #include <atomic>
 #include <cstdio>
@@ -28,7 +33,23 @@ void count() {
   g_allocations.fetch_add(1, std::memory_order_relaxed);
   counted_allocation();
 }
+// Teams begun through the OpenMP runtime while counting.
+std::atomic<long> g_omp_teams{0};
 }  // namespace
+
+// libgomp's entry for `#pragma omp parallel` (and `parallel for` with a static schedule), which
+// GCC emits; clang's libomp has another entry, so the team count runs with GCC only.
+#if defined(_OPENMP) && defined(__GNUC__) && !defined(__clang__)
+#define SEQGEN_COUNTS_OMP_TEAMS 1
+extern "C" void GOMP_parallel(void (*fn)(void*), void* data, unsigned num_threads, unsigned flags) {
+  using Real = void (*)(void (*)(void*), void*, unsigned, unsigned);
+  static const Real real = reinterpret_cast<Real>(dlsym(RTLD_NEXT, "GOMP_parallel"));
+  if (g_counting.load(std::memory_order_relaxed)) g_omp_teams.fetch_add(1, std::memory_order_relaxed);
+  real(fn, data, num_threads, flags);
+}
+#else
+#define SEQGEN_COUNTS_OMP_TEAMS 0
+#endif
 
 extern "C" {
 void* malloc(std::size_t n) {
@@ -86,34 +107,52 @@ TrainOptions options(Index B, Index T) {
   return o;
 }
 
-// Allocations during `steps` training steps after the first.
-template <class Model>
-long allocations_after_first_step(Trainer<Model>& trainer, int steps) {
-  trainer.step();
+// What a counted stretch of steps did.
+struct Counts {
+  long allocations = 0;
+  long omp_teams = 0;     // teams the OpenMP runtime began (GCC only)
+  long seqgen_teams = 0;  // teams seqgen opened (core/parallel.hpp)
+};
+
+template <class Steps>
+Counts count_during(Steps&& steps) {
   g_allocations = 0;
+  g_omp_teams = 0;
+  const long teams_before = teams_opened();
   g_counting = true;
-  for (int i = 0; i < steps; ++i) trainer.step();
+  steps();
   g_counting = false;
-  return g_allocations.load();
+  return Counts{g_allocations.load(), g_omp_teams.load(), teams_opened() - teams_before};
 }
 
-// Allocations during `steps` decoding steps of one sequence, after a prefill and a first step.
+// During `steps` training steps after the first.
+template <class Model>
+Counts allocations_after_first_step(Trainer<Model>& trainer, int steps) {
+  trainer.step();
+  return count_during([&] {
+    for (int i = 0; i < steps; ++i) trainer.step();
+  });
+}
+
+// During `steps` decoding steps of one sequence, after a prefill and a first step.
 template <class Decoder>
-long allocations_per_decode(Decoder& decoder, int steps) {
+Counts allocations_per_decode(Decoder& decoder, int steps) {
   const std::vector<std::vector<Token>> start = {{1}};
   decoder.prefill(start);
   Token token = 2;
   decoder.step(TokenSpan(&token, 1));
-  g_allocations = 0;
-  g_counting = true;
-  for (int i = 0; i < steps; ++i) decoder.step(TokenSpan(&token, 1));
-  g_counting = false;
-  return g_allocations.load();
+  return count_during([&] {
+    for (int i = 0; i < steps; ++i) decoder.step(TokenSpan(&token, 1));
+  });
 }
 
-int check(const char* what, long allocations) {
-  std::printf("%-40s %ld allocations\n", what, allocations);
-  return allocations == 0 ? 0 : 1;
+int check(const char* what, const Counts& c) {
+  std::printf("%-34s %ld allocations, %ld thread teams opened by seqgen", what, c.allocations, c.seqgen_teams);
+  if (SEQGEN_COUNTS_OMP_TEAMS) std::printf(", %ld by anyone", c.omp_teams);
+  std::printf("\n");
+  const bool foreign_teams = SEQGEN_COUNTS_OMP_TEAMS && c.omp_teams != c.seqgen_teams;
+  if (foreign_teams) std::printf("FAIL: a thread team was opened outside core/parallel.hpp\n");
+  return c.allocations == 0 && !foreign_teams ? 0 : 1;
 }
 
 }  // namespace
@@ -126,6 +165,21 @@ int main() {
   if (g_allocations.load() == 0) {
     std::printf("FAIL: the allocation counter saw nothing\n");
     return 1;
+  }
+  // And the team counter: a large Eigen product runs on Eigen's own threads when OpenMP is on
+  // (which is why seqgen's products never go through one; core/gemm.hpp).
+  if (SEQGEN_COUNTS_OMP_TEAMS && num_threads() > 1) {
+    Mat<float> a = Mat<float>::Ones(512, 512), b;
+    const Counts c = count_during([&] { b.noalias() = a * a; });
+    std::printf("%-34s %ld thread teams opened by seqgen, %ld by anyone\n", "an Eigen product (the control)",
+                c.seqgen_teams, c.omp_teams);
+    if (c.omp_teams == 0 || c.seqgen_teams != 0) {
+      std::printf("FAIL: the team counter did not see Eigen's team\n");
+      return 1;
+    }
+  } else {
+    std::printf("(thread teams are not counted: %s)\n",
+                SEQGEN_COUNTS_OMP_TEAMS ? "one thread" : "not GCC's OpenMP runtime");
   }
 
   const TokenDataset data = random_tokens(1 << 16);

@@ -38,9 +38,6 @@
 
 namespace seqgen {
 
-// Below this many multiply-adds a product runs on the calling thread alone.
-constexpr double kGemmParallelMinWork = double(1 << 18);
-
 namespace detail {
 
 // The packing buffers of the calling thread. They only grow, so after the first step of a
@@ -168,7 +165,7 @@ void gemm_threads(const ConstMatRef<Scalar>& A, const ConstMatRef<Scalar>& B, Ma
     gemm_serial<Scalar, TransA, TransB>(i1 - i0, j1 - j0, K, a_rows, lda, b_cols, ldb, &C(i0, j0), ldc,
                                         accumulate);
   };
-  parallel_team(double(M) * double(N) * double(K) >= kGemmParallelMinWork, run_slice);
+  parallel_team(worth_a_team_for_products(double(M) * double(N) * double(K)), run_slice);
 }
 
 }  // namespace detail

@@ -14,14 +14,35 @@
 #endif
 
 #include <algorithm>
+#include <atomic>
 
 #include "seqgen/core/tensor.hpp"
 
 namespace seqgen {
 
-// Loops over fewer scalars than this run on one thread: below it, starting a thread team costs
-// more than the work (and far more on an oversubscribed machine).
-constexpr long kParallelMinWork = 1 << 15;
+namespace detail {
+inline std::atomic<long> g_teams_opened{0};
+inline void count_team() { g_teams_opened.fetch_add(1, std::memory_order_relaxed); }
+}  // namespace detail
+
+// How many thread teams seqgen has opened in this process. A diagnostic, and the proof in
+// tests/alloc/no_alloc_test.cpp that no other code (Eigen's products included) opens a team
+// during a training or decoding step: the OpenMP runtime's count there equals this one.
+inline long teams_opened() { return detail::g_teams_opened.load(std::memory_order_relaxed); }
+
+// Whether work is worth a thread team: the one rule, used by every caller. Starting and joining a
+// team costs microseconds (far more on a busy machine), so only work that keeps one thread busy for
+// about 10 µs or more is shared. Callers count their work in one of two units:
+//   worth_a_team(scalars)          element-wise work: the scalars a loop reads or writes (an add,
+//                                  GELU, LayerNorm, an AdamW update, a softmax column);
+//   worth_a_team_for_products(m)   the multiply-adds of a matrix product, which run about
+//                                  kMacsPerScalar times faster from cache with FMA vectors.
+constexpr double kParallelMinWork = 1 << 15;
+constexpr double kMacsPerScalar = 8;
+inline bool worth_a_team(double scalars) { return scalars >= kParallelMinWork; }
+inline bool worth_a_team_for_products(double multiply_adds) {
+  return multiply_adds >= kMacsPerScalar * kParallelMinWork;
+}
 
 // Number of threads seqgen's loops and matrix products use.
 inline int num_threads() {
@@ -49,6 +70,7 @@ template <class Body>
 void parallel_for(Index n, bool parallel, Body&& body) {
 #if defined(SEQGEN_OPENMP) && defined(_OPENMP)
   if (parallel && n > 1 && omp_get_max_threads() > 1 && !omp_in_parallel()) {
+    detail::count_team();
     SEQGEN_OMP(parallel for schedule(static))
     for (Index i = 0; i < n; ++i) body(i);
     return;
@@ -67,6 +89,7 @@ template <class Body>
 void parallel_team(bool parallel, Body&& body) {
 #if defined(SEQGEN_OPENMP) && defined(_OPENMP)
   if (parallel && omp_get_max_threads() > 1 && !omp_in_parallel()) {
+    detail::count_team();
     SEQGEN_OMP(parallel)
     body(omp_get_thread_num(), omp_get_num_threads());
     return;
@@ -123,6 +146,7 @@ template <class Body>
 void parallel_team_barriers(int threads, Body&& body) {
 #if defined(SEQGEN_OPENMP) && defined(_OPENMP)
   if (threads > 1 && !omp_in_parallel()) {
+    detail::count_team();
     SEQGEN_OMP(parallel num_threads(threads))
     body(Team(omp_get_thread_num(), omp_get_num_threads(), true));
     return;
@@ -160,7 +184,7 @@ void parallel_row_blocks(Index rows, bool parallel, Body&& body) {
 // tokens. Split by parallel_row_blocks, so the result is the same for any thread count.
 template <typename Scalar>
 void add_row_sums(MatRef<Scalar> g, const ConstMatRef<Scalar>& m) {
-  parallel_row_blocks(m.rows(), m.size() >= kParallelMinWork, [&](Index r0, Index r1) {
+  parallel_row_blocks(m.rows(), worth_a_team(m.size()), [&](Index r0, Index r1) {
     g.middleRows(r0, r1 - r0) += m.middleRows(r0, r1 - r0).rowwise().sum();
   });
 }
@@ -168,19 +192,19 @@ void add_row_sums(MatRef<Scalar> g, const ConstMatRef<Scalar>& m) {
 // y.col(n) += v for every column n of y (adding a bias), column by column across the threads.
 template <typename Scalar>
 void add_to_columns(MatRef<Scalar> y, const ConstMatRef<Scalar>& v) {
-  parallel_for(y.cols(), y.size() >= kParallelMinWork, [&](Index n) { y.col(n) += v.col(0); });
+  parallel_for(y.cols(), worth_a_team(y.size()), [&](Index n) { y.col(n) += v.col(0); });
 }
 
 // y += x, column by column across the threads.
 template <typename Scalar>
 void parallel_add(MatRef<Scalar> y, const ConstMatRef<Scalar>& x) {
-  parallel_for(y.cols(), y.size() >= kParallelMinWork, [&](Index n) { y.col(n) += x.col(n); });
+  parallel_for(y.cols(), worth_a_team(y.size()), [&](Index n) { y.col(n) += x.col(n); });
 }
 
 // y = x, column by column across the threads.
 template <typename Scalar>
 void parallel_copy(MatRef<Scalar> y, const ConstMatRef<Scalar>& x) {
-  parallel_for(y.cols(), y.size() >= kParallelMinWork, [&](Index n) { y.col(n) = x.col(n); });
+  parallel_for(y.cols(), worth_a_team(y.size()), [&](Index n) { y.col(n) = x.col(n); });
 }
 
 namespace detail {

@@ -4,12 +4,15 @@
 // weights map one-to-one onto the equivalent PyTorch module. Layers and models expose their
 // parameters through
 //   template <class Visit> void for_each_param(Visit&& visit);   // visit(Param<Scalar>&)
-// which is all an optimizer, a checkpoint or a gradient check needs.
+// which is all an optimizer, a checkpoint or a gradient check needs. Models add, through
+// NamedParams below, a const for_each_param and a lookup by name.
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <utility>
 
+#include "seqgen/core/error.hpp"
 #include "seqgen/core/tensor.hpp"
 
 namespace seqgen {
@@ -54,5 +57,54 @@ Index count_params(Module& module) {
   module.for_each_param([&](auto& p) { n += p.size(); });
   return n;
 }
+
+// What a model offers on top of its own for_each_param(visit): iteration over const parameters,
+// and a lookup by name, as PyTorch users have named_parameters() and state_dict()[name]. A model
+// derives from NamedParams<Model, Scalar> and writes `using NamedParams<...>::for_each_param;`
+// next to its own, so both overloads are visible.
+template <class Model, typename Scalar>
+class NamedParams {
+ public:
+  // visit(const Param<Scalar>&) for every parameter, in for_each_param's order.
+  template <class Visit>
+  void for_each_param(Visit&& visit) const {
+    // The model's visitor is non-const only because layers have one overload; nothing is changed.
+    const_cast<Model&>(self()).for_each_param([&](Param<Scalar>& p) { visit(std::as_const(p)); });
+  }
+
+  // The parameter called `name` ("blocks.0.attn.qkv.weight"), or nullptr.
+  const Param<Scalar>* find_param(std::string_view name) const {
+    const Param<Scalar>* found = nullptr;
+    for_each_param([&](const Param<Scalar>& p) {
+      if (!found && p.name == name) found = &p;
+    });
+    return found;
+  }
+  Param<Scalar>* find_param(std::string_view name) {
+    return const_cast<Param<Scalar>*>(std::as_const(*this).find_param(name));
+  }
+
+  // The parameter called `name`; IndexError, listing the names there are, if the model has none.
+  const Param<Scalar>& param(std::string_view name) const {
+    const Param<Scalar>* p = find_param(name);
+    if (!p) {
+      std::string names;
+      for_each_param([&](const Param<Scalar>& q) { names += (names.empty() ? "" : ", ") + q.name; });
+      throw IndexError("no parameter named '" + std::string(name) + "'; the model has: " + names);
+    }
+    return *p;
+  }
+  Param<Scalar>& param(std::string_view name) { return const_cast<Param<Scalar>&>(std::as_const(*this).param(name)); }
+
+  // How many tensors for_each_param visits.
+  Index num_tensors() const {
+    Index n = 0;
+    for_each_param([&](const Param<Scalar>&) { ++n; });
+    return n;
+  }
+
+ private:
+  const Model& self() const { return static_cast<const Model&>(*this); }
+};
 
 }  // namespace seqgen

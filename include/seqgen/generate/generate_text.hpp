@@ -11,15 +11,22 @@
 //
 // An empty prompt starts from the newline token when the vocabulary has one (as if the text
 // began after a line break), else from token 0; the start token is not part of the output.
+//
+// A prompt character outside a character tokenizer's vocabulary (a byte tokenizer has none) is
+// handled as PromptOptions::unknown says: skipped (the default: the model never saw it, so it
+// continues from the rest), replaced by PromptOptions::replacement, or an IndexError naming it.
+// GenerationStats::unknown_characters counts them, so a program can tell its user.
 #pragma once
 
 #include <chrono>
 #include <functional>
 #include <limits>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "seqgen/data/tokenizer.hpp"
+#include "seqgen/data/utf8.hpp"
 #include "seqgen/data/utf8_stream.hpp"
 #include "seqgen/generate/decoder.hpp"
 #include "seqgen/generate/sampler.hpp"
@@ -30,10 +37,19 @@ namespace seqgen {
 // Receives (sample index, text) as text is produced.
 using TextCallback = std::function<void(Index sample, const std::string& piece)>;
 
+// What to do with a prompt character the tokenizer does not know.
+enum class UnknownCharacters { skip, replace, error };
+
+struct PromptOptions {
+  UnknownCharacters unknown = UnknownCharacters::skip;
+  std::string replacement = " ";  // one character of the vocabulary, for UnknownCharacters::replace
+};
+
 struct GenerationStats {
-  Index prompt_tokens = 0;     // over all samples
-  double prompt_seconds = 0;   // prefill
-  Index generated_tokens = 0;  // over all samples
+  Index unknown_characters = 0;  // prompt characters outside the vocabulary (skipped or replaced)
+  Index prompt_tokens = 0;       // over all samples
+  double prompt_seconds = 0;     // prefill
+  Index generated_tokens = 0;    // over all samples
   double generate_seconds = 0;
 };
 
@@ -57,17 +73,57 @@ inline Token start_token(const Tokenizer& tokenizer) {
   return 0;
 }
 
+// The tokens of `prompt` under `policy`; `unknown` (if given) receives the number of characters
+// outside the vocabulary. Invalid UTF-8 stays a FormatError whatever the policy: it is not text.
+inline std::vector<Token> encode_prompt(const Tokenizer& tokenizer, std::string_view prompt,
+                                        const PromptOptions& policy = {}, Index* unknown = nullptr) {
+  if (unknown) *unknown = 0;
+  std::vector<Token> replacement;
+  if (policy.unknown == UnknownCharacters::replace) {
+    check<ConfigError>(utf8::count_characters(policy.replacement) == 1,
+                       "PromptOptions: the replacement must be one character, got '", policy.replacement, "'");
+    try {
+      replacement = tokenizer.encode(policy.replacement);
+    } catch (const IndexError&) {
+      throw ConfigError("PromptOptions: the replacement '" + policy.replacement +
+                        "' is not in the tokenizer's vocabulary either");
+    }
+  }
+  // Only a character tokenizer has characters it cannot encode (IndexError); then, and only when
+  // the policy allows it, the prompt is encoded again one character at a time.
+  try {
+    return tokenizer.encode(prompt);
+  } catch (const IndexError&) {
+    if (policy.unknown == UnknownCharacters::error || tokenizer.kind() != Tokenizer::Kind::characters) throw;
+  }
+  std::vector<Token> out, one;
+  for (std::size_t pos = 0; pos < prompt.size();) {
+    const std::size_t first = pos;
+    utf8::decode_one(prompt, pos, "encode_prompt");
+    try {
+      tokenizer.encode(prompt.substr(first, pos - first), one);
+    } catch (const IndexError&) {
+      one = replacement;  // empty when skipping
+      if (unknown) ++*unknown;
+    }
+    out.insert(out.end(), one.begin(), one.end());
+  }
+  return out;
+}
+
 // Returns the `samples` continuations of `prompt`, each at most `new_tokens` tokens long (shorter
 // when a stop string ends it).
 template <typename Model>
 std::vector<std::string> generate_samples(const Model& model, const Tokenizer& tokenizer, const std::string& prompt,
                                           Index samples, Index new_tokens, const SamplingOptions& options, Rng& rng,
-                                          const TextCallback& on_text = {}, GenerationStats* stats = nullptr) {
+                                          const TextCallback& on_text = {}, GenerationStats* stats = nullptr,
+                                          const PromptOptions& prompt_options = {}) {
   using Clock = std::chrono::steady_clock;
   check<ConfigError>(samples > 0, "generate: the number of samples must be positive, got ", samples);
   check<ConfigError>(new_tokens >= 0, "generate: the number of new tokens must be >= 0, got ", new_tokens);
   options.validate();
-  std::vector<Token> start = tokenizer.encode(prompt);
+  Index unknown = 0;
+  std::vector<Token> start = encode_prompt(tokenizer, prompt, prompt_options, &unknown);
   if (start.empty()) start.push_back(start_token(tokenizer));
   // A GPT sees only its last `context` tokens: the rest is not copied into every sample's history
   // (a repetition penalty over "all" tokens then looks at what the model sees, as in llama.cpp).
@@ -115,6 +171,7 @@ std::vector<std::string> generate_samples(const Model& model, const Tokenizer& t
     out.push_back(stops[b].text());
   }
   if (stats) {
+    stats->unknown_characters = unknown;
     // What the prefill read: a GPT keeps only the last `context` tokens of a long prompt.
     stats->prompt_tokens = 0;
     for (Index b = 0; b < samples; ++b) stats->prompt_tokens += std::min<Index>(Index(start.size()), prefilled[b]);
@@ -129,10 +186,11 @@ std::vector<std::string> generate_samples(const Model& model, const Tokenizer& t
 template <typename Model>
 std::string generate_text(const Model& model, const Tokenizer& tokenizer, const std::string& prompt, Index new_tokens,
                           const SamplingOptions& options, Rng& rng,
-                          const std::function<void(const std::string&)>& on_text = {}) {
+                          const std::function<void(const std::string&)>& on_text = {},
+                          const PromptOptions& prompt_options = {}) {
   TextCallback each;
   if (on_text) each = [&](Index, const std::string& piece) { on_text(piece); };
-  return generate_samples(model, tokenizer, prompt, 1, new_tokens, options, rng, each).front();
+  return generate_samples(model, tokenizer, prompt, 1, new_tokens, options, rng, each, nullptr, prompt_options).front();
 }
 
 }  // namespace seqgen

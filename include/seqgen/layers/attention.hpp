@@ -104,7 +104,7 @@ struct CausalSelfAttention {
     ensure_shape(cache.y, C, B * T);
 
     const Mat<Scalar>& qkv_ = cache.qkv;
-    parallel_for(B * NH, B * T * T * C >= kParallelMinWork, [&](Index bh) {
+    parallel_for(B * NH, worth_a_team(B * T * T * C), [&](Index bh) {
       const Index b = bh / NH, h = bh % NH;
       const auto Q = qkv_.block(h * HS, b * T, HS, T);
       const auto K = qkv_.block(C + h * HS, b * T, HS, T);
@@ -206,7 +206,7 @@ struct CausalSelfAttention {
 
     const Mat<Scalar>& qkv_ = cache.qkv;
     const Mat<Scalar>& dY_all = cache.dy;
-    parallel_for(B * NH, B * T * T * C >= kParallelMinWork, [&](Index bh) {
+    parallel_for(B * NH, worth_a_team(B * T * T * C), [&](Index bh) {
       const Index b = bh / NH, h = bh % NH;
       const auto Q = qkv_.block(h * HS, b * T, HS, T);
       const auto K = qkv_.block(C + h * HS, b * T, HS, T);

@@ -42,7 +42,7 @@ struct Embedding {
   void forward(TokenSpan ids, Mat<Scalar>& y) const {
     check_ids(ids);
     ensure_shape(y, dim(), ids.size);
-    parallel_for(ids.size, y.size() >= kParallelMinWork, [&](Index n) { y.col(n) = weight.value.col(ids[n]); });
+    parallel_for(ids.size, worth_a_team(y.size()), [&](Index n) { y.col(n) = weight.value.col(ids[n]); });
   }
 
   // ids: N, dy: (C, N). Threads split the rows, not the tokens: two positions with the same id
@@ -51,7 +51,7 @@ struct Embedding {
     check<ShapeError>(dy.rows() == dim() && dy.cols() == ids.size, "Embedding '", name, "': dy is (", dy.rows(), ", ",
                       dy.cols(), "), expected (", dim(), ", ", ids.size, ")");
     check_ids(ids);
-    parallel_row_blocks(dim(), dy.size() >= kParallelMinWork, [&](Index r0, Index r1) {
+    parallel_row_blocks(dim(), worth_a_team(dy.size()), [&](Index r0, Index r1) {
       for (Index n = 0; n < ids.size; ++n)
         weight.grad.col(ids[n]).segment(r0, r1 - r0) += dy.col(n).segment(r0, r1 - r0);
     });

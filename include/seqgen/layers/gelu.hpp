@@ -35,7 +35,6 @@ namespace seqgen {
 namespace detail {
 constexpr double kGeluK = 0.7978845608028654;  // √(2/π)
 constexpr double kGeluC = 0.044715;
-// Below this many elements the elementwise loops stay serial: a parallel region costs more.
 }  // namespace detail
 
 // Scalar versions, for reference and for tests.
@@ -69,7 +68,7 @@ struct Gelu {
                       "), expected (", x.rows(), ", ", x.cols(), ")");
     const Scalar k = Scalar(detail::kGeluK), c = Scalar(detail::kGeluC);
     const Index N = x.cols();
-    parallel_for(N, x.size() >= kParallelMinWork, [&](Index n) {
+    parallel_for(N, worth_a_team(x.size()), [&](Index n) {
       const auto xn = x.col(n).array();
       y.col(n).array() = Scalar(0.5) * xn * (Scalar(1) + (k * (xn + c * xn.cube())).tanh());
     });
@@ -82,7 +81,7 @@ struct Gelu {
     ensure_shape(dx, x.rows(), x.cols());
     const Scalar k = Scalar(detail::kGeluK), c = Scalar(detail::kGeluC);
     const Index R = x.rows(), N = x.cols();
-    parallel_for(N, x.size() >= kParallelMinWork, [&](Index n) {
+    parallel_for(N, worth_a_team(x.size()), [&](Index n) {
       // tanh u is needed twice; a fixed-size chunk on the stack holds it, where an Eigen temporary
       // would be a heap allocation and a lazy expression would compute tanh twice.
       Eigen::Array<Scalar, kChunk, 1> t;

@@ -118,7 +118,7 @@ struct GruCell {
   // b_hn stays out, as r multiplies it.
   void add_input_biases(MatRef<Scalar> a) const {
     const Index H = hidden_size();
-    parallel_for(a.cols(), a.size() >= kParallelMinWork, [&](Index n) {
+    parallel_for(a.cols(), worth_a_team(a.size()), [&](Index n) {
       a.col(n) += bias_ih.value.col(0);
       a.col(n).head(2 * H) += bias_hh.value.col(0).head(2 * H);
     });
@@ -150,7 +150,7 @@ struct GruCell {
                             const ConstMatRef<Scalar>& h_prev, MatRef<Scalar> hn, MatRef<Scalar> h) {
     const Index H = h.rows(), B = h.cols();
     const Scalar one(1);
-    parallel_for(B, 3 * H * B >= kParallelMinWork, [&](Index b) {
+    parallel_for(B, worth_a_team(3 * H * B), [&](Index b) {
       auto r = a.col(b).segment(0, H).array();
       auto z = a.col(b).segment(H, H).array();
       auto n = a.col(b).segment(2 * H, H).array();
@@ -172,7 +172,7 @@ struct GruCell {
                              MatRef<Scalar> dgi, MatRef<Scalar> dgh) {
     const Index H = dh.rows(), B = dh.cols();
     const Scalar one(1);
-    parallel_for(B, 3 * H * B >= kParallelMinWork, [&](Index b) {
+    parallel_for(B, worth_a_team(3 * H * B), [&](Index b) {
       const auto r = a.col(b).segment(0, H).array();
       const auto z = a.col(b).segment(H, H).array();
       const auto n = a.col(b).segment(2 * H, H).array();

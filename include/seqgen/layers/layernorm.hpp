@@ -89,7 +89,7 @@ struct LayerNorm {
     // Parameter gradients by blocks of rows, each a sum over the columns in order: race-free and
     // the same for any thread count. x̂ is recomputed from x rather than stored, which also saves
     // a pass over memory.
-    parallel_row_blocks(C, x.size() >= kParallelMinWork, [&](Index r0, Index r1) {
+    parallel_row_blocks(C, worth_a_team(x.size()), [&](Index r0, Index r1) {
       for (Index s0 = r0; s0 < r1; s0 += kRowBlock) {
         const Index rows = std::min<Index>(kRowBlock, r1 - s0);
         if (rows == kRowBlock)
@@ -100,7 +100,7 @@ struct LayerNorm {
     });
 
     const auto g = weight.value.col(0).array();
-    parallel_for(N, x.size() >= kParallelMinWork, [&](Index n) {
+    parallel_for(N, worth_a_team(x.size()), [&](Index n) {
       const auto xhat = (x.col(n).array() - cache.mean(n)) * cache.rstd(n);
       const auto gdy = g * dy.col(n).array();
       const Scalar mean_gdy = gdy.mean();
@@ -145,7 +145,7 @@ struct LayerNorm {
     const Index N = x.cols();
     const auto g = weight.value.col(0).array();
     const auto b = bias.value.col(0).array();
-    parallel_for(N, x.size() >= kParallelMinWork, [&](Index n) {
+    parallel_for(N, worth_a_team(x.size()), [&](Index n) {
       const auto xn = x.col(n).array();
       const Scalar mu = xn.mean();
       const Scalar var = (xn - mu).square().mean();

@@ -119,7 +119,7 @@ struct LstmCell {
 
   // a += b_ih + b_hh on every column of a (4H, n) matrix.
   void add_input_biases(MatRef<Scalar> a) const {
-    parallel_for(a.cols(), a.size() >= kParallelMinWork,
+    parallel_for(a.cols(), worth_a_team(a.size()),
                  [&](Index n) { a.col(n) += bias_ih.value.col(0) + bias_hh.value.col(0); });
   }
 
@@ -153,7 +153,7 @@ struct LstmCell {
   static void gates_forward(MatRef<Scalar> a, const ConstMatRef<Scalar>& c_prev, MatRef<Scalar> c,
                             MatRef<Scalar> tanh_c, MatRef<Scalar> h) {
     const Index H = c.rows(), B = c.cols();
-    parallel_for(B, 4 * H * B >= kParallelMinWork, [&](Index b) {
+    parallel_for(B, worth_a_team(4 * H * B), [&](Index b) {
       auto i = a.col(b).segment(0, H).array();
       auto f = a.col(b).segment(H, H).array();
       auto g = a.col(b).segment(2 * H, H).array();
@@ -176,7 +176,7 @@ struct LstmCell {
                              MatRef<Scalar> dh, MatRef<Scalar> dc, MatRef<Scalar> da) {
     const Index H = dc.rows(), B = dc.cols();
     const Scalar one(1);
-    parallel_for(B, 4 * H * B >= kParallelMinWork, [&](Index b) {
+    parallel_for(B, worth_a_team(4 * H * B), [&](Index b) {
       const auto i = a.col(b).segment(0, H).array();
       const auto f = a.col(b).segment(H, H).array();
       const auto g = a.col(b).segment(2 * H, H).array();

@@ -92,7 +92,7 @@ struct SequenceShare {
 // the whole loop, not one per step), and a column's result does not depend on the split.
 template <class Body>
 void for_sequence_shares(Index B, double work, Body&& body) {
-  parallel_team(B > 1 && work >= kGemmParallelMinWork, [&](int t, int nt) {
+  parallel_team(B > 1 && worth_a_team_for_products(work), [&](int t, int nt) {
     Index b0 = 0, b1 = B;
     thread_share(B, t, nt, 1, b0, b1);
     if (b1 > b0) body(b0, b1);

@@ -120,7 +120,7 @@ struct RnnCell {
 
   // The element-wise part of one step: a (H, B) holds the pre-activation on entry and h_t = tanh(a) on return.
   static void activate(MatRef<Scalar> a) {
-    parallel_for(a.cols(), a.size() >= kParallelMinWork, [&](Index b) { a.col(b).array() = a.col(b).array().tanh(); });
+    parallel_for(a.cols(), worth_a_team(a.size()), [&](Index b) { a.col(b).array() = a.col(b).array().tanh(); });
   }
 
   // One step back: da = (dh_out + dh) ⊙ (1 − h²), with h = h_t, dh_out = ∂L/∂h_t from the output and,
@@ -128,7 +128,7 @@ struct RnnCell {
   static void activate_backward(const ConstMatRef<Scalar>& h, const ConstMatRef<Scalar>& dh_out, MatRef<Scalar> dh,
                                 MatRef<Scalar> da) {
     const Scalar one(1);
-    parallel_for(h.cols(), h.size() >= kParallelMinWork, [&](Index b) {
+    parallel_for(h.cols(), worth_a_team(h.size()), [&](Index b) {
       da.col(b).array() = (dh_out.col(b).array() + dh.col(b).array()) * (one - h.col(b).array().square());
     });
   }

@@ -53,7 +53,7 @@ struct SoftmaxHead {
     ensure_shape(cache.losses, N, 1);
     gemm<Scalar>(weight.value, true, x, false, cache.probs, false);
 
-    parallel_for(N, V * N >= kParallelMinWork, [&](Index n) {
+    parallel_for(N, worth_a_team(V * N), [&](Index n) {
       auto z = cache.probs.col(n);
       const Scalar m = z.maxCoeff();
       const Token t = targets[n];
@@ -87,7 +87,7 @@ struct SoftmaxHead {
 
     Mat<Scalar>& delta = cache.probs;
     const Scalar inv_count = count > 0 ? Scalar(1) / static_cast<Scalar>(count) : Scalar(0);
-    parallel_for(N, V * N >= kParallelMinWork, [&](Index n) {
+    parallel_for(N, worth_a_team(V * N), [&](Index n) {
       const Token t = targets[n];
       if (t == kIgnore) {
         delta.col(n).setZero();

@@ -12,8 +12,10 @@
 // blocks.{l}.ln1.weight, blocks.{l}.attn.qkv.weight, …, ln_f.weight, lm_head.weight (untied only).
 // The embeddings are stored (C, V) and (C, context): the transpose of PyTorch's, the same memory.
 //
-// Contract: forward fills an Activations object (sized on first use, reused without allocation
-// while B and T stay the same) and returns the mean loss; backward ADDS into every Param::grad.
+// The model contract (docs/architecture.md): forward fills an Activations object (sized on first
+// use, reused without allocation while B and T stay the same) and returns the mean loss; backward
+// ADDS into every Param::grad. A GPT carries no state from one batch to the next: its State is
+// empty and every window starts afresh.
 #pragma once
 
 #include <cmath>
@@ -74,8 +76,15 @@ struct GptConfig {
   }
 };
 
+// The State of a model that carries nothing from one batch to the next.
+struct NoState {};
+
 template <typename Scalar>
-struct Gpt {
+struct Gpt : NamedParams<Gpt<Scalar>, Scalar> {
+  using Config = GptConfig;
+  using State = NoState;
+  static constexpr bool kCarriesState = false;
+
   GptConfig config;
   Embedding<Scalar> wte;  // (C, V)
   Embedding<Scalar> wpe;  // (C, context)
@@ -114,12 +123,20 @@ struct Gpt {
     init_gpt2(rng);
   }
 
+  static std::string kind() { return "gpt"; }  // the name in checkpoints
+  State zero_state(Index /*B*/) const { return {}; }
+  static void reset_state(State&) {}
+  // The longest sequence forward accepts: the position table's length.
+  Index max_seq_len() const { return config.context; }
+  double train_flops_per_token(Index T) const { return config.train_flops_per_token(T); }
+
   const Param<Scalar>& head_weight() const { return config.tie_weights ? wte.weight : lm_head; }
   Param<Scalar>& head_weight() { return config.tie_weights ? wte.weight : lm_head; }
 
   // inputs, targets: B·T ids in the seqgen layout (b·T + t). Returns the mean loss over targets
-  // (SoftmaxHead::kIgnore targets are skipped).
-  Scalar forward(TokenSpan inputs, TokenSpan targets, Index B, Index T, Activations& act, Rng& rng, bool training) {
+  // (SoftmaxHead::kIgnore targets are skipped). `rng` draws the dropout masks when training.
+  Scalar forward(TokenSpan inputs, TokenSpan targets, Index B, Index T, State& /*state*/, Activations& act, Rng& rng,
+                 bool training) {
     embed(inputs, B, T, act, rng, training);
     act.training = training;
     for (Index l = 0; l < config.layers; ++l)
@@ -146,7 +163,7 @@ struct Gpt {
   }
 
   // Inference: logits (V, N) for every position. Dropout off.
-  void logits(TokenSpan inputs, Index B, Index T, Activations& act, Mat<Scalar>& out) {
+  void logits(TokenSpan inputs, Index B, Index T, State& /*state*/, Activations& act, Mat<Scalar>& out) {
     Rng unused(0);
     embed(inputs, B, T, act, unused, false);
     for (Index l = 0; l < config.layers; ++l)
@@ -155,6 +172,7 @@ struct Gpt {
     head.logits(head_weight(), act.final_norm, out);
   }
 
+  using NamedParams<Gpt, Scalar>::for_each_param;  // the const overload
   template <class Visit>
   void for_each_param(Visit&& visit) {
     wte.for_each_param(visit);
@@ -174,7 +192,7 @@ struct Gpt {
     prepare(act, B, T);
     wte.forward(inputs, act.embedded);
     const Index N = B * T;
-    parallel_for(N, act.embedded.size() >= kParallelMinWork,
+    parallel_for(N, worth_a_team(act.embedded.size()),
                  [&](Index n) { act.embedded.col(n) += wpe.weight.value.col(n % T); });
     drop.forward(act.embedded, act.residual[0], act.drop, rng, training);
   }

@@ -7,7 +7,11 @@
 // symbols as the model's vocabulary.
 #pragma once
 
+#include <cmath>
+#include <cstdint>
 #include <string>
+#include <type_traits>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -17,27 +21,6 @@
 #include "seqgen/models/recurrent_lm.hpp"
 
 namespace seqgen {
-
-// What generic code needs to know about a model type: its name in checkpoints, whether it is a
-// GPT, and the state it carries between batches (none for GPT).
-template <typename Model>
-struct ModelTraits;
-template <typename Scalar>
-struct ModelTraits<Gpt<Scalar>> {
-  static constexpr bool gpt = true;
-  using State = std::vector<Mat<Scalar>>;  // unused
-  static std::string kind() { return "gpt"; }
-  static double train_flops_per_token(const Gpt<Scalar>& m, Index T) { return m.config.train_flops_per_token(T); }
-};
-template <typename Scalar, template <typename> class Layer>
-struct ModelTraits<RecurrentLm<Scalar, Layer>> {
-  static constexpr bool gpt = false;
-  using State = typename RecurrentLm<Scalar, Layer>::State;
-  static std::string kind() { return cell_name(RecurrentLm<Scalar, Layer>::kCell); }
-  static double train_flops_per_token(const RecurrentLm<Scalar, Layer>& m, Index) {
-    return m.config.train_flops_per_token();
-  }
-};
 
 // The range of every size in a config (GptConfig::validate, RecurrentConfig::validate).
 inline constexpr std::int64_t kMaxConfigDim = std::int64_t(1) << 24;
@@ -116,36 +99,137 @@ decltype(auto) visit_model_kind(const std::string& kind, Visit&& visit) {
   throw FormatError("unknown model kind '" + kind + "' (expected gpt, rnn, lstm or gru)");
 }
 
+// ---- Weights stored as float16 (an exported model, generate/pretrained.hpp) -------------------
+//
+// An exported file may keep its weights in IEEE half precision, to halve its size: each parameter
+// is then a bytes entry "param16/<name>" holding u64 rows | u64 cols | rows·cols u16 half floats,
+// little-endian, column-major, and "export.weights" says "float16". The conversion is Eigen's
+// (Eigen::half, round to nearest even).
+
+inline constexpr const char* kHalfPrefix = "param16/";
+
+// Whether checkpoint r keeps its weights as float16.
+inline bool has_half_weights(const CheckpointReader& r) {
+  if (!r.has("export.weights")) return false;  // a training checkpoint: float32
+  const std::string weights = r.get_string("export.weights");
+  check<FormatError>(weights == "float32" || weights == "float16", r.source(), ": export.weights is '", weights,
+                     "', expected float32 or float16");
+  return weights == "float16";
+}
+
+// Stores every float parameter of a module as float16 under kHalfPrefix. ConfigError when a weight
+// lies beyond float16's range (|w| > 65504), which the format cannot hold.
+template <class Module>
+void write_params_half(CheckpointWriter& w, Module& module) {
+  module.for_each_param([&](auto& p) {
+    const Index n = p.value.size();
+    std::string blob(16 + 2 * std::size_t(n), '\0');
+    detail::store_le(&blob[0], std::uint64_t(p.value.rows()), 8);
+    detail::store_le(&blob[8], std::uint64_t(p.value.cols()), 8);
+    for (Index i = 0; i < n; ++i) {
+      const float x = float(p.value.data()[i]);
+      check<ConfigError>(std::abs(x) <= 65504.0f, "write_params_half: parameter '", p.name, "' holds ", x,
+                         ", beyond float16's range of 65504: export it as float32");
+      detail::store_le(&blob[16 + 2 * std::size_t(i)], Eigen::numext::bit_cast<std::uint16_t>(Eigen::half(x)), 2);
+    }
+    w.put_bytes(kHalfPrefix + p.name, blob);
+  });
+}
+
+// Loads every parameter of a module from float16 entries, with read_params' rules: every entry is
+// checked (present, shape, size) before any parameter is overwritten, and an entry the module
+// lacks is an error.
+template <class Module>
+void read_params_half(const CheckpointReader& r, Module& module) {
+  const std::string prefix = kHalfPrefix;
+  std::unordered_set<std::string> expected;
+  module.for_each_param([&](auto& p) {
+    const std::string key = prefix + p.name;
+    // A bytes entry has been checked against the file; its payload is read in place below.
+    const std::string blob = r.get_bytes(key);
+    check<FormatError>(blob.size() >= 16, r.source(), ": float16 tensor '", key, "' has ", blob.size(),
+                       " bytes, fewer than its 16-byte shape");
+    const std::uint64_t rows = detail::load_le64(blob.data()), cols = detail::load_le64(blob.data() + 8);
+    check<FormatError>(rows == std::uint64_t(p.value.rows()) && cols == std::uint64_t(p.value.cols()), r.source(),
+                       ": float16 tensor '", key, "' has shape (", rows, ", ", cols, "), expected (", p.value.rows(),
+                       ", ", p.value.cols(), ")");
+    check<FormatError>(blob.size() == 16 + 2 * std::size_t(p.value.size()), r.source(), ": float16 tensor '", key,
+                       "' holds ", blob.size() - 16, " bytes of data, its shape needs ", 2 * p.value.size());
+    expected.insert(key);
+  });
+  for (const std::string& key : r.keys())
+    check<FormatError>(key.compare(0, prefix.size(), prefix) != 0 || expected.count(key) != 0, r.source(),
+                       ": unexpected tensor '", key, "': the model has no parameter '", key.substr(prefix.size()), "'");
+  module.for_each_param([&](auto& p) {
+    using Scalar = typename std::decay_t<decltype(p.value)>::Scalar;
+    const std::string blob = r.get_bytes(prefix + p.name);
+    for (Index i = 0; i < p.value.size(); ++i) {
+      const auto* b = reinterpret_cast<const unsigned char*>(blob.data()) + 16 + 2 * i;
+      const auto bits = std::uint16_t(b[0] | b[1] << 8);
+      p.value.data()[i] = Scalar(float(Eigen::numext::bit_cast<Eigen::half>(bits)));
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+
 // The config stored in a checkpoint for Model, validated, before any weight is allocated.
 template <typename Model>
-decltype(Model::config) load_config(const CheckpointReader& r) {
+typename Model::Config load_config(const CheckpointReader& r) {
   const std::string kind = checkpoint_model_kind(r);
-  check<FormatError>(kind == ModelTraits<Model>::kind(), r.source(), " holds a '", kind, "' model, expected '",
-                     ModelTraits<Model>::kind(), "'");
-  decltype(Model::config) config;
-  if constexpr (!ModelTraits<Model>::gpt) config.cell = Model::kCell;
+  check<FormatError>(kind == Model::kind(), r.source(), " holds a '", kind, "' model, expected '", Model::kind(),
+                     "'");
+  typename Model::Config config;
+  if constexpr (std::is_same_v<typename Model::Config, RecurrentConfig>) config.cell = Model::kCell;
   read_config(r, config);
   // Every weight is stored in the file, so a config that claims more than the file can hold is
   // corrupt: refuse it before allocating the model.
-  check<FormatError>(config.template num_params<double>() * sizeof(float) <= double(r.size_bytes()), r.source(),
+  const double bytes_per_weight = has_half_weights(r) ? 2 : sizeof(float);
+  check<FormatError>(config.template num_params<double>() * bytes_per_weight <= double(r.size_bytes()), r.source(),
                      ": its config describes ", config.template num_params<double>(), " parameters, more than its ",
                      r.size_bytes(), " bytes can hold");
   return config;
 }
 
-// Builds a model from a checkpoint's kind, config and weights. Every weight must be finite: a NaN
+// Builds a model from a checkpoint's kind, config and weights (float32, or float16 in an exported
+// file). Every weight must be finite: a NaN
 // or an infinity in a file that passed its CRC means it was damaged before it was written.
 template <typename Model>
 Model load_model(const CheckpointReader& r) {
   const auto config = load_config<Model>(r);
   Rng init_rng(0);
   Model model(config, init_rng);
-  read_params(r, model);
+  if (has_half_weights(r))
+    read_params_half(r, model);
+  else
+    read_params(r, model);
   model.for_each_param([&](auto& p) {
     check<FormatError>(p.value.allFinite(), r.source(), ": tensor 'param/", p.name,
                        "' holds a NaN or infinite weight (the checkpoint is damaged)");
   });
   return model;
+}
+
+// The state a model carries between batches (Model::State), under state/<layer>.h and .c; a GPT
+// carries none and writes nothing. read_state fills a state already shaped by zero_state(B).
+inline void write_state(CheckpointWriter&, const NoState&) {}
+inline void read_state(const CheckpointReader&, NoState&) {}
+
+template <typename LayerState>
+void write_state(CheckpointWriter& w, const std::vector<LayerState>& state) {
+  for (std::size_t l = 0; l < state.size(); ++l) {
+    w.put_tensor("state/" + std::to_string(l) + ".h", state[l].h);
+    if constexpr (detail::HasCellState<LayerState>::value) w.put_tensor("state/" + std::to_string(l) + ".c", state[l].c);
+  }
+}
+template <typename LayerState>
+void read_state(const CheckpointReader& r, std::vector<LayerState>& state) {
+  for (std::size_t l = 0; l < state.size(); ++l) {
+    auto& s = state[l];
+    r.get_tensor("state/" + std::to_string(l) + ".h", s.h, s.h.rows(), s.h.cols());
+    if constexpr (detail::HasCellState<LayerState>::value)
+      r.get_tensor("state/" + std::to_string(l) + ".c", s.c, s.c.rows(), s.c.cols());
+  }
 }
 
 // The tokenizer stored with a model, checked against the model's vocabulary.

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cmath>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -102,11 +103,13 @@ struct CellOf<GruLayer> {
 };
 
 template <typename Scalar, template <typename> class Layer>
-struct RecurrentLm {
+struct RecurrentLm : NamedParams<RecurrentLm<Scalar, Layer>, Scalar> {
   static constexpr CellKind kCell = CellOf<Layer>::value;
+  using Config = RecurrentConfig;
   using LayerType = Layer<Scalar>;
   using LayerState = typename LayerType::State;
   using State = std::vector<LayerState>;  // one per layer
+  static constexpr bool kCarriesState = true;
 
   RecurrentConfig config;
   Embedding<Scalar> wte;  // (C, V)
@@ -141,6 +144,11 @@ struct RecurrentLm {
     uniform_init(lm_head.value, rng, 1.0 / std::sqrt(static_cast<double>(cfg.hidden)));
   }
 
+  static std::string kind() { return cell_name(kCell); }  // the name in checkpoints
+  // Any length: the state carries the past. (Callers bound T for memory, as Trainer does.)
+  Index max_seq_len() const { return std::numeric_limits<Index>::max(); }
+  double train_flops_per_token(Index /*T*/) const { return config.train_flops_per_token(); }
+
   State zero_state(Index B) const {
     State s;
     for (const auto& layer : layers) s.push_back(layer.zero_state(B));
@@ -154,8 +162,10 @@ struct RecurrentLm {
   }
 
   // inputs, targets: B·T ids (b·T + t). `state` holds the state to start from and receives the
-  // state after the chunk. Returns the mean loss.
-  Scalar forward(TokenSpan inputs, TokenSpan targets, Index B, Index T, State& state, Activations& act) {
+  // state after the chunk. Returns the mean loss. There is no dropout: `rng` and `training` are
+  // unused (they are in the signature every model shares).
+  Scalar forward(TokenSpan inputs, TokenSpan targets, Index B, Index T, State& state, Activations& act, Rng& /*rng*/,
+                 bool /*training*/) {
     run(inputs, B, T, state, act);
     return head.forward(lm_head, act.hidden.back(), targets, act.head);
   }
@@ -183,6 +193,7 @@ struct RecurrentLm {
     head.logits(lm_head, act.hidden.back(), out);
   }
 
+  using NamedParams<RecurrentLm, Scalar>::for_each_param;  // the const overload
   template <class Visit>
   void for_each_param(Visit&& visit) {
     wte.for_each_param(visit);

@@ -19,9 +19,10 @@ namespace seqgen {
 
 namespace detail {
 
-// Gradients smaller than this are handled by one thread.
-constexpr Index kClipParallelMin = Index(1) << 16;
-// A large gradient is cut into this many contiguous parts, one partial sum each.
+// A gradient of this many values or more is cut into kClipParts contiguous parts, one partial sum
+// each (a smaller one is summed in one pass). The split is fixed by the size alone, never by the
+// thread count, so the norm is the same on any number of threads.
+constexpr Index kClipSplitMin = Index(1) << 16;
 constexpr int kClipParts = 64;
 
 // Σ x_i² accumulated in double. Eigen does not vectorise a float -> double cast inside a reduction;
@@ -44,9 +45,9 @@ double sum_squares(const Scalar* x, Index n) {
 template <typename Scalar>
 double grad_squared_norm(const Mat<Scalar>& g) {
   const Index n = g.size();
-  if (n < kClipParallelMin) return sum_squares(g.data(), n);
+  if (n < kClipSplitMin) return sum_squares(g.data(), n);
   double partial[kClipParts];
-  parallel_for(kClipParts, true, [&](Index k) {
+  parallel_for(kClipParts, worth_a_team(double(n)), [&](Index k) {
     const Index begin = n * k / kClipParts, end = n * (k + 1) / kClipParts;
     partial[k] = sum_squares(g.data() + begin, end - begin);
   });
@@ -58,11 +59,11 @@ double grad_squared_norm(const Mat<Scalar>& g) {
 template <typename Scalar>
 void scale_grad(Mat<Scalar>& g, Scalar c) {
   const Index n = g.size();
-  if (n < kClipParallelMin) {
+  if (n < kClipSplitMin) {
     g *= c;
     return;
   }
-  parallel_for(kClipParts, true, [&](Index k) {
+  parallel_for(kClipParts, worth_a_team(double(n)), [&](Index k) {
     const Index begin = n * k / kClipParts, end = n * (k + 1) / kClipParts;
     Eigen::Map<Vec<Scalar>>(g.data() + begin, end - begin) *= c;
   });

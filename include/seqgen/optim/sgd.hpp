@@ -78,7 +78,7 @@ class Sgd {
       Scalar* pb = buffer.data();
       const Index chunks = (n + kChunk - 1) / kChunk;
       // Each chunk of p, g and buf stays in cache between the two statements: one pass over memory.
-      parallel_for(chunks, n >= kParallelMin, [&](Index c) {
+      parallel_for(chunks, worth_a_team(3.0 * double(n)), [&](Index c) {
         const Index i = c * kChunk, len = std::min(kChunk, n - i);
         auto P = Map(pv + i, len);
         auto G = ConstMap(pg + i, len);
@@ -136,7 +136,6 @@ class Sgd {
   using Map = Eigen::Map<Array>;
   using ConstMap = Eigen::Map<const Array>;
   static constexpr Index kChunk = 1024;             // elements per chunk: a few KB of each array
-  static constexpr Index kParallelMin = Index(1) << 16;  // smaller parameters are not worth a thread team
 
   std::vector<ParamShape> params_;    // as at the first step
   std::vector<Mat<Scalar>> momentum_;  // one buffer per parameter, empty without momentum

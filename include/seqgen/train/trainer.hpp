@@ -1,10 +1,12 @@
 // Training a language model on a token dataset, with checkpoints that resume exactly.
 //
 // One step:  batch → forward → backward → clip the global gradient norm → set the learning rate
-// from the schedule → AdamW. The batch is
-//   GPT:        B random windows of T+1 tokens (TokenDataset::sample_windows)
-//   RNN family: the next T tokens of B contiguous streams (StreamBatcher), with the hidden state
-//               carried from the previous step (truncated BPTT) and reset when the streams wrap.
+// from the schedule → AdamW. The trainer is written once against the model contract
+// (docs/architecture.md); the one thing it chooses by model is how a batch is read:
+//   a model without state (GPT):    B random windows of T+1 tokens (TokenDataset::sample_windows);
+//   a model that carries its state  the next T tokens of B contiguous streams (StreamBatcher), the
+//   (the recurrent family):         state carried from the previous step (truncated BPTT) and reset
+//                                   when the streams wrap.
 //
 // Exact resume: a checkpoint holds everything a step reads — weights, AdamW moments and step
 // count, the random generator, the stream cursor and carried hidden state, the options — so
@@ -119,7 +121,8 @@ class Trainer {
  public:
   using Scalar = float;
   static_assert(std::is_same_v<decltype(Model::lm_head), Param<float>>, "Trainer trains float models");
-  static constexpr bool kGpt = ModelTraits<Model>::gpt;
+  // Contiguous streams with the state carried, or independent random windows.
+  static constexpr bool kStreams = Model::kCarriesState;
 
   Model model;
   Tokenizer tokenizer;
@@ -145,13 +148,10 @@ class Trainer {
                        tokenizer.vocab_size(), " symbols but the model's vocab_size is ", model.config.vocab_size);
     check<ConfigError>(data.vocab_size() == model.config.vocab_size, "Trainer: the dataset's vocabulary has ",
                        data.vocab_size(), " symbols but the model's vocab_size is ", model.config.vocab_size);
-    if constexpr (kGpt) {
-      check<ConfigError>(options.seq_len <= model.config.context, "Trainer: seq_len ", options.seq_len,
-                         " exceeds the model's context ", model.config.context);
-    } else {
-      streams_.emplace(data, Split::train, options.batch, options.seq_len);
-      state_ = model.zero_state(options.batch);
-    }
+    check<ConfigError>(options.seq_len <= model.max_seq_len(), "Trainer: seq_len ", options.seq_len,
+                       " exceeds the model's context ", model.max_seq_len());
+    if constexpr (kStreams) streams_.emplace(data, Split::train, options.batch, options.seq_len);
+    state_ = model.zero_state(options.batch);
     optimizer_.init_state(model);
   }
 
@@ -175,8 +175,8 @@ class Trainer {
     Trainer t = detail::naming_checkpoint(
         r, [&] { return Trainer(std::move(model), std::move(tokenizer), data, options); });
     const std::string flags = r.get_bytes("param.decay");
-    check<FormatError>(flags.size() == std::size_t(count_tensors(t.model)), r.source(), ": ", flags.size(),
-                       " weight-decay flags for ", count_tensors(t.model), " parameters");
+    check<FormatError>(flags.size() == std::size_t(t.model.num_tensors()), r.source(), ": ", flags.size(),
+                       " weight-decay flags for ", t.model.num_tensors(), " parameters");
     std::size_t k = 0;
     t.model.for_each_param([&](Param<Scalar>& p) { p.decay = flags[k++] == '1'; });
     t.optimizer_.for_each_state([&](const std::string& name, Mat<Scalar>& m) {
@@ -192,14 +192,8 @@ class Trainer {
     Rng::State s;
     for (int i = 0; i < 4; ++i) s[i] = static_cast<std::uint64_t>(r.get_int("rng." + std::to_string(i)));
     t.rng_.set_state(s);
-    if constexpr (!kGpt) {
-      t.streams_->set_cursor(r.get_int("data.cursor"));
-      for (Index l = 0; l < Index(t.state_.size()); ++l) {
-        auto& st = t.state_[l];
-        r.get_tensor("state/" + std::to_string(l) + ".h", st.h, st.h.rows(), st.h.cols());
-        load_cell(r, l, st);
-      }
-    }
+    if constexpr (kStreams) t.streams_->set_cursor(r.get_int("data.cursor"));
+    read_state(r, t.state_);
     return t;
   }
 
@@ -221,35 +215,29 @@ class Trainer {
   // Saves everything needed to continue exactly; atomic (see CheckpointWriter::save). Throws
   // NonFiniteError, writing nothing, if a weight is NaN or infinite.
   void save(const std::string& path) const {
-    auto& m = const_cast<Model&>(model);
-    m.for_each_param([&](Param<Scalar>& p) {
+    model.for_each_param([&](const Param<Scalar>& p) {
       check<NonFiniteError>(p.value.allFinite(), "Trainer::save: parameter '", p.name,
                             "' holds a NaN or infinite value at step ", step_, "; not writing '", path, "'");
     });
     CheckpointWriter w;
-    w.put_string("model.kind", ModelTraits<Model>::kind());
+    w.put_string("model.kind", Model::kind());
     write_config(w, model.config);
     w.put_bytes("tokenizer", tokenizer.to_bytes());
-    write_params(w, m);
+    write_params(w, model);
     std::string flags;
-    m.for_each_param([&](Param<Scalar>& p) { flags += p.decay ? '1' : '0'; });
+    model.for_each_param([&](const Param<Scalar>& p) { flags += p.decay ? '1' : '0'; });
     w.put_bytes("param.decay", flags);
     w.put_double("data.val_fraction", data_->val_fraction());
     w.put_int("data.train_tokens", data_->size(Split::train));
     w.put_int("data.train_crc32", data_->checksum(Split::train));
-    auto& opt = const_cast<AdamW<Scalar>&>(optimizer_);
-    opt.for_each_state([&](const std::string& name, Mat<Scalar>& tensor) { w.put_tensor("optim/" + name, tensor); });
+    optimizer_.for_each_state(
+        [&](const std::string& name, const Mat<Scalar>& tensor) { w.put_tensor("optim/" + name, tensor); });
     write_options(w, options);
     w.put_int("train.step", step_);
     w.put_int("train.skipped_nonfinite", skipped_);
     for (int i = 0; i < 4; ++i) w.put_int("rng." + std::to_string(i), static_cast<std::int64_t>(rng_.state()[i]));
-    if constexpr (!kGpt) {
-      w.put_int("data.cursor", streams_->cursor());
-      for (Index l = 0; l < Index(state_.size()); ++l) {
-        w.put_tensor("state/" + std::to_string(l) + ".h", state_[l].h);
-        save_cell(w, l, state_[l]);
-      }
-    }
+    if constexpr (kStreams) w.put_int("data.cursor", streams_->cursor());
+    write_state(w, state_);
     w.save(path);
   }
 
@@ -259,18 +247,15 @@ class Trainer {
   double step() {
     const Index B = options.batch, T = options.seq_len;
     zero_grad(model);
-    double loss;
-    if constexpr (kGpt) {
-      data_->sample_windows(Split::train, B, T, rng_, inputs_, targets_);
-      loss = model.forward(inputs_, targets_, B, T, act_, rng_, true);
-      model.backward(inputs_, targets_, B, T, act_);
-    } else {
+    if constexpr (kStreams) {
       bool wrapped = false;
       streams_->next(inputs_, targets_, wrapped);
-      if (wrapped) model.reset_state(state_);
-      loss = model.forward(inputs_, targets_, B, T, state_, act_);
-      model.backward(inputs_, targets_, B, T, act_);
+      if (wrapped) Model::reset_state(state_);
+    } else {
+      data_->sample_windows(Split::train, B, T, rng_, inputs_, targets_);
     }
+    const double loss = model.forward(inputs_, targets_, B, T, state_, act_, rng_, true);
+    model.backward(inputs_, targets_, B, T, act_);
     if (on_gradients) on_gradients(model);
     // A non-finite norm leaves the gradients unscaled (clip_grad_norm); they are not used then.
     grad_norm_ = options.clip > 0 ? clip_grad_norm(model, options.clip) : grad_norm(model);
@@ -281,7 +266,7 @@ class Trainer {
                             grad_norm_, "); its update was not applied. ", skipped_, " non-finite steps were skipped ",
                             "before, skip_nonfinite allows ", options.skip_nonfinite);
       ++skipped_;
-      if constexpr (!kGpt) model.reset_state(state_);  // the chunk's final state may be the culprit
+      Model::reset_state(state_);  // the chunk's final state may be the culprit
       return loss;
     }
     optimizer_.options.lr = learning_rate();
@@ -291,32 +276,24 @@ class Trainer {
   }
 
   // Mean loss (nats/token) over the first max_windows consecutive windows of T tokens of the
-  // split (all of them when max_windows is larger). GPT scores each window on its own, in
-  // batches; a recurrent model reads the windows in order with its state carried, as it would
-  // read the text.
+  // split (all of them when max_windows is larger). A model without state scores each window on
+  // its own, in batches of 32; one that carries its state reads the windows one at a time, in
+  // order, with the state carried, as it would read the text.
   double evaluate(Split split, Index max_windows) {
     check<ConfigError>(max_windows > 0, "Trainer::evaluate: max_windows must be positive, got ", max_windows);
     const Index T = options.seq_len;
     const Index n = std::min(max_windows, data_->num_eval_windows(split, T));
     check<ConfigError>(n > 0, "Trainer::evaluate: the ", split_name(split), " split is shorter than one window of ",
                        T + 1, " tokens");
+    const Index batch = kStreams ? 1 : 32;
+    auto state = model.zero_state(batch);
+    Rng unused(0);  // no dropout outside training
     double total = 0;
-    if constexpr (kGpt) {
-      const Index batch = 32;
-      Rng unused(0);
-      for (Index first = 0; first < n; first += batch) {
-        const Index count = std::min(batch, n - first);
-        data_->eval_windows(split, first, count, T, eval_inputs_, eval_targets_);
-        total += double(count) * model.forward(eval_inputs_, eval_targets_, count, T, eval_act_, unused, false);
-        if (should_stop && should_stop()) return total / double(first + count);
-      }
-    } else {
-      auto state = model.zero_state(1);
-      for (Index i = 0; i < n; ++i) {
-        data_->eval_window(split, i, T, eval_inputs_, eval_targets_);
-        total += model.forward(eval_inputs_, eval_targets_, 1, T, state, eval_act_);
-        if (should_stop && should_stop()) return total / double(i + 1);
-      }
+    for (Index first = 0; first < n; first += batch) {
+      const Index count = std::min(batch, n - first);
+      data_->eval_windows(split, first, count, T, eval_inputs_, eval_targets_);
+      total += double(count) * model.forward(eval_inputs_, eval_targets_, count, T, state, eval_act_, unused, false);
+      if (should_stop && should_stop()) return total / double(first + count);
     }
     return total / double(n);
   }
@@ -343,22 +320,6 @@ class Trainer {
     a.decoupled = true;
     return a;
   }
-  template <class S>
-  static void save_cell(CheckpointWriter& w, Index l, const S& s) {
-    if constexpr (detail::HasCellState<S>::value) w.put_tensor("state/" + std::to_string(l) + ".c", s.c);
-  }
-  template <class S>
-  static void load_cell(const CheckpointReader& r, Index l, S& s) {
-    if constexpr (detail::HasCellState<S>::value)
-      r.get_tensor("state/" + std::to_string(l) + ".c", s.c, s.c.rows(), s.c.cols());
-  }
-
-  static Index count_tensors(Model& m) {
-    Index n = 0;
-    m.for_each_param([&](Param<Scalar>&) { ++n; });
-    return n;
-  }
-
   const TokenDataset* data_;
   Rng rng_;
   AdamW<Scalar> optimizer_;
@@ -368,8 +329,8 @@ class Trainer {
   double grad_norm_ = 0;
   std::vector<Token> inputs_, targets_, eval_inputs_, eval_targets_;
   typename Model::Activations act_, eval_act_;
-  std::optional<StreamBatcher> streams_;  // recurrent models only
-  typename ModelTraits<Model>::State state_;
+  std::optional<StreamBatcher> streams_;  // models that carry their state only
+  typename Model::State state_;  // carried from step to step (empty for a model without state)
 };
 
 }  // namespace seqgen

@@ -162,7 +162,12 @@ double chars_per_token(const seqgen::TokenDataset& data, const seqgen::Tokenizer
 template <typename Model>
 int run(seqgen::Trainer<Model>& trainer, const Args& args, double cpt, double estimate) {
   using namespace seqgen;
+  // mpirun hands rank 0 a terminal of its own even when its output goes to a file: progress lines.
+#if defined(SEQGEN_MPI)
+  const bool tty = isatty(STDOUT_FILENO) && !g_mpi->active();
+#else
   const bool tty = isatty(STDOUT_FILENO);
+#endif
   const TrainOptions& o = trainer.options;
   const double tokens_per_step = double(o.batch * o.seq_len);
   const auto start = Clock::now();
@@ -336,8 +341,9 @@ int run(seqgen::Trainer<Model>& trainer, const Args& args, double cpt, double es
   const std::int64_t done = trainer.step_count() - first_step;
   save();
   if (g_signal) {
-    std::fprintf(stderr, "train: %s received, checkpoint saved to %s at step %lld\n",
-                 g_signal == SIGINT ? "SIGINT" : "SIGTERM", args.out.c_str(), (long long)trainer.step_count());
+    if (is_rank0())
+      std::fprintf(stderr, "train: %s received, checkpoint saved to %s at step %lld\n",
+                   g_signal == SIGINT ? "SIGINT" : "SIGTERM", args.out.c_str(), (long long)trainer.step_count());
     return 128 + g_signal;
   }
   if (!g_signal) eval(args.final_eval_windows);

@@ -112,7 +112,7 @@ void allreduce(const MpiSession& mpi, int n) {
   GradientAllReduce<float> reduce(mpi.comm());
   double loss = 1;
   reduce(model, loss);
-  const std::size_t count = reduce.gradient_scalars();
+  const std::size_t count = reduce.reduced_scalars();
   std::vector<float> flat(count, 1.0f);
   std::vector<double> bare, packed;
   for (int i = 0; i < n; ++i) {

@@ -112,7 +112,7 @@ void check_equals_one_process(const Model& fresh, int steps) {
     CHECK(same_on_every_rank(params_replica));
   }
   // A few buckets in all, not one call per tensor.
-  CHECK(dp.reducer().bucket_calls() == std::size_t(steps));
+  CHECK(dp.reducer().bucket_calls() == std::size_t(steps));  // one bucket per step: the models are small
 }
 
 RecurrentConfig recurrent_config(CellKind cell) {

@@ -19,6 +19,11 @@
 //   3    a NaN or infinite loss or gradient norm (beyond --skip-nonfinite): the checkpoint is left
 //        as the last save before it wrote it
 //   130  SIGINT (Ctrl-C), 143 SIGTERM: a checkpoint of the last finished step was saved
+//
+// Under mpirun (built with MPI: the seqgen::mpi target), the ranks train one model on the global
+// --batch, each on its share of the sequences (docs/distributed.md): rank 0 alone prints, logs and
+// writes the checkpoint; tokens/s counts every rank; a signal on any rank stops every rank at the
+// same step, which saves once; an error on one rank ends the whole job with its message.
 #include "cli_common.hpp"
 #include "metrics_log.hpp"
 
@@ -28,6 +33,10 @@
 #include <iostream>
 #include <new>
 #include <optional>
+
+#if defined(SEQGEN_MPI)
+#include <seqgen/distributed/data_parallel.hpp>
+#endif
 
 namespace {
 
@@ -50,6 +59,17 @@ void install_signal_handlers() {
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
   std::signal(SIGXFSZ, SIG_IGN);
+}
+
+#if defined(SEQGEN_MPI)
+seqgen::MpiSession* g_mpi = nullptr;  // main()'s
+#endif
+bool is_rank0() {
+#if defined(SEQGEN_MPI)
+  return g_mpi->rank() == 0;
+#else
+  return true;
+#endif
 }
 
 // What the program is doing, for the message of an allocation that fails anyway.
@@ -186,7 +206,12 @@ seqgen::Tokenizer learn_bpe(const std::string& text, seqgen::Index vocab_size, d
 template <typename Model>
 int run(seqgen::Trainer<Model>& trainer, const Args& args, const Units& units, double estimate) {
   using namespace seqgen;
+  // mpirun hands rank 0 a terminal of its own even when its output goes to a file: progress lines.
+#if defined(SEQGEN_MPI)
+  const bool tty = isatty(STDOUT_FILENO) && !g_mpi->active();
+#else
   const bool tty = isatty(STDOUT_FILENO);
+#endif
   const TrainOptions& o = trainer.options;
   const double tokens_per_step = double(o.batch * o.seq_len);
   const auto start = Clock::now();
@@ -207,10 +232,20 @@ int run(seqgen::Trainer<Model>& trainer, const Args& args, const Units& units, d
   int fits = args.minutes > 0 ? 0 : 2;  // schedule fits still to do for a time budget
   bool in_step = false;
   std::int64_t saved_step = -1;  // the step of the last checkpoint this process wrote
+#if defined(SEQGEN_MPI)
+  std::optional<DataParallel<Model>> dp;  // several ranks: this one's share of each batch
+  if (g_mpi->world() > 1) dp.emplace(g_mpi->comm(), trainer);
+#else
+  const std::optional<int> dp;
+#endif
 
   auto save = [&] {
     g_phase = "saving";
     try {
+#if defined(SEQGEN_MPI)
+      if (dp) dp->save(args.out_target);  // every rank; rank 0 writes
+      else
+#endif
       trainer.save(args.out_target);
     } catch (const std::exception& e) {
       throw SaveFailed(std::string(e.what()) + "; '" + args.out + "' keeps its previous contents" +
@@ -259,11 +294,24 @@ int run(seqgen::Trainer<Model>& trainer, const Args& args, const Units& units, d
   // Anything thrown mid-run (an evaluation, a sample) first saves the progress; a failed save or a
   // failed step does not (a step that throws is half done, a non-finite one must not be saved).
   try {
-  while (trainer.step_count() < o.steps && !g_signal) {
+  // Several ranks stop on the signal they agreed on after a step, never on one that reached only
+  // some of them since: a rank leaving the loop alone would wait forever in another collective.
+  std::sig_atomic_t agreed_signal = 0;
+  while (trainer.step_count() < o.steps && !(dp ? agreed_signal : g_signal)) {
     g_phase = "training";
     in_step = true;
     const double loss = trainer.step();
     in_step = false;
+    double elapsed = seconds_since(start);
+#if defined(SEQGEN_MPI)
+    if (dp) {  // the ranks agree on a signal and on the time, so that they stop at the same step
+      double agreed[2] = {double(g_signal), elapsed};
+      dp->max(agreed, 2);
+      agreed_signal = std::sig_atomic_t(agreed[0]);
+      if (agreed_signal) g_signal = agreed_signal;
+      elapsed = agreed[1];
+    }
+#endif
     if (trainer.last_step_skipped()) {
       std::fprintf(stderr, "%strain: step %lld skipped: loss %g, gradient norm %g (%lld of --skip-nonfinite %lld)\n",
                    tty ? "\n" : "", (long long)trainer.step_count() + 1, loss, trainer.last_grad_norm(),
@@ -275,7 +323,6 @@ int run(seqgen::Trainer<Model>& trainer, const Args& args, const Units& units, d
     log_loss_sum += loss;
     ++log_loss_count;
     last_train_loss = loss;
-    const double elapsed = seconds_since(start);
     const std::int64_t done = trainer.step_count() - first_step;
     // With a time budget, the schedule's length is fitted to the measured step time: roughly
     // after 10 steps, then once more after 30% of the budget, when the slow first steps (cold
@@ -313,7 +360,8 @@ int run(seqgen::Trainer<Model>& trainer, const Args& args, const Units& units, d
       log_loss_count = 0;
     }
     if (args.eval_interval > 0 && trainer.step_count() % args.eval_interval == 0) eval(args.eval_windows);
-    if (args.sample_tokens > 0 && args.sample_interval > 0 && trainer.step_count() % args.sample_interval == 0)
+    if (args.sample_tokens > 0 && args.sample_interval > 0 && trainer.step_count() % args.sample_interval == 0 &&
+        is_rank0())
       sample();
     if (args.save_interval > 0 && trainer.step_count() % args.save_interval == 0) save();
   }
@@ -327,7 +375,7 @@ int run(seqgen::Trainer<Model>& trainer, const Args& args, const Units& units, d
   } catch (const SaveFailed&) {
     throw;
   } catch (const std::exception&) {
-    if (in_step) throw;
+    if (in_step || dp) throw;  // several ranks: the save is a collective the others are not in
     std::fprintf(stderr, "\ntrain: saving step %lld to %s before reporting the error\n",
                  (long long)trainer.step_count(), args.out.c_str());
     save();
@@ -338,13 +386,14 @@ int run(seqgen::Trainer<Model>& trainer, const Args& args, const Units& units, d
   const std::int64_t done = trainer.step_count() - first_step;
   save();
   if (g_signal) {
-    std::fprintf(stderr, "train: %s received, checkpoint saved to %s at step %lld\n",
-                 g_signal == SIGINT ? "SIGINT" : "SIGTERM", args.out.c_str(), (long long)trainer.step_count());
+    if (is_rank0())
+      std::fprintf(stderr, "train: %s received, checkpoint saved to %s at step %lld\n",
+                   g_signal == SIGINT ? "SIGINT" : "SIGTERM", args.out.c_str(), (long long)trainer.step_count());
     return 128 + g_signal;
   }
   if (!g_signal) eval(args.final_eval_windows);
   const double peak = peak_resident_bytes();
-  if (!g_signal && args.sample_tokens > 0) sample();
+  if (!g_signal && args.sample_tokens > 0 && is_rank0()) sample();
   if (g_signal) return 128 + g_signal;  // interrupted during the final evaluation: the checkpoint is saved
   std::printf("memory: estimated %.1f MiB, peak resident %.1f MiB\n", estimate / (1 << 20), peak / (1 << 20));
   char val[160] = "val_loss=none val_bits_per_char=none";  // no validation split
@@ -468,7 +517,7 @@ void check_fixed_options(const CLI::App& app, const Args& args, const seqgen::Ch
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int train_main(int argc, char** argv) {
   using namespace seqgen;
   using cli::add_number;
   constexpr Index kMaxDim = Index(1) << 24, kMaxTokens = Index(1) << 20;
@@ -551,6 +600,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "train: error: --metrics is empty: give the log a file name, or use --no-metrics\n");
     return kExitUsage;
   }
+  if (!is_rank0()) {  // rank 0 alone prints, logs and writes
+    args.metrics.clear();
+    if (!std::freopen("/dev/null", "w", stdout)) return kExitError;
+  }
 
   install_signal_handlers();
   try {
@@ -559,7 +612,7 @@ int main(int argc, char** argv) {
     cli::require_regular_file(args.data, "--data");
     if (resume) cli::require_regular_file(args.resume, "--resume");
     args.out_target = cli::output_target(args.out);
-    check_output(args);
+    if (is_rank0()) check_output(args);
 
     Tokenizer tok = Tokenizer::bytes();
     std::string kind = args.model;
@@ -637,4 +690,18 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "train: error: %s\n", e.what());
     return kExitError;
   }
+}
+
+int main(int argc, char** argv) {
+#if defined(SEQGEN_MPI)
+  seqgen::MpiSession mpi(argc, argv);  // MPI only when a launcher started this process
+  g_mpi = &mpi;
+  const int status = train_main(argc, argv);
+  // A rank that fails (its message is on stderr) ends the whole job: the others may be waiting for
+  // it in a collective. A signal ends every rank at the same step, after one save.
+  if (mpi.world() > 1 && status != 0 && status != 128 + SIGINT && status != 128 + SIGTERM) mpi.abort(status, "");
+  return status;
+#else
+  return train_main(argc, argv);
+#endif
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: installs what is missing, builds, and runs the whole suite. Exits non-zero on any
 # failure.
-#   1. release build, ctest (unit tests, CLI, crash-safety and hostile-input tests, no-allocation test)
+#   1. release build, ctest (unit tests, CLI, crash-safety and hostile-input tests, no-allocation test,
+#      data-parallel training under mpirun -np 2 and -np 3: tests/mpi/mpi_test.sh)
 #   2. the consumer projects through find_package, pkg-config and add_subdirectory, and the README's
 #      program (built by them) run on a model trained and exported here
 #   3. the asan preset (clang, AddressSanitizer + UndefinedBehaviorSanitizer, -O1, Eigen's
@@ -24,6 +25,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 source scripts/deps.sh
 ensure_packages "${SEQGEN_BUILD_PACKAGES[@]}" "${SEQGEN_TEST_PACKAGES[@]}"
+ensure_packages "${SEQGEN_MPI_PACKAGES[@]}" ||
+  echo "seqgen: OpenMPI is missing: the data-parallel test (mpi_data_parallel) will be SKIPPED"
 
 jobs=$(nproc)
 build=${BUILD_DIR:-$root/build/test}
@@ -92,7 +95,7 @@ if [ -z "${SEQGEN_SKIP_SANITIZERS:-}" ]; then
   if [ -f build/asan/CMakeCache.txt ] && ! grep -q '^CMAKE_CXX_COMPILER:.*clang++-14' build/asan/CMakeCache.txt; then
     rm -rf build/asan
   fi
-  cmake --preset asan -DSEQGEN_TEST_TOPICS="$SANITIZED_TOPICS" >/dev/null
+  cmake --preset asan -DSEQGEN_TEST_TOPICS="$SANITIZED_TOPICS" -DSEQGEN_USE_MPI=OFF >/dev/null
   cmake --build build/asan -j "$jobs" --target seqgen_tests train generate export
   # Not the no-allocation test (it replaces malloc, as ASan does), the crash-safety script (it
   # kills train at random moments, minutes when sanitized; its save and resume code runs here in
@@ -107,7 +110,7 @@ if [ -z "${SEQGEN_SKIP_SANITIZERS:-}" ]; then
   echo "== threaded unit tests under ThreadSanitizer (tsan preset)"
   archer=/usr/lib/llvm-14/lib/libarcher.so  # from libomp-14-dev
   [ -f "$archer" ] || { echo "ThreadSanitizer needs $archer (libomp-14-dev)"; exit 1; }
-  cmake --preset tsan -DSEQGEN_TEST_TOPICS="$THREADED_TOPICS" >/dev/null
+  cmake --preset tsan -DSEQGEN_TEST_TOPICS="$THREADED_TOPICS" -DSEQGEN_USE_MPI=OFF >/dev/null
   cmake --build build/tsan -j "$jobs" --target seqgen_tests
   OMP_NUM_THREADS=2 OMP_TOOL_LIBRARIES="$archer" TSAN_OPTIONS="halt_on_error=1 ignore_noninstrumented_modules=1" \
     build/tsan/tests/seqgen_tests

@@ -134,6 +134,9 @@ class Trainer {
   // Asked between the batches of evaluate(); when it returns true, evaluate() stops and returns
   // the mean over the windows read so far (a program's Ctrl-C). Empty by default.
   std::function<bool()> should_stop;
+  // Data parallelism (see the file comment; empty for one process): called after backward with
+  // this replica's gradients and its loss; must replace both by their means over all replicas.
+  std::function<void(Model&, double& loss)> reduce_gradients;
 
   // A fresh run. The dataset must outlive the trainer.
   Trainer(Model model_, Tokenizer tokenizer_, const TokenDataset& data, const TrainOptions& options_)
@@ -151,7 +154,7 @@ class Trainer {
     check<ConfigError>(options.seq_len <= model.max_seq_len(), "Trainer: seq_len ", options.seq_len,
                        " exceeds the model's context ", model.max_seq_len());
     if constexpr (kStreams) streams_.emplace(data, Split::train, options.batch, options.seq_len);
-    state_ = model.zero_state(options.batch);
+    state_ = model.zero_state(options.batch);  // all B streams until set_shard
     optimizer_.init_state(model);
   }
 
@@ -212,9 +215,51 @@ class Trainer {
     optimizer_.options.weight_decay = a.weight_decay;
   }
 
+  // Makes this trainer replica `rank` of `world` (see the file comment): it runs forward and
+  // backward on sequences [rank·B/world, (rank+1)·B/world) of every global batch, and keeps the
+  // carried state of those streams only, cut from the state of all B streams it holds now (a fresh
+  // or loaded trainer's). Once per trainer; the batch must divide by the world size.
+  void set_shard(Index rank, Index world) {
+    check<ConfigError>(world >= 1 && rank >= 0 && rank < world, "Trainer::set_shard: need 0 <= rank < world, got rank ",
+                       rank, " of ", world);
+    check<ConfigError>(options.batch % world == 0, "Trainer::set_shard: the global batch ", options.batch,
+                       " must divide by the number of processes ", world, " (each reads batch / processes sequences)");
+    check<ConfigError>(world_ == 1, "Trainer::set_shard: already sharded (rank ", rank_, " of ", world_, ")");
+    rank_ = rank;
+    world_ = world;
+    const Index local = options.batch / world;
+    typename Model::State mine = model.zero_state(local);
+    for_each_state_matrix(mine, state_, [&](Mat<Scalar>& to, Mat<Scalar>& from) {
+      to = from.middleCols(rank * local, local);
+    });
+    state_ = std::move(mine);
+  }
+  Index rank() const { return rank_; }
+  Index world() const { return world_; }
+  // The carried state of this replica's streams (all B of them for one process).
+  const typename Model::State& state() const { return state_; }
+
+  // Calls visit(a, b) on each pair of matching matrices (H, streams) of two states of a model
+  // (nothing for a model without state).
+  template <class Visit>
+  static void for_each_state_matrix(typename Model::State& a, typename Model::State& b, Visit&& visit) {
+    if constexpr (kStreams) {
+      for (std::size_t l = 0; l < a.size(); ++l) {
+        visit(a[l].h, b[l].h);
+        if constexpr (detail::HasCellState<std::decay_t<decltype(a[l])>>::value) visit(a[l].c, b[l].c);
+      }
+    }
+  }
+
   // Saves everything needed to continue exactly; atomic (see CheckpointWriter::save). Throws
   // NonFiniteError, writing nothing, if a weight is NaN or infinite.
-  void save(const std::string& path) const {
+  //
+  // A replica of a recurrent model (set_shard with world > 1) holds only its streams' state: it
+  // must pass the state of all B streams as `all_streams` (DataParallel::save gathers it).
+  void save(const std::string& path, const typename Model::State* all_streams = nullptr) const {
+    check<ConfigError>(!kStreams || world_ == 1 || all_streams != nullptr, "Trainer::save: replica ", rank_, " of ",
+                       world_, " holds the carried state of its own streams only; pass the state of all ",
+                       options.batch, " streams");
     model.for_each_param([&](const Param<Scalar>& p) {
       check<NonFiniteError>(p.value.allFinite(), "Trainer::save: parameter '", p.name,
                             "' holds a NaN or infinite value at step ", step_, "; not writing '", path, "'");
@@ -237,7 +282,7 @@ class Trainer {
     w.put_int("train.skipped_nonfinite", skipped_);
     for (int i = 0; i < 4; ++i) w.put_int("rng." + std::to_string(i), static_cast<std::int64_t>(rng_.state()[i]));
     if constexpr (kStreams) w.put_int("data.cursor", streams_->cursor());
-    write_state(w, state_);
+    write_state(w, all_streams ? *all_streams : state_);
     w.save(path);
   }
 
@@ -246,6 +291,7 @@ class Trainer {
   // options.skip_nonfinite lasts, and then throws NonFiniteError (see the file comment).
   double step() {
     const Index B = options.batch, T = options.seq_len;
+    const Index local = B / world_;  // this replica's sequences
     zero_grad(model);
     if constexpr (kStreams) {
       bool wrapped = false;
@@ -254,8 +300,21 @@ class Trainer {
     } else {
       data_->sample_windows(Split::train, B, T, rng_, inputs_, targets_);
     }
-    const double loss = model.forward(inputs_, targets_, B, T, state_, act_, rng_, true);
-    model.backward(inputs_, targets_, B, T, act_);
+    const TokenSpan inputs(inputs_.data() + rank_ * local * T, local * T);
+    const TokenSpan targets(targets_.data() + rank_ * local * T, local * T);
+    double loss;
+    if (world_ == 1) {
+      loss = model.forward(inputs, targets, local, T, state_, act_, rng_, true);
+    } else {
+      // The replicas' generators must stay equal (they draw the windows), so dropout masks come
+      // from a generator of their own, fixed by the seed, the batch count and the rank (masks of
+      // a run on N replicas are not those of one process).
+      Rng dropout_rng(options.seed ^ (0x9E3779B97F4A7C15ull * std::uint64_t(step_ + skipped_ + 1)) ^
+                      (std::uint64_t(rank_) << 48));
+      loss = model.forward(inputs, targets, local, T, state_, act_, dropout_rng, true);
+    }
+    model.backward(inputs, targets, local, T, act_);
+    if (reduce_gradients) reduce_gradients(model, loss);
     if (on_gradients) on_gradients(model);
     // A non-finite norm leaves the gradients unscaled (clip_grad_norm); they are not used then.
     grad_norm_ = options.clip > 0 ? clip_grad_norm(model, options.clip) : grad_norm(model);
@@ -325,6 +384,7 @@ class Trainer {
   AdamW<Scalar> optimizer_;
   std::int64_t step_ = 0;
   std::int64_t skipped_ = 0;
+  Index rank_ = 0, world_ = 1;  // set_shard
   bool skipped_last_ = false;
   double grad_norm_ = 0;
   std::vector<Token> inputs_, targets_, eval_inputs_, eval_targets_;

@@ -110,7 +110,7 @@ inline TrainOptions read_options(const CheckpointReader& r) {
   o.beta2 = r.get_double("train.beta2", 0, std::nextafter(1.0, 0.0));
   o.clip = r.get_double("train.clip", 0, std::numeric_limits<double>::max());
   o.seed = static_cast<std::uint64_t>(r.get_int("train.seed"));
-  if (r.has("train.skip_nonfinite"))  // absent before 2026-12
+  if (r.has("train.skip_nonfinite"))  // absent in checkpoints written before this field was added
     o.skip_nonfinite = r.get_int("train.skip_nonfinite", 0, kMaxSteps);
   detail::naming_checkpoint(r, [&] { o.validate(); });
   return o;

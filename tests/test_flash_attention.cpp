@@ -13,10 +13,11 @@ using seqgen_test::random_mat;
 
 namespace {
 
-// T around the blocks of 64 queries and 64 keys: one token, less than a block, exactly one, one and
-// a column, two and a ragged one, three and a ragged one, four and a column.
+// T around the blocks of 64 keys and 256 queries: one token, less than a block, exactly one key
+// block, one and a column, two and a ragged one, three and a ragged one, one query block and a
+// column (so the second query block meets keys it sees whole and a diagonal block).
 const Index kTs[] = {1, 7, 64, 65, 130, 200, 257};
-static_assert(kFlashQueryBlock == 64 && kFlashKeyBlock == 64, "the T above are chosen around blocks of 64");
+static_assert(kFlashQueryBlock == 256 && kFlashKeyBlock == 64, "the T above are chosen around these blocks");
 
 // (B, C, NH)
 const std::tuple<Index, Index, Index> kWidths[] = {{1, 16, 1}, {2, 32, 4}, {3, 24, 2}};
@@ -118,13 +119,13 @@ TEST_CASE("Flash attention: the cache keeps O(T) per head, no (T, T) matrix", "[
   REQUIRE(cache.delta.rows() == T);
   REQUIRE(cache.delta.cols() == B * NH);
   REQUIRE(cache.flash_scratch.rows() == kFlashKeyBlock);
-  REQUIRE(cache.flash_scratch.cols() >= kFlashScratchCols * num_threads());
+  REQUIRE(cache.flash_scratch.cols() >= flash_scratch_cols(T) * num_threads());
 }
 
 TEST_CASE("Flash attention: the log-sum-exp of each query is that of its scores", "[attention][flash]") {
   const Index HS = 8, T = 130;
   const Mat<double> Q = random_mat(HS, T, 46, 3.0), K = random_mat(HS, T, 47, 3.0), V = random_mat(HS, T, 48);
-  Mat<double> Y(HS, T), scratch(kFlashKeyBlock, kFlashScratchCols);
+  Mat<double> Y(HS, T), scratch(kFlashKeyBlock, flash_scratch_cols(T));
   Vec<double> lse(T);
   flash_attention_forward<double>(Q, K, V, Y, lse, scratch);
   for (Index i = 0; i < T; ++i) {

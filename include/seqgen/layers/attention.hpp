@@ -96,7 +96,7 @@ struct CausalSelfAttention {
     Mat<Scalar> dqkv;  // (3C, N)
     Mat<Scalar> dp;    // reference: (T, T · threads): dP, then dS, one (T, T) block per thread
     Mat<Scalar> delta;  // flash: (T, B·NH), D = rowsum(dY ⊙ Y) of each query
-    Mat<Scalar> flash_scratch;  // flash: (kFlashKeyBlock, ≥ kFlashScratchCols · threads), S_b, P_b, dS_b
+    Mat<Scalar> flash_scratch;  // flash: (kFlashKeyBlock, ≥ flash_scratch_cols(T) · threads): S_b, P_b, dS_b
   };
 
   CausalSelfAttention() = default;
@@ -111,8 +111,9 @@ struct CausalSelfAttention {
   // The shortest T for which `automatic` runs the flash kernel (measured: bench_seq_cost.cpp).
   static constexpr Index kFlashMinT = 1;
 
+  static bool flash_by_default(Index T) { return T >= kFlashMinT; }
   bool uses_flash(Index T) const {
-    return kernel == AttentionKernel::flash || (kernel == AttentionKernel::automatic && T >= kFlashMinT);
+    return kernel == AttentionKernel::flash || (kernel == AttentionKernel::automatic && flash_by_default(T));
   }
 
   Index channels() const { return proj.out_features(); }
@@ -228,25 +229,27 @@ struct CausalSelfAttention {
   }
 
  private:
-  // One slot per thread; kept when the thread count falls, so switching counts does not reallocate.
-  static void grow_flash_scratch(Cache& cache) {
-    if (cache.flash_scratch.cols() < kFlashScratchCols * num_threads()) {
-      cache.flash_scratch.resize(kFlashKeyBlock, kFlashScratchCols * num_threads());
+  // One slot of flash_scratch_cols(T) columns per thread; kept when the thread count falls, so
+  // switching counts does not reallocate.
+  static void grow_flash_scratch(Index T, Cache& cache) {
+    const Index cols = flash_scratch_cols(T) * num_threads();
+    if (cache.flash_scratch.rows() != kFlashKeyBlock || cache.flash_scratch.cols() < cols) {
+      cache.flash_scratch.resize(kFlashKeyBlock, cols);
     }
   }
 
   void forward_flash(Index B, Index T, Cache& cache) const {
     const Index C = channels(), NH = n_head, HS = head_size();
     ensure_shape(cache.lse, T, B * NH);
-    grow_flash_scratch(cache);
+    grow_flash_scratch(T, cache);
     const Mat<Scalar>& qkv_ = cache.qkv;
     parallel_for(B * NH, worth_a_team(B * T * T * C), [&](Index bh) {
       const Index b = bh / NH, h = bh % NH;
-      const Index slot = detail::scratch_slot(cache.flash_scratch.cols() / kFlashScratchCols);
+      const Index slot = detail::scratch_slot(cache.flash_scratch.cols() / flash_scratch_cols(T));
       flash_attention_forward<Scalar>(qkv_.block(h * HS, b * T, HS, T), qkv_.block(C + h * HS, b * T, HS, T),
                                       qkv_.block(2 * C + h * HS, b * T, HS, T), cache.y.block(h * HS, b * T, HS, T),
                                       cache.lse.col(bh),
-                                      cache.flash_scratch.middleCols(slot * kFlashScratchCols, kFlashScratchCols));
+                                      cache.flash_scratch.middleCols(slot * flash_scratch_cols(T), flash_scratch_cols(T)));
     });
   }
 
@@ -280,19 +283,19 @@ struct CausalSelfAttention {
   void backward_flash(Index B, Index T, Cache& cache) const {
     const Index C = channels(), NH = n_head, HS = head_size();
     ensure_shape(cache.delta, T, B * NH);
-    grow_flash_scratch(cache);
+    grow_flash_scratch(T, cache);
     const Mat<Scalar>& qkv_ = cache.qkv;
     const Mat<Scalar>& y_ = cache.y;
     const Mat<Scalar>& dy_ = cache.dy;
     parallel_for(B * NH, worth_a_team(B * T * T * C), [&](Index bh) {
       const Index b = bh / NH, h = bh % NH;
-      const Index slot = detail::scratch_slot(cache.flash_scratch.cols() / kFlashScratchCols);
+      const Index slot = detail::scratch_slot(cache.flash_scratch.cols() / flash_scratch_cols(T));
       flash_attention_backward<Scalar>(
           qkv_.block(h * HS, b * T, HS, T), qkv_.block(C + h * HS, b * T, HS, T),
           qkv_.block(2 * C + h * HS, b * T, HS, T), y_.block(h * HS, b * T, HS, T), cache.lse.col(bh),
           dy_.block(h * HS, b * T, HS, T), cache.dqkv.block(h * HS, b * T, HS, T),
           cache.dqkv.block(C + h * HS, b * T, HS, T), cache.dqkv.block(2 * C + h * HS, b * T, HS, T),
-          cache.delta.col(bh), cache.flash_scratch.middleCols(slot * kFlashScratchCols, kFlashScratchCols));
+          cache.delta.col(bh), cache.flash_scratch.middleCols(slot * flash_scratch_cols(T), flash_scratch_cols(T)));
     });
   }
 

@@ -8,29 +8,33 @@
 //   Y = V P                               (HS, T)
 //   L[i] = log Σ_{j≤i} exp(s·S[j, i])     (T) the log-sum-exp of query i, all backward keeps
 //
-// Forward. The queries are cut into blocks of Bq = kFlashQueryBlock columns; query block [j0, j1)
-// meets the keys [0, j1) in blocks of Bk = kFlashKeyBlock, the last one ending at j1, so only the
-// diagonal block holds masked scores. For each key block [i0, i1), with running m (max of s·S)
-// and l (sum of exponentials) per query column i:
-//   S_b = K[:, i0..i1)ᵀ Q[:, j0..j1)                     (Bk, Bq) scratch
+// Forward. The queries are cut into blocks of Bq = kFlashQueryBlock columns, the keys into blocks
+// of Bk = kFlashKeyBlock. Query block [j0, j1) meets key block [i0, i1) (i0 < j1) through those of
+// its queries that see a key of it, [q0, j1) with q0 = max(j0, i0), so only the Bk-wide diagonal
+// blocks hold masked scores. With running m (max of s·S) and l (sum of exponentials) per query i:
+//   S_b = K[:, i0..i1)ᵀ Q[:, q0..j1)                     (Bk, ≤ Bq) scratch
 //   m' = max(m, max_j s·S_b[j, i])      α = exp(m − m')   P_b[j, i] = exp(s·S_b[j, i] − m'), 0 if j > i
 //   l  = α·l + Σ_j P_b[j, i]            Y[:, i] = α·Y[:, i] + V[:, i0..i1) P_b[:, i]      m = m'
 // and at the end Y[:, i] /= l, L[i] = m + log l.
 //
 // Backward, with dY (HS, T) the gradient of Y:
 //   D[i] = dY[:, i] · Y[:, i]                                  (T), first
-//   then for each key block [i0, i1), over the query blocks [j0, j1) that see it (j1 > i0):
-//     S_b = K_bᵀ Q_q,  P_b = exp(s·S_b − L[q]) (masked)        (Bk, Bq), recomputed
-//     dV_b += dY_q P_bᵀ                                       (HS, Bk)
-//     dP_b = V_bᵀ dY_q                                         (Bk, Bq)
-//     dS_b = s · P_b ⊙ (dP_b − 1 D[q]ᵀ)                         (Bk, Bq) softmax backward, s folded in
-//     dK_b += Q_q dS_bᵀ                                        (HS, Bk)
-//     dQ_q += K_b dS_b                                         (HS, Bq)
-// dK_b and dV_b are complete when their key block ends; dQ is accumulated over the key blocks.
+//   then for each key block [i0, i1), against the queries [i0, T) that see it (n = T − i0 of them),
+//   the scores recomputed as one strip of Bk rows:
+//     P_b = exp(s·K_bᵀ Q[:, i0..T) − 1 L[i0..T)ᵀ), masked    (Bk, n) scratch
+//     dV_b = dY[:, i0..T) P_bᵀ                                (HS, Bk)
+//     dP_b = V_bᵀ dY[:, i0..T)                                 (Bk, n) scratch
+//     dS_b = s · P_b ⊙ (dP_b − 1 D[i0..T)ᵀ)                     softmax backward, s folded in
+//     dK_b = Q[:, i0..T) dS_bᵀ                                (HS, Bk)
+//     dQ[:, i0..T) += K_b dS_b                                (HS, n)
+// dK_b and dV_b sum over the queries inside one product each; dQ is accumulated over key blocks.
+// A strip rather than (Bk, Bq) tiles: each product then packs K_b, V_b once (gemm.hpp packs its
+// operands per call), and the strips are O(T), not O(T²).
 //
-// Memory: O(T) per (sequence, head) (L and D) and a scratch of (Bk, 2·Bq) per thread, instead of
-// the (T, T) P the reference keeps. Work: forward exponentiates each score once, as the reference
-// does, and backward once more; backward has one product more (S recomputed).
+// Memory: O(T) per (sequence, head) (L and D), and per thread a scratch of Bk × max(Bq + 8, 2·T)
+// floats, instead of the (T, T) P the reference keeps. Work: forward exponentiates each score
+// once, as the reference does, and backward once more; backward has one product more (S
+// recomputed). Only the Bk-wide diagonal triangles are computed and masked.
 //
 // The products run on the calling thread (the caller shares out the (b, h) pairs: attention.hpp
 // runs them in a parallel_for), through gemm.hpp's single-thread kernel with its per-thread
@@ -47,14 +51,16 @@
 
 namespace seqgen {
 
-constexpr Index kFlashQueryBlock = 64;  // Bq
-constexpr Index kFlashKeyBlock = 64;    // Bk
-// The scratch one thread needs: (kFlashKeyBlock, kFlashScratchCols).
-constexpr Index kFlashScratchCols = 2 * kFlashQueryBlock;
-// Key blocks then start on multiples of Bq, so the key block a query block's diagonal falls in
-// starts at or before the query block (every query sees at least one key of it), and the scratch's
-// columns Bq and Bq + 1 can hold m and l of Bq queries.
-static_assert(kFlashKeyBlock % kFlashQueryBlock == 0, "key blocks are whole query blocks");
+constexpr Index kFlashQueryBlock = 256;  // Bq
+constexpr Index kFlashKeyBlock = 64;     // Bk
+static_assert(kFlashQueryBlock % kFlashKeyBlock == 0, "query blocks are whole key blocks");
+
+// The scratch one thread needs at sequence length T: (kFlashKeyBlock, flash_scratch_cols(T)).
+// Forward: S_b in Bq columns, then m and l, Bq values each (2·Bq / Bk columns); backward: P_b and
+// dS_b, T columns each.
+inline Index flash_scratch_cols(Index T) {
+  return std::max(kFlashQueryBlock + 2 * kFlashQueryBlock / kFlashKeyBlock, 2 * T);
+}
 
 namespace detail {
 // C = op(A) op(B) (or +=) on the calling thread: gemm.hpp's kernel, without gemm()'s team.
@@ -69,54 +75,56 @@ void serial_product(const ConstMatRef<Scalar>& A, const ConstMatRef<Scalar>& B, 
 }  // namespace detail
 
 // Q, K, V: (HS, T) -> Y: (HS, T) and lse: (T) the log-sum-exp L of each query's scaled scores.
-// scratch: (kFlashKeyBlock, kFlashScratchCols), this thread's. ASSIGNS Y and lse.
+// scratch: (kFlashKeyBlock, ≥ flash_scratch_cols(T)), this thread's. ASSIGNS Y and lse.
 template <typename Scalar>
 void flash_attention_forward(const ConstMatRef<Scalar>& Q, const ConstMatRef<Scalar>& K, const ConstMatRef<Scalar>& V,
                              MatRef<Scalar> Y, Eigen::Ref<Vec<Scalar>> lse, MatRef<Scalar> scratch) {
   const Index HS = Q.rows(), T = Q.cols();
   eigen_assert(K.rows() == HS && V.rows() == HS && Y.rows() == HS && K.cols() == T && V.cols() == T &&
-               Y.cols() == T && lse.size() == T && scratch.rows() >= kFlashKeyBlock &&
-               scratch.cols() >= kFlashScratchCols);
+               Y.cols() == T && lse.size() == T && scratch.rows() == kFlashKeyBlock &&
+               scratch.cols() >= flash_scratch_cols(T));
   const Scalar s = Scalar(1) / std::sqrt(Scalar(HS));
-  // m and l of the query block's columns live in two columns of the scratch past S_b.
-  auto m = scratch.col(kFlashQueryBlock).head(kFlashQueryBlock);
-  auto l = scratch.col(kFlashQueryBlock + 1).head(kFlashQueryBlock);
+  // m and l of the query block's columns, past S_b in the scratch (contiguous: one thread's slot of
+  // a matrix of Bk rows), Bq values each.
+  eigen_assert(scratch.outerStride() == kFlashKeyBlock);
+  Eigen::Map<Vec<Scalar>> m(scratch.col(kFlashQueryBlock).data(), kFlashQueryBlock);
+  Eigen::Map<Vec<Scalar>> l(m.data() + kFlashQueryBlock, kFlashQueryBlock);
   for (Index j0 = 0; j0 < T; j0 += kFlashQueryBlock) {
-    const Index j1 = std::min(T, j0 + kFlashQueryBlock), nq = j1 - j0;
-    const auto Qq = Q.middleCols(j0, nq);
-    auto Yq = Y.middleCols(j0, nq);
+    const Index j1 = std::min(T, j0 + kFlashQueryBlock);
     for (Index i0 = 0; i0 < j1; i0 += kFlashKeyBlock) {
       const Index i1 = std::min(j1, i0 + kFlashKeyBlock), nk = i1 - i0;
+      const Index q0 = std::max(j0, i0), nq = j1 - q0;  // the queries that see a key of this block
       auto Sb = scratch.block(0, 0, nk, nq);
-      detail::serial_product<Scalar, true, false>(K.middleCols(i0, nk), Qq, Sb, false);
-      const bool first = i0 == 0;
+      detail::serial_product<Scalar, true, false>(K.middleCols(i0, nk), Q.middleCols(q0, nq), Sb, false);
+      const bool first = i0 == 0;  // every query sees key block 0
       for (Index c = 0; c < nq; ++c) {
-        const Index seen = std::min(nk, j0 + c - i0 + 1);  // keys i0 … j0 + c; ≥ 1 as i0 ≤ j0
+        const Index q = q0 + c, mc = q - j0;      // the query and its m, l
+        const Index seen = std::min(nk, q - i0 + 1);  // keys i0 … q, at least one
         auto p = Sb.col(c).head(seen);
-        const Scalar m_new = first ? s * p.maxCoeff() : std::max(m(c), s * p.maxCoeff());
+        const Scalar m_new = first ? s * p.maxCoeff() : std::max(m(mc), s * p.maxCoeff());
         p = (p.array() * s - m_new).exp().matrix();
         Sb.col(c).tail(nk - seen).setZero();
         const Scalar sum = p.sum();
         if (first) {
-          l(c) = sum;
+          l(mc) = sum;
         } else {
-          const Scalar alpha = std::exp(m(c) - m_new);
-          l(c) = alpha * l(c) + sum;
-          if (alpha != Scalar(1)) Yq.col(c) *= alpha;
+          const Scalar alpha = std::exp(m(mc) - m_new);
+          l(mc) = alpha * l(mc) + sum;
+          if (alpha != Scalar(1)) Y.col(q) *= alpha;
         }
-        m(c) = m_new;
+        m(mc) = m_new;
       }
-      detail::serial_product<Scalar, false, false>(V.middleCols(i0, nk), Sb, Yq, !first);
+      detail::serial_product<Scalar, false, false>(V.middleCols(i0, nk), Sb, Y.middleCols(q0, nq), !first);
     }
-    for (Index c = 0; c < nq; ++c) {
-      Yq.col(c) /= l(c);
-      lse(j0 + c) = m(c) + std::log(l(c));
+    for (Index q = j0; q < j1; ++q) {
+      Y.col(q) /= l(q - j0);
+      lse(q) = m(q - j0) + std::log(l(q - j0));
     }
   }
 }
 
 // Backward of flash_attention_forward, from its Y and lse and dY: (HS, T) the gradient of Y.
-// delta: (T) scratch for D. scratch: (kFlashKeyBlock, kFlashScratchCols), this thread's.
+// delta: (T) scratch for D. scratch: (kFlashKeyBlock, ≥ flash_scratch_cols(T)), this thread's.
 // ASSIGNS dQ, dK, dV: (HS, T).
 template <typename Scalar>
 void flash_attention_backward(const ConstMatRef<Scalar>& Q, const ConstMatRef<Scalar>& K,
@@ -127,40 +135,31 @@ void flash_attention_backward(const ConstMatRef<Scalar>& Q, const ConstMatRef<Sc
   const Index HS = Q.rows(), T = Q.cols();
   eigen_assert(dY.rows() == HS && dY.cols() == T && Y.rows() == HS && Y.cols() == T && lse.size() == T &&
                delta.size() == T && dQ.cols() == T && dK.cols() == T && dV.cols() == T &&
-               scratch.rows() >= kFlashKeyBlock && scratch.cols() >= kFlashScratchCols);
+               scratch.rows() == kFlashKeyBlock && scratch.cols() >= flash_scratch_cols(T));
   const Scalar s = Scalar(1) / std::sqrt(Scalar(HS));
   for (Index i = 0; i < T; ++i) delta(i) = dY.col(i).dot(Y.col(i));
-  dQ.setZero();
   for (Index i0 = 0; i0 < T; i0 += kFlashKeyBlock) {
-    const Index i1 = std::min(T, i0 + kFlashKeyBlock), nk = i1 - i0;
+    const Index i1 = std::min(T, i0 + kFlashKeyBlock), nk = i1 - i0, n = T - i0;
     const auto Kb = K.middleCols(i0, nk);
     const auto Vb = V.middleCols(i0, nk);
-    auto dKb = dK.middleCols(i0, nk);
-    auto dVb = dV.middleCols(i0, nk);
-    bool first = true;
-    // Query blocks start on multiples of Bq; the first that sees key i0 is the one holding it.
-    for (Index j0 = i0 / kFlashQueryBlock * kFlashQueryBlock; j0 < T; j0 += kFlashQueryBlock) {
-      const Index j1 = std::min(T, j0 + kFlashQueryBlock), nq = j1 - j0;
-      const auto Qq = Q.middleCols(j0, nq);
-      const auto dYq = dY.middleCols(j0, nq);
-      auto Pb = scratch.block(0, 0, nk, nq);
-      auto dSb = scratch.block(0, kFlashQueryBlock, nk, nq);
-      detail::serial_product<Scalar, true, false>(Kb, Qq, Pb, false);
-      for (Index c = 0; c < nq; ++c) {
-        const Index seen = std::clamp<Index>(j0 + c - i0 + 1, 0, nk);  // keys i0 … j0 + c of this block
-        auto p = Pb.col(c);
-        p.head(seen) = (p.head(seen).array() * s - lse(j0 + c)).exp().matrix();
-        p.tail(nk - seen).setZero();
-      }
-      detail::serial_product<Scalar, false, true>(dYq, Pb, dVb, !first);
-      detail::serial_product<Scalar, true, false>(Vb, dYq, dSb, false);
-      for (Index c = 0; c < nq; ++c) {
-        dSb.col(c) = (s * Pb.col(c).array() * (dSb.col(c).array() - delta(j0 + c))).matrix();
-      }
-      detail::serial_product<Scalar, false, true>(Qq, dSb, dKb, !first);
-      detail::serial_product<Scalar, false, false>(Kb, dSb, dQ.middleCols(j0, nq), true);
-      first = false;
+    const auto Qs = Q.rightCols(n);
+    const auto dYs = dY.rightCols(n);
+    auto P = scratch.block(0, 0, nk, n);
+    auto dS = scratch.block(0, n, nk, n);
+    detail::serial_product<Scalar, true, false>(Kb, Qs, P, false);
+    for (Index c = 0; c < n; ++c) {
+      const Index seen = std::min(nk, c + 1);  // query i0 + c sees keys i0 … i0 + c of this block
+      auto p = P.col(c);
+      p.head(seen) = (p.head(seen).array() * s - lse(i0 + c)).exp().matrix();
+      p.tail(nk - seen).setZero();
     }
+    detail::serial_product<Scalar, false, true>(dYs, P, dV.middleCols(i0, nk), false);
+    detail::serial_product<Scalar, true, false>(Vb, dYs, dS, false);
+    for (Index c = 0; c < n; ++c) {
+      dS.col(c) = (s * P.col(c).array() * (dS.col(c).array() - delta(i0 + c))).matrix();
+    }
+    detail::serial_product<Scalar, false, true>(Qs, dS, dK.middleCols(i0, nk), false);
+    detail::serial_product<Scalar, false, false>(Kb, dS, dQ.rightCols(n), i0 > 0);
   }
 }
 

@@ -6,9 +6,10 @@
 //   lstm       LstmLayer  (D = H = 256)                     nothing: O(T)
 //   gru        GruLayer   (D = H = 256)                     nothing: O(T)
 //   attention  CausalSelfAttention (C = 256, NH = 4)        T: O(T²) per sequence
-//              with its default kernel (flash for T ≥ kFlashMinT: the cache holds O(T))
+//              with the flash kernel (keeps each query's log-sum-exp: the cache holds O(T))
 //   attention_reference  the same with the reference kernel (keeps P: a (T, T) cache per head)
-//   gpt_block  TransformerBlock    (C = 256, NH = 4)        T: O(T²)
+//              (by default the layer runs the reference below kFlashMinT, flash from there on)
+//   gpt_block  TransformerBlock    (C = 256, NH = 4)        T: O(T²), the attention's default kernel
 // Counters:
 //   tokens_per_s      T tokens per iteration, as a rate
 //   gflops            model FLOPs per second, from the formulas in flops_per_token() below
@@ -140,7 +141,7 @@ void seq_cost_attention(benchmark::State& state, Kind kind) {
   const Index T = state.range(0), B = 1;
   Rng rng(1);
   CausalSelfAttention<float> layer("attn", kWidth, kHeads, rng);
-  if (kind == Kind::attention_reference) layer.kernel = AttentionKernel::reference;
+  layer.kernel = kind == Kind::attention_reference ? AttentionKernel::reference : AttentionKernel::flash;
   const Mat<float> x = random_input(kWidth, B * T, 2), dy = random_input(kWidth, B * T, 3);
   Mat<float> y, dx;
 

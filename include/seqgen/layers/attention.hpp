@@ -109,12 +109,13 @@ struct CausalSelfAttention {
 
   // Queries per block of the causal products (see the header comment).
   static constexpr Index kBlock = 64;
-  // The shortest T for which `automatic` runs the flash kernel. Measured on a 2-core AVX2 machine
-  // (C = 256, NH = 4, forward + backward, one thread): flash is 3–6% slower up to T = 512 (its
-  // backward recomputes S, one product more, and the reference's P still fits the caches), even at
-  // T = 1024, and about 1.2× faster at T = 2048. At T = 1024 the reference's P is already NH·T
-  // floats per token, more than half of the rest of a block's cache.
-  static constexpr Index kFlashMinT = 1024;
+  // The shortest T for which `automatic` runs the flash kernel. Measured on a shared 2-core AVX2
+  // machine (C = 256, NH = 4, forward + backward, one thread): flash is 3–6% slower up to T = 512
+  // (its backward recomputes S, one product more), even at T = 1024, and about 1.2× faster at
+  // T = 2048. From T = 512 the memory decides: the reference's P is then NH·T = 2048 floats per
+  // token and layer, and a GPT of C = 64, NH = 8 at T = 512, B = 4 peaks at 805 MiB with it and
+  // 227 MiB with the flash kernel (tests/memory_test.sh's gpt_long).
+  static constexpr Index kFlashMinT = 512;
 
   static bool flash_by_default(Index T) { return T >= kFlashMinT; }
   bool uses_flash(Index T) const {

@@ -6,7 +6,10 @@
 //   lstm       LstmLayer  (D = H = 256)                     nothing: O(T)
 //   gru        GruLayer   (D = H = 256)                     nothing: O(T)
 //   attention  CausalSelfAttention (C = 256, NH = 4)        T: O(T²) per sequence
-//   gpt_block  TransformerBlock    (C = 256, NH = 4)        T: O(T²)
+//              with the flash kernel (keeps each query's log-sum-exp: the cache holds O(T))
+//   attention_reference  the same with the reference kernel (keeps P: a (T, T) cache per head)
+//              (by default the layer runs the reference below kFlashMinT, flash from there on)
+//   gpt_block  TransformerBlock    (C = 256, NH = 4)        T: O(T²), the attention's default kernel
 // Counters:
 //   tokens_per_s      T tokens per iteration, as a rate
 //   gflops            model FLOPs per second, from the formulas in flops_per_token() below
@@ -26,7 +29,7 @@ using namespace seqgen;
 
 constexpr Index kWidth = 256, kHeads = 4, kMinT = 16, kMaxT = 2048;
 
-enum class Kind { rnn, lstm, gru, attention, gpt_block };
+enum class Kind { rnn, lstm, gru, attention, attention_reference, gpt_block };
 
 const char* kind_name(Kind kind) {
   switch (kind) {
@@ -34,6 +37,7 @@ const char* kind_name(Kind kind) {
     case Kind::lstm: return "lstm";
     case Kind::gru: return "gru";
     case Kind::attention: return "attention";
+    case Kind::attention_reference: return "attention_reference";
     case Kind::gpt_block: return "gpt_block";
   }
   return "?";
@@ -56,7 +60,8 @@ double flops_per_token(Kind kind, Index T) {
     case Kind::rnn: return 3.0 * 2.0 * H * (D + H);
     case Kind::lstm: return 3.0 * 2.0 * 4.0 * H * (D + H);
     case Kind::gru: return 3.0 * 2.0 * 3.0 * H * (D + H);
-    case Kind::attention: return 3.0 * (8.0 * C * C + 4.0 * double(T) * C);
+    case Kind::attention:
+    case Kind::attention_reference: return 3.0 * (8.0 * C * C + 4.0 * double(T) * C);
     case Kind::gpt_block: return 3.0 * (24.0 * C * C + 4.0 * double(T) * C);
   }
   return 0;
@@ -80,7 +85,8 @@ double cache_bytes(const LstmLayer<float>::Cache& c) {
 }
 double cache_bytes(const GruLayer<float>::Cache& c) { return recurrent_cache_bytes(c) + bytes(c.saved.hn); }
 double cache_bytes(const CausalSelfAttention<float>::Cache& c) {
-  return bytes(c.qkv) + bytes(c.att) + bytes(c.y) + bytes(c.dy) + bytes(c.dqkv) + bytes(c.dp);
+  return bytes(c.qkv) + bytes(c.y) + bytes(c.att) + bytes(c.lse) + bytes(c.dy) + bytes(c.dqkv) + bytes(c.dp) +
+         bytes(c.delta) + bytes(c.flash_scratch);
 }
 double cache_bytes(const LayerNorm<float>::Cache& c) { return bytes(c.mean) + bytes(c.rstd); }
 double cache_bytes(const Mlp<float>::Cache& c) { return bytes(c.h) + bytes(c.a) + bytes(c.dh); }
@@ -131,10 +137,11 @@ void seq_cost_recurrent(benchmark::State& state, Kind kind) {
   report(state, kind, T, kept);
 }
 
-void seq_cost_attention(benchmark::State& state) {
+void seq_cost_attention(benchmark::State& state, Kind kind) {
   const Index T = state.range(0), B = 1;
   Rng rng(1);
   CausalSelfAttention<float> layer("attn", kWidth, kHeads, rng);
+  layer.kernel = kind == Kind::attention_reference ? AttentionKernel::reference : AttentionKernel::flash;
   const Mat<float> x = random_input(kWidth, B * T, 2), dy = random_input(kWidth, B * T, 3);
   Mat<float> y, dx;
 
@@ -148,7 +155,7 @@ void seq_cost_attention(benchmark::State& state) {
     layer.backward(x, dy, B, T, cache, dx);
     benchmark::DoNotOptimize(dx.data());
   }
-  report(state, Kind::attention, T, kept);
+  report(state, kind, T, kept);
 }
 
 // Dropout 0 (GPT config S), so the training flag changes nothing but is passed as in training.
@@ -176,7 +183,7 @@ void seq_cost_gpt_block(benchmark::State& state) {
 // One family per kind: "SeqCost/<kind>" with Arg(T) gives the names SeqCost/<kind>/<T>.
 void add_family(Kind kind, benchmark::internal::Benchmark* family) {
   for (Index T = kMinT; T <= kMaxT; T *= 2) family->Arg(T);
-  const bool quadratic = kind == Kind::attention || kind == Kind::gpt_block;
+  const bool quadratic = kind != Kind::rnn && kind != Kind::lstm && kind != Kind::gru;
   family->Complexity(quadratic ? benchmark::oNSquared : benchmark::oN)->Unit(benchmark::kMicrosecond);
 }
 
@@ -191,8 +198,11 @@ const bool seq_cost_registered = [] {
                                                       seq_cost_recurrent<LstmLayer>, Kind::lstm));
   add_family(Kind::gru, benchmark::RegisterBenchmark(family_name(Kind::gru).c_str(),
                                                      seq_cost_recurrent<GruLayer>, Kind::gru));
-  add_family(Kind::attention,
-             benchmark::RegisterBenchmark(family_name(Kind::attention).c_str(), seq_cost_attention));
+  add_family(Kind::attention, benchmark::RegisterBenchmark(family_name(Kind::attention).c_str(),
+                                                           seq_cost_attention, Kind::attention));
+  add_family(Kind::attention_reference,
+             benchmark::RegisterBenchmark(family_name(Kind::attention_reference).c_str(), seq_cost_attention,
+                                          Kind::attention_reference));
   add_family(Kind::gpt_block,
              benchmark::RegisterBenchmark(family_name(Kind::gpt_block).c_str(), seq_cost_gpt_block));
   return true;

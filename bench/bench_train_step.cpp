@@ -3,10 +3,18 @@
 //   TrainStep/gpt_s    V=65, C=256, L=4, NH=4, T=256, B=8   torch_gpt_step.py 8 256 256 4 4 65 5 {1,2}
 //   TrainStep/lstm_s   V=65, H=256 (embedding 256), L=2, T=128, B=32
 //                                                          torch_rnn_step.py lstm 32 128 256 2 65 5 {1,2}
+//   TrainStep/gpt_s_T2048/{reference,flash}   gpt_s widths at T=2048, B=1 (context 2048), with the
+//                      attention's reference kernel (P kept, (T, T) per head) or the flash kernel.
+//                      Counter heap_mib: the heap in use after the first step (mallinfo2), less
+//                      the heap before the trainer was made: weights, gradients, AdamW moments,
+//                      activations and scratch. The process's peak RSS (one variant per run):
+//     /usr/bin/time -v seqgen_bench --benchmark_filter='TrainStep/gpt_s_T2048/flash$'
 // Counters: tokens_per_s (B·T per step) and gflops, the model FLOPs of the config
 // (train_flops_per_token) per second.
 #include <benchmark/benchmark.h>
 #include <seqgen/seqgen.hpp>
+
+#include <malloc.h>
 
 #include <string>
 
@@ -63,6 +71,33 @@ void train_step_gpt_s(benchmark::State& state) {
   run_steps(state, trainer, c.train_flops_per_token(256));
 }
 
+double heap_in_use() {
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
+  const struct mallinfo2 m = mallinfo2();
+  return double(m.uordblks) + double(m.hblkhd);
+#else
+  return 0;  // not measured
+#endif
+}
+
+void train_step_gpt_s_long(benchmark::State& state, AttentionKernel kernel) {
+  const Index T = 2048, B = 1;
+  GptConfig c;
+  c.vocab_size = kVocab;
+  c.context = T;
+  c.channels = 256;
+  c.layers = 4;
+  c.heads = 4;
+  Rng rng(1);
+  const TokenDataset data = random_tokens(1 << 18);
+  const double heap_before = heap_in_use();
+  Trainer<Gpt<float>> trainer(Gpt<float>(c, rng), tokenizer65(), data, options(B, T));
+  for (auto& block : trainer.model.blocks) block.attn.kernel = kernel;
+  trainer.step();
+  state.counters["heap_mib"] = (heap_in_use() - heap_before) / (1024.0 * 1024.0);
+  run_steps(state, trainer, c.train_flops_per_token(T));
+}
+
 void train_step_lstm_s(benchmark::State& state) {
   RecurrentConfig c;
   c.cell = CellKind::lstm;
@@ -79,6 +114,10 @@ void train_step_lstm_s(benchmark::State& state) {
 const bool train_step_registered = [] {
   benchmark::RegisterBenchmark("TrainStep/gpt_s", train_step_gpt_s)->Unit(benchmark::kMillisecond);
   benchmark::RegisterBenchmark("TrainStep/lstm_s", train_step_lstm_s)->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark("TrainStep/gpt_s_T2048/reference", train_step_gpt_s_long, AttentionKernel::reference)
+      ->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark("TrainStep/gpt_s_T2048/flash", train_step_gpt_s_long, AttentionKernel::flash)
+      ->Unit(benchmark::kMillisecond);
   return true;
 }();
 

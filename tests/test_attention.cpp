@@ -80,17 +80,22 @@ TEST_CASE("CausalSelfAttention: forward equals an independent loop implementatio
     Rng rng(2);
     CausalSelfAttention<double> attn("attn", C, NH, rng);
     Mat<double> x = random_mat(C, B * T, 3, 2.0), y;
-    CausalSelfAttention<double>::Cache cache;
-    attn.forward(x, B, T, y, cache);
     const Mat<double> expected = reference_attention(attn, x, B, T);
-    REQUIRE(y.rows() == C);
-    REQUIRE(y.cols() == B * T);
-    REQUIRE((y - expected).cwiseAbs().maxCoeff() < 1e-12);
-    // each column of P is a distribution over the keys it may see
-    for (Index c = 0; c < cache.att.cols(); ++c) {
-      const Index i = c % T;
-      REQUIRE(cache.att.col(c).head(i + 1).sum() == Approx(1.0).epsilon(1e-14));
-      REQUIRE(cache.att.col(c).tail(T - 1 - i).isZero(0.0));
+    for (AttentionKernel kernel : {AttentionKernel::reference, AttentionKernel::flash}) {
+      INFO("flash kernel: " << (kernel == AttentionKernel::flash));
+      attn.kernel = kernel;
+      CausalSelfAttention<double>::Cache cache;
+      attn.forward(x, B, T, y, cache);
+      REQUIRE(y.rows() == C);
+      REQUIRE(y.cols() == B * T);
+      REQUIRE((y - expected).cwiseAbs().maxCoeff() < 1e-12);
+      // each column of P is a distribution over the keys it may see
+      REQUIRE(cache.att.cols() == (kernel == AttentionKernel::reference ? T * B * NH : 0));
+      for (Index c = 0; c < cache.att.cols(); ++c) {
+        const Index i = c % T;
+        REQUIRE(cache.att.col(c).head(i + 1).sum() == Approx(1.0).epsilon(1e-14));
+        REQUIRE(cache.att.col(c).tail(T - 1 - i).isZero(0.0));
+      }
     }
   }
 }
@@ -138,6 +143,7 @@ TEST_CASE("CausalSelfAttention: gradient check over shapes (T = 1, B = 1, NH = 1
     INFO("B=" << B << " T=" << T << " C=" << C << " NH=" << NH);
     Rng rng(8);
     CausalSelfAttention<double> attn("attn", C, NH, rng);
+    attn.kernel = AttentionKernel::reference;  // the flash kernel's: test_flash_attention.cpp
     Mat<double> x = random_mat(C, B * T, 9, 2.0), R = random_mat(C, B * T, 10), y, dx;
     CausalSelfAttention<double>::Cache cache;
     attn.forward(x, B, T, y, cache);
@@ -158,6 +164,7 @@ TEST_CASE("CausalSelfAttention: reused cache does not reallocate, backward adds,
   const Index B = 2, T = 4, C = 6, NH = 3;
   Rng rng(11);
   CausalSelfAttention<double> attn("attn", C, NH, rng);
+  attn.kernel = AttentionKernel::reference;  // the flash kernel's cache: test_flash_attention.cpp
   Mat<double> x = random_mat(C, B * T, 12), dy = random_mat(C, B * T, 13), y, dx1, dx2;
   CausalSelfAttention<double>::Cache cache;
   attn.forward(x, B, T, y, cache);
@@ -217,14 +224,20 @@ TEST_CASE("CausalSelfAttention: several query blocks and a ragged last block, fo
       // scale 2: the scores spread, so each softmax column is far from uniform and a wrong key
       // block would show
       const Mat<double> x = random_mat(C, B * T, 31, 2.0);
-      Mat<double> y;
-      CausalSelfAttention<double>::Cache cache;
-      attn.forward(x, B, T, y, cache);
-      REQUIRE((y - reference_attention(attn, x, B, T)).cwiseAbs().maxCoeff() < 1e-12);
-      for (Index c = 0; c < cache.att.cols(); ++c) {
-        const Index i = c % T;
-        REQUIRE(cache.att.col(c).head(i + 1).sum() == Approx(1.0).epsilon(1e-13));
-        REQUIRE(cache.att.col(c).tail(T - 1 - i).isZero(0.0));
+      const Mat<double> expected = reference_attention(attn, x, B, T);
+      for (AttentionKernel kernel : {AttentionKernel::reference, AttentionKernel::flash}) {
+        INFO("flash kernel: " << (kernel == AttentionKernel::flash));
+        attn.kernel = kernel;
+        Mat<double> y;
+        CausalSelfAttention<double>::Cache cache;
+        attn.forward(x, B, T, y, cache);
+        REQUIRE((y - expected).cwiseAbs().maxCoeff() < 1e-12);
+        REQUIRE(cache.att.cols() == (kernel == AttentionKernel::reference ? T * B * NH : 0));
+        for (Index c = 0; c < cache.att.cols(); ++c) {
+          const Index i = c % T;
+          REQUIRE(cache.att.col(c).head(i + 1).sum() == Approx(1.0).epsilon(1e-13));
+          REQUIRE(cache.att.col(c).tail(T - 1 - i).isZero(0.0));
+        }
       }
     }
   }
@@ -268,6 +281,7 @@ TEST_CASE("CausalSelfAttention: gradient check with several query blocks and a r
     INFO("T=" << T);
     Rng rng(34);
     CausalSelfAttention<double> attn("attn", C, NH, rng);
+    attn.kernel = AttentionKernel::reference;  // the flash kernel's: test_flash_attention.cpp
     Mat<double> x = random_mat(C, B * T, 35, 2.0), R = random_mat(C, B * T, 36), y, dx;
     CausalSelfAttention<double>::Cache cache;
     attn.forward(x, B, T, y, cache);

@@ -144,8 +144,15 @@ TEST_CASE("the training estimate grows with what a step keeps", "[model_io][memo
   const double b1 = training_bytes(c, 1, 16, 1), b2 = training_bytes(c, 2, 16, 1), b3 = training_bytes(c, 3, 16, 1);
   CHECK(b2 - b1 == Approx(b3 - b2));
   CHECK(b2 - b1 == Approx(1.1 * 4 * 16 * gpt_floats_per_token(c, 16, true)));
-  // Attention keeps NH·T probabilities per token and layer: a quadratic term in T.
-  CHECK(gpt_floats_per_token(c, 32, true) - gpt_floats_per_token(c, 16, true) == Approx(2.0 * 16));
+  // The reference attention keeps NH·T probabilities per token and layer (a quadratic term in T),
+  // the flash kernel 2·NH floats (linear in T).
+  CHECK(gpt_floats_per_token(c, 32, true, true) - gpt_floats_per_token(c, 16, true, true) == Approx(2.0 * 16));
+  // The default kernel: the reference below kFlashMinT, flash from there on.
+  const Index T0 = CausalSelfAttention<float>::kFlashMinT;
+  CHECK(gpt_floats_per_token(c, T0 - 1, true) == gpt_floats_per_token(c, T0 - 1, true, true));
+  CHECK(gpt_floats_per_token(c, 2 * T0, true) == gpt_floats_per_token(c, T0, true));
+  CHECK(gpt_floats_per_token(c, T0, true, true) - gpt_floats_per_token(c, T0, true) ==
+        Approx(double(c.layers) * (double(T0) * c.heads - 2.0 * c.heads)));
   RecurrentConfig lstm;
   lstm.cell = CellKind::lstm;
   RecurrentConfig rnn = lstm;

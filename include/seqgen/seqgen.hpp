@@ -14,6 +14,7 @@
 #include "seqgen/layers/attention.hpp"
 #include "seqgen/layers/dropout.hpp"
 #include "seqgen/layers/embedding.hpp"
+#include "seqgen/layers/flash_attention.hpp"
 #include "seqgen/layers/gelu.hpp"
 #include "seqgen/layers/gru.hpp"
 #include "seqgen/layers/layernorm.hpp"

@@ -200,6 +200,19 @@ int main() {
     GptDecoder<float> decoder(trainer.model, 1);
     failures += check("GPT decoding step (KV cache)", allocations_per_decode(decoder, 20));
   }
+  {
+    // The same with the flash attention kernel (the default chooses it only for long sequences).
+    GptConfig c;
+    c.vocab_size = kVocab;
+    c.context = 256;
+    c.channels = 256;
+    c.layers = 2;
+    c.heads = 4;
+    Rng rng(1);
+    Trainer<Gpt<float>> trainer(Gpt<float>(c, rng), tokenizer65(), data, options(2, 256));
+    for (auto& block : trainer.model.blocks) block.attn.kernel = AttentionKernel::flash;
+    failures += check("GPT training step (flash)", allocations_after_first_step(trainer, 3));
+  }
   for (CellKind cell : {CellKind::rnn, CellKind::lstm, CellKind::gru}) {
     RecurrentConfig c;
     c.cell = cell;

@@ -36,9 +36,19 @@
 // The softmax is the one forward() runs (detail::scaled_softmax), so a cached step gives column p
 // of forward() to rounding (the products sum in another order).
 //
-// Contract: forward ASSIGNS y and the cache (qkv, P and Y). backward ADDS into every Param::grad
-// and ASSIGNS dx; it reads the same x forward was given. The cache also holds backward's scratch,
-// so a Cache reused with the same B, T never reallocates.
+// Two kernels compute the same attention (Y of every (b, h)), chosen by `kernel`:
+//   reference  the products above, keeping P, (T, T) per (b, h): T·NH floats per token
+//   flash      flash_attention.hpp: blocks of queries against blocks of keys with an online softmax,
+//              keeping only each query's log-sum-exp, and a backward that recomputes P blockwise
+//              (FlashAttention-2): NH floats per token (2·NH with backward's D), so the cache is
+//              linear in T
+//   automatic  (the default) flash for T ≥ kFlashMinT, the reference below it
+// The decoder's attend_cached is the reference softmax on one query.
+//
+// Contract: forward ASSIGNS y and the cache (qkv, Y, and P or the log-sum-exps). backward ADDS into
+// every Param::grad and ASSIGNS dx; it reads the same x forward was given, and uses the kernel
+// forward used. The cache also holds backward's scratch, so a Cache reused with the same B, T
+// never reallocates.
 #pragma once
 
 #include <algorithm>
@@ -50,6 +60,7 @@
 #include "seqgen/core/gemm.hpp"
 #include "seqgen/core/parallel.hpp"
 #include "seqgen/core/param.hpp"
+#include "seqgen/layers/flash_attention.hpp"
 #include "seqgen/layers/linear.hpp"
 
 namespace seqgen {
@@ -64,21 +75,29 @@ void scaled_softmax(Eigen::Ref<Vec<Scalar>> p, Scalar scale) {
 }
 }  // namespace detail
 
+// Which kernel CausalSelfAttention runs for training (see the header comment).
+enum class AttentionKernel { automatic, reference, flash };
+
 template <typename Scalar>
 struct CausalSelfAttention {
   std::string name;
   Index n_head = 0;
   Linear<Scalar> qkv;   // C -> 3C
   Linear<Scalar> proj;  // C -> C
+  AttentionKernel kernel = AttentionKernel::automatic;
 
   struct Cache {
     Mat<Scalar> qkv;   // (3C, N)
-    Mat<Scalar> att;   // (T, T·B·NH): P of (b, h) in columns (b·NH + h)·T .. + T − 1
     Mat<Scalar> y;     // (C, N) attention output before proj
+    bool flash = false;  // the kernel forward ran
+    Mat<Scalar> att;   // reference: (T, T·B·NH), P of (b, h) in columns (b·NH + h)·T .. + T − 1
+    Mat<Scalar> lse;   // flash: (T, B·NH), column b·NH + h the log-sum-exp L of each query
     // backward scratch
     Mat<Scalar> dy;    // (C, N) gradient of y
     Mat<Scalar> dqkv;  // (3C, N)
-    Mat<Scalar> dp;    // (T, T · threads): dP, then dS, one (T, T) block per thread
+    Mat<Scalar> dp;    // reference: (T, T · threads): dP, then dS, one (T, T) block per thread
+    Mat<Scalar> delta;  // flash: (T, B·NH), D = rowsum(dY ⊙ Y) of each query
+    Mat<Scalar> flash_scratch;  // flash: (kFlashKeyBlock, ≥ flash_scratch_cols(T) · threads): S_b, P_b, dS_b
   };
 
   CausalSelfAttention() = default;
@@ -90,6 +109,18 @@ struct CausalSelfAttention {
 
   // Queries per block of the causal products (see the header comment).
   static constexpr Index kBlock = 64;
+  // The shortest T for which `automatic` runs the flash kernel. Measured on a shared 2-core AVX2
+  // machine (C = 256, NH = 4, forward + backward, one thread): flash is 3–6% slower up to T = 512
+  // (its backward recomputes S, one product more), even at T = 1024, and about 1.2× faster at
+  // T = 2048. From T = 512 the memory decides: the reference's P is then NH·T = 2048 floats per
+  // token and layer, and a GPT of C = 64, NH = 8 at T = 512, B = 4 peaks at 805 MiB with it and
+  // 227 MiB with the flash kernel (tests/memory_test.sh's gpt_long).
+  static constexpr Index kFlashMinT = 512;
+
+  static bool flash_by_default(Index T) { return T >= kFlashMinT; }
+  bool uses_flash(Index T) const {
+    return kernel == AttentionKernel::flash || (kernel == AttentionKernel::automatic && flash_by_default(T));
+  }
 
   Index channels() const { return proj.out_features(); }
   Index head_size() const { return channels() / n_head; }
@@ -97,36 +128,22 @@ struct CausalSelfAttention {
   // x: (C, B·T) -> y: (C, B·T)
   void forward(const ConstMatRef<Scalar>& x, Index B, Index T, Mat<Scalar>& y, Cache& cache) const {
     check_input(x, B, T);
-    const Index C = channels(), NH = n_head, HS = head_size();
-    const Scalar scale = Scalar(1) / std::sqrt(Scalar(HS));
+    const Index C = channels(), NH = n_head;
     qkv.forward(x, cache.qkv);
-    ensure_shape(cache.att, T, T * B * NH);
     ensure_shape(cache.y, C, B * T);
-
-    const Mat<Scalar>& qkv_ = cache.qkv;
-    parallel_for(B * NH, worth_a_team(B * T * T * C), [&](Index bh) {
-      const Index b = bh / NH, h = bh % NH;
-      const auto Q = qkv_.block(h * HS, b * T, HS, T);
-      const auto K = qkv_.block(C + h * HS, b * T, HS, T);
-      const auto V = qkv_.block(2 * C + h * HS, b * T, HS, T);
-      auto P = cache.att.middleCols(bh * T, T);
-
-      auto Y = cache.y.block(h * HS, b * T, HS, T);
-      for (Index j0 = 0; j0 < T; j0 += kBlock) {  // unscaled S of query block [j0, j1) over keys [0, j1)
-        const Index j1 = std::min(T, j0 + kBlock);
-        gemm<Scalar>(K.leftCols(j1), true, Q.middleCols(j0, j1 - j0), false, P.block(0, j0, j1, j1 - j0), false);
-      }
-      for (Index i = 0; i < T; ++i) {
-        detail::scaled_softmax<Scalar>(P.col(i).head(i + 1), scale);  // P[0..i, i] = softmax(scale · S[0..i, i])
-        P.col(i).tail(T - 1 - i).setZero();
-      }
-      for (Index j0 = 0; j0 < T; j0 += kBlock) {  // Y of query block [j0, j1) = V[:, 0..j1) P[0..j1, j0..j1)
-        const Index j1 = std::min(T, j0 + kBlock);
-        gemm<Scalar>(V.leftCols(j1), false, P.block(0, j0, j1, j1 - j0), false, Y.middleCols(j0, j1 - j0), false);
-      }
-    });
+    cache.flash = uses_flash(T);
+    if (cache.flash) {
+      ensure_shape(cache.att, 0, 0);  // a cache that ran the reference before gives back its P
+      ensure_shape(cache.dp, 0, 0);
+      forward_flash(B, T, cache);
+    } else {
+      ensure_shape(cache.lse, 0, 0);
+      ensure_shape(cache.att, T, T * B * NH);
+      forward_reference(B, T, cache);
+    }
     proj.forward(cache.y, y);
   }
+
 
   // Copies of W_qkv and W_proj for forward_cached. Pack again after the weights change.
   struct Packed {
@@ -192,16 +209,105 @@ struct CausalSelfAttention {
   void backward(const ConstMatRef<Scalar>& x, const ConstMatRef<Scalar>& dy, Index B, Index T, Cache& cache,
                 Mat<Scalar>& dx) {
     check_input(x, B, T);
-    const Index C = channels(), NH = n_head, HS = head_size(), N = B * T;
+    const Index C = channels(), NH = n_head, N = B * T;
     check<ShapeError>(dy.rows() == C && dy.cols() == N, "CausalSelfAttention '", name, "': dy is (", dy.rows(), ", ",
                       dy.cols(), "), expected (", C, ", ", N, ")");
-    check<ShapeError>(cache.qkv.cols() == N && cache.att.rows() == T && cache.att.cols() == T * B * NH,
-                      "CausalSelfAttention '", name, "': cache is for ", cache.qkv.cols(), " tokens with T=",
-                      cache.att.rows(), ", expected B=", B, " T=", T, " (call forward with this x first)");
-    const Scalar scale = Scalar(1) / std::sqrt(Scalar(HS));
+    const Index cache_T = cache.flash ? cache.lse.rows() : cache.att.rows();
+    const Index cache_BNH = cache.flash ? cache.lse.cols() : cache.att.cols() / std::max<Index>(cache_T, 1);
+    check<ShapeError>(cache.qkv.cols() == N && cache_T == T && cache_BNH == B * NH, "CausalSelfAttention '", name,
+                      "': cache is for ", cache.qkv.cols(), " tokens with T=", cache_T, ", expected B=", B, " T=", T,
+                      " (call forward with this x first)");
 
     proj.backward(cache.y, dy, &cache.dy);
     ensure_shape(cache.dqkv, 3 * C, N);
+    if (cache.flash) {
+      backward_flash(B, T, cache);
+    } else {
+      backward_reference(B, T, cache);
+    }
+    qkv.backward(x, cache.dqkv, &dx);
+  }
+
+  template <class Visit>
+  void for_each_param(Visit&& visit) {
+    qkv.for_each_param(visit);
+    proj.for_each_param(visit);
+  }
+
+ private:
+  // One slot of flash_scratch_cols(T) columns per thread; kept when the thread count falls, so
+  // switching counts does not reallocate.
+  static void grow_flash_scratch(Index T, Cache& cache) {
+    const Index cols = flash_scratch_cols(T) * num_threads();
+    if (cache.flash_scratch.rows() != kFlashKeyBlock || cache.flash_scratch.cols() < cols) {
+      cache.flash_scratch.resize(kFlashKeyBlock, cols);
+    }
+  }
+
+  void forward_flash(Index B, Index T, Cache& cache) const {
+    const Index C = channels(), NH = n_head, HS = head_size();
+    ensure_shape(cache.lse, T, B * NH);
+    grow_flash_scratch(T, cache);
+    const Mat<Scalar>& qkv_ = cache.qkv;
+    parallel_for(B * NH, worth_a_team(B * T * T * C), [&](Index bh) {
+      const Index b = bh / NH, h = bh % NH;
+      const Index slot = detail::scratch_slot(cache.flash_scratch.cols() / flash_scratch_cols(T));
+      flash_attention_forward<Scalar>(qkv_.block(h * HS, b * T, HS, T), qkv_.block(C + h * HS, b * T, HS, T),
+                                      qkv_.block(2 * C + h * HS, b * T, HS, T), cache.y.block(h * HS, b * T, HS, T),
+                                      cache.lse.col(bh),
+                                      cache.flash_scratch.middleCols(slot * flash_scratch_cols(T), flash_scratch_cols(T)));
+    });
+  }
+
+  void forward_reference(Index B, Index T, Cache& cache) const {
+    const Index C = channels(), NH = n_head, HS = head_size();
+    const Scalar scale = Scalar(1) / std::sqrt(Scalar(HS));
+    const Mat<Scalar>& qkv_ = cache.qkv;
+    parallel_for(B * NH, worth_a_team(B * T * T * C), [&](Index bh) {
+      const Index b = bh / NH, h = bh % NH;
+      const auto Q = qkv_.block(h * HS, b * T, HS, T);
+      const auto K = qkv_.block(C + h * HS, b * T, HS, T);
+      const auto V = qkv_.block(2 * C + h * HS, b * T, HS, T);
+      auto P = cache.att.middleCols(bh * T, T);
+
+      auto Y = cache.y.block(h * HS, b * T, HS, T);
+      for (Index j0 = 0; j0 < T; j0 += kBlock) {  // unscaled S of query block [j0, j1) over keys [0, j1)
+        const Index j1 = std::min(T, j0 + kBlock);
+        gemm<Scalar>(K.leftCols(j1), true, Q.middleCols(j0, j1 - j0), false, P.block(0, j0, j1, j1 - j0), false);
+      }
+      for (Index i = 0; i < T; ++i) {
+        detail::scaled_softmax<Scalar>(P.col(i).head(i + 1), scale);  // P[0..i, i] = softmax(scale · S[0..i, i])
+        P.col(i).tail(T - 1 - i).setZero();
+      }
+      for (Index j0 = 0; j0 < T; j0 += kBlock) {  // Y of query block [j0, j1) = V[:, 0..j1) P[0..j1, j0..j1)
+        const Index j1 = std::min(T, j0 + kBlock);
+        gemm<Scalar>(V.leftCols(j1), false, P.block(0, j0, j1, j1 - j0), false, Y.middleCols(j0, j1 - j0), false);
+      }
+    });
+  }
+
+  void backward_flash(Index B, Index T, Cache& cache) const {
+    const Index C = channels(), NH = n_head, HS = head_size();
+    ensure_shape(cache.delta, T, B * NH);
+    grow_flash_scratch(T, cache);
+    const Mat<Scalar>& qkv_ = cache.qkv;
+    const Mat<Scalar>& y_ = cache.y;
+    const Mat<Scalar>& dy_ = cache.dy;
+    parallel_for(B * NH, worth_a_team(B * T * T * C), [&](Index bh) {
+      const Index b = bh / NH, h = bh % NH;
+      const Index slot = detail::scratch_slot(cache.flash_scratch.cols() / flash_scratch_cols(T));
+      flash_attention_backward<Scalar>(
+          qkv_.block(h * HS, b * T, HS, T), qkv_.block(C + h * HS, b * T, HS, T),
+          qkv_.block(2 * C + h * HS, b * T, HS, T), y_.block(h * HS, b * T, HS, T), cache.lse.col(bh),
+          dy_.block(h * HS, b * T, HS, T), cache.dqkv.block(h * HS, b * T, HS, T),
+          cache.dqkv.block(C + h * HS, b * T, HS, T), cache.dqkv.block(2 * C + h * HS, b * T, HS, T),
+          cache.delta.col(bh), cache.flash_scratch.middleCols(slot * flash_scratch_cols(T), flash_scratch_cols(T)));
+    });
+  }
+
+  void backward_reference(Index B, Index T, Cache& cache) const {
+    const Index C = channels(), NH = n_head, HS = head_size();
+    const Scalar scale = Scalar(1) / std::sqrt(Scalar(HS));
     ensure_shape(cache.dp, T, T * num_threads());
 
     const Mat<Scalar>& qkv_ = cache.qkv;
@@ -242,16 +348,8 @@ struct CausalSelfAttention {
         gemm<Scalar>(Q.rightCols(T - i0), false, dS.block(i0, i0, w, T - i0), true, dK.middleCols(i0, w), false);
       }
     });
-    qkv.backward(x, cache.dqkv, &dx);
   }
 
-  template <class Visit>
-  void for_each_param(Visit&& visit) {
-    qkv.for_each_param(visit);
-    proj.for_each_param(visit);
-  }
-
- private:
   static Index checked_channels(const std::string& name, Index C, Index NH) {
     check<ConfigError>(C > 0 && NH > 0, "CausalSelfAttention '", name, "': C and NH must be positive, got C=", C,
                        " NH=", NH);

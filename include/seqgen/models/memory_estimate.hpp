@@ -5,9 +5,12 @@
 //   parameters        value, gradient and the two AdamW moments: 4 per parameter; a save then
 //                     encodes values and moments once more (CheckpointWriter holds the file)
 //   GPT, per token    residual stream, embedding, LN_f, the head's probabilities (V), backward
-//                     scratch: (L + 5)·C + V + 3; per block 28·C + NH·T + 4 (LayerNorms, q/k/v,
-//                     attention probabilities, MLP hidden 3 × 4C, branch outputs and their
-//                     gradients), + C per dropout mask
+//                     scratch: (L + 5)·C + V + 3; per block 28·C + A + 4 (LayerNorms, q/k/v,
+//                     attention, MLP hidden 3 × 4C, branch outputs and their gradients), + C per
+//                     dropout mask, where A is what the attention kernel keeps per token: 2·NH for
+//                     the flash kernel (each query's log-sum-exp, and D in backward), NH·T for the
+//                     reference (its probabilities P); CausalSelfAttention::flash_by_default(T)
+//                     says which runs
 //   GPT evaluation    the forward alone on windows of 32 sequences, kept beside the training ones
 //   recurrent         per token: embedding and its gradient 2·E, the head V + 1, scratch 2·H, and
 //                     per layer H of output plus what its cell keeps (RNN 3·H, LSTM and GRU 11·H)
@@ -32,12 +35,20 @@ inline constexpr double kMargin = 1.1;
 inline double process_bytes(int threads) { return (16.0 + 4.0 * double(threads > 0 ? threads : 1)) * 1024 * 1024; }
 }  // namespace detail
 
+// Floats the attention of one block keeps per token beyond its (C, N) matrices, at sequence length
+// T, with the kernel a default CausalSelfAttention runs (or the reference's, when `reference`).
+inline double attention_floats_per_token(const GptConfig& c, Index T, bool training, bool reference = false) {
+  const double NH = double(c.heads);
+  if (!reference && CausalSelfAttention<float>::flash_by_default(T)) return training ? 2 * NH : NH;
+  return NH * double(T);
+}
+
 // Floats a GPT forward (training: with backward) keeps per token, at sequence length T.
-inline double gpt_floats_per_token(const GptConfig& c, Index T, bool training) {
-  const double C = double(c.channels), V = double(c.vocab_size), L = double(c.layers), NH = double(c.heads);
+inline double gpt_floats_per_token(const GptConfig& c, Index T, bool training, bool reference_attention = false) {
+  const double C = double(c.channels), V = double(c.vocab_size), L = double(c.layers);
   const bool dropout = training && c.dropout > 0;
   double model = training ? (L + 5) * C + V + 3 : (L + 3) * C + V + 1;
-  double block = training ? 28 * C + NH * double(T) + 4 : 17 * C + NH * double(T) + 4;
+  double block = (training ? 28 * C : 17 * C) + attention_floats_per_token(c, T, training, reference_attention) + 4;
   if (dropout) {
     model += C;
     block += 2 * C;
@@ -74,8 +85,9 @@ inline double training_bytes(const RecurrentConfig& c, Index B, Index T, int thr
 // `new_tokens` long, besides the model's weights: the decoder's buffers, the logits and the
 // samplers (3 doubles per logit), and each sample's history of tokens.
 //   GPT        a (2C, samples·context) KV cache per layer, the block weights copied into panels
-//              (12·C²·L), and a prefill of at most 256 tokens at a time; a prompt longer than the
-//              context is cut to its last `context` tokens before it is copied per sample
+//              (12·C²·L), and a prefill of at most 256 tokens at a time (counted as a forward
+//              that keeps NH·context scores per token); a prompt longer than the context is cut
+//              to its last `context` tokens before it is copied per sample
 //   recurrent  the prompt's prefill keeps every layer's cache for every prompt token
 inline double generation_bytes(const GptConfig& c, Index samples, Index prompt_tokens, Index new_tokens,
                                int threads) {
@@ -83,7 +95,7 @@ inline double generation_bytes(const GptConfig& c, Index samples, Index prompt_t
   const double ctx = double(c.context), prompt = std::min(ctx, double(prompt_tokens));
   const double chunk = std::min(256.0, std::max(S, S * prompt));
   const double history = S * (prompt + double(new_tokens));
-  return detail::kFloat * (2 * L * C * S * ctx + 12 * C * C * L + chunk * gpt_floats_per_token(c, c.context, false) +
+  return detail::kFloat * (2 * L * C * S * ctx + 12 * C * C * L + chunk * gpt_floats_per_token(c, c.context, false, true) +
                            S * V + history) +
          8.0 * 3 * S * V + detail::process_bytes(threads);
 }

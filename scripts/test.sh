@@ -9,7 +9,7 @@
 #      assertions on): the unit tests of SANITIZED_TOPICS below, the CLI and hostile-input scripts
 #   4. the tsan preset (clang, ThreadSanitizer, LLVM's libomp with its Archer tool so that OpenMP's
 #      barriers are understood): the unit tests of THREADED_TOPICS below, on two threads
-#   5. every libFuzzer target for SEQGEN_FUZZ_SECONDS seconds (default 60), see scripts/fuzz.sh
+#   5. every libFuzzer target for SEQGEN_FUZZ_SECONDS seconds (default 30), see scripts/fuzz.sh
 #   ./scripts/test.sh                               everything
 #   ./scripts/test.sh --quick                       step 1 only: the day-to-day check
 #   SEQGEN_SKIP_SANITIZERS=1 SEQGEN_FUZZ_SECONDS=0 ./scripts/test.sh   steps 1 and 2 only
@@ -116,7 +116,7 @@ if [ -z "${SEQGEN_SKIP_SANITIZERS:-}" ]; then
     build/tsan/tests/seqgen_tests
 fi
 
-fuzz_seconds=${SEQGEN_FUZZ_SECONDS:-60}
+fuzz_seconds=${SEQGEN_FUZZ_SECONDS:-30}
 if [ "$fuzz_seconds" -gt 0 ]; then
   echo "== fuzzing, $fuzz_seconds s per target"
   ./scripts/fuzz.sh "$fuzz_seconds"

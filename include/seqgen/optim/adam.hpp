@@ -82,7 +82,7 @@ class Adam {
       const Index chunks = (n + kChunk - 1) / kChunk;
       // Each chunk of p, g, m and v stays in cache across the three statements: one pass over memory.
       // m and v are updated before p, so the L2 term reads the old p as PyTorch does.
-      parallel_for(chunks, worth_a_team(4.0 * double(n)), [&](Index c) {
+      parallel_for(chunks, worth_a_team(4.0 * double(n)), [&](Index c) {  // p, g, m, v
         const Index i = c * kChunk, len = std::min(kChunk, n - i);
         auto P = Map(pv + i, len);
         auto G = ConstMap(pg + i, len);

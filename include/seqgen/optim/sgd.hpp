@@ -78,7 +78,7 @@ class Sgd {
       Scalar* pb = buffer.data();
       const Index chunks = (n + kChunk - 1) / kChunk;
       // Each chunk of p, g and buf stays in cache between the two statements: one pass over memory.
-      parallel_for(chunks, worth_a_team(3.0 * double(n)), [&](Index c) {
+      parallel_for(chunks, worth_a_team(3.0 * double(n)), [&](Index c) {  // p, g, buf
         const Index i = c * kChunk, len = std::min(kChunk, n - i);
         auto P = Map(pv + i, len);
         auto G = ConstMap(pg + i, len);

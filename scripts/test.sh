@@ -100,7 +100,8 @@ if [ -z "${SEQGEN_SKIP_SANITIZERS:-}" ]; then
   # Not the no-allocation test (it replaces malloc, as ASan does), the crash-safety script (it
   # kills train at random moments, minutes when sanitized; its save and resume code runs here in
   # the trainer tests and the hostile-input script) nor the memory estimate (ASan's shadow memory
-  # is not the program's), nor the GPT-2 encoder test (npm and node; its ids are checked in release, and the bpe fuzz target runs the encoder sanitized).
+  # is not the program's), nor the GPT-2 encoder test (npm and node; its ids are checked in
+  # release, and the bpe fuzz target runs the encoder sanitized).
   (cd build/asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
     ctest -j "$jobs" --output-on-failure --timeout 900 -E "no_alloc_training_step|crash_safety|memory_estimate|gpt2_encoder")
 

@@ -1,5 +1,5 @@
 // Matrix products of the training step: C = op(A) op(B) or C += op(A) op(B), op(X) = X or Xᵀ,
-// split across the OpenMP threads by seqgen and run with no heap allocation after warm-up.
+// split across seqgen's threads (parallel.hpp) and run with no heap allocation after warm-up.
 //
 //   op(A): (M, K)    op(B): (K, N)    C: (M, N)
 //
@@ -7,10 +7,10 @@
 // the heap once they pass EIGEN_STACK_ALLOCATION_LIMIT (128 KB), which every GEMM of a GPT layer
 // does, and always on the heap when Eigen runs the product on several threads. Here each thread
 // keeps its packing buffers (thread_local, grown to the largest product it has run) and runs a
-// single-thread kernel on its own slice of C:
-//   N ≥ M: thread t computes columns [j_t, j_t+1) of C from all of op(A) and those columns of op(B)
-//   N < M: thread t computes rows [i_t, i_t+1) of C from those rows of op(A) and all of op(B)
-// Each thread packs the operand it shares separately, a small cost next to its M·N·K/threads
+// single-thread kernel on the slices of C it claims, kChunksPerThread slices per thread:
+//   N ≥ M: a slice is columns [j_s, j_s+1) of C, from all of op(A) and those columns of op(B)
+//   N < M: a slice is rows [i_s, i_s+1) of C, from those rows of op(A) and all of op(B)
+// Each slice packs the operand it shares separately, a small cost next to its M·N·K/slices
 // multiply-adds, and the threads never wait on each other inside a product. A single column
 // (N = 1, a decoding step) runs as Eigen's matrix-vector product, which neither packs nor allocates.
 //
@@ -149,23 +149,27 @@ void gemm_threads(const ConstMatRef<Scalar>& A, const ConstMatRef<Scalar>& B, Ma
   const Scalar* b = B.data();
   const Index lda = A.outerStride(), ldb = B.outerStride(), ldc = C.outerStride();
   const bool by_columns = N >= M;
-  // Thread t of nt computes its slice of C: whole tiles of the kernels (16 × 6 for AVX2, 24 × 4
-  // or 8 × 4 for Eigen's), so that only the last slice has ragged edges.
-  auto run_slice = [&](int t, int nt) {
+  // C is cut into slices of whole tiles of the kernels (16 × 6 for AVX2, 24 × 4 or 8 × 4 for
+  // Eigen's), kChunksPerThread per thread, so that only the last slice has ragged edges; the
+  // threads claim the slices one after another (parallel_for).
+  const Index extent = by_columns ? N : M, tile = by_columns ? 24 : 48;
+  const Index slices = std::max<Index>(1, std::min<Index>(Index(num_threads()) * kChunksPerThread,
+                                                           (extent + tile - 1) / tile));
+  auto run_slice = [&](Index s) {
     Index i0 = 0, i1 = M, j0 = 0, j1 = N;
     if (by_columns) {
-      thread_share(N, t, nt, 24, j0, j1);
+      thread_share(N, int(s), int(slices), tile, j0, j1);
     } else {
-      thread_share(M, t, nt, 48, i0, i1);
+      thread_share(M, int(s), int(slices), tile, i0, i1);
     }
-    if (i1 == i0 || j1 == j0) return;  // more threads than slices
+    if (i1 == i0 || j1 == j0) return;  // more slices than tiles
     // Row i of op(A) and column j of op(B) in memory:
     const Scalar* a_rows = TransA ? a + i0 * lda : a + i0;
     const Scalar* b_cols = TransB ? b + j0 : b + j0 * ldb;
     gemm_serial<Scalar, TransA, TransB>(i1 - i0, j1 - j0, K, a_rows, lda, b_cols, ldb, &C(i0, j0), ldc,
                                         accumulate);
   };
-  parallel_team(worth_a_team_for_products(double(M) * double(N) * double(K)), run_slice);
+  parallel_for(slices, worth_a_team_for_products(double(M) * double(N) * double(K)), run_slice);
 }
 
 }  // namespace detail

@@ -1,16 +1,20 @@
-// OpenMP, optional. seqgen uses OpenMP when the build finds it (the seqgen::seqgen target then
-// defines SEQGEN_OPENMP); without it every loop below runs serially and gives the same results.
-// seqgen opens its thread teams through the helpers below: parallel_for (a loop, split once),
-// parallel_team (work split once that runs long on each thread: the GEMM slices, a recurrent
-// layer's time loop) and parallel_team_barriers (phases that meet at barriers: a decoding step).
+// Threads, optional. seqgen shares work among threads when the build finds OpenMP (the
+// seqgen::seqgen target then defines SEQGEN_OPENMP); without it every loop below runs serially and
+// gives the same results. OpenMP sets how many threads (OMP_NUM_THREADS, set_num_threads) and tells
+// whether a caller is inside its own parallel region; the threads themselves are seqgen's pool
+// (thread_pool.hpp), whose waits give the core away on a busy machine.
+// seqgen opens its thread teams through the helpers below: parallel_for (a loop whose items the
+// threads claim in chunks), parallel_team (work split once that runs long on each thread: a
+// recurrent layer's time loop) and parallel_team_barriers (phases that meet at barriers: a
+// decoding step). The matrix products (gemm.hpp) claim slices as parallel_for does.
 #pragma once
 
 #if defined(SEQGEN_OPENMP) && defined(_OPENMP)
 #include <omp.h>
-#define SEQGEN_PRAGMA(x) _Pragma(#x)
-#define SEQGEN_OMP(x) SEQGEN_PRAGMA(omp x)
+#define SEQGEN_THREADS 1
+#include "seqgen/core/thread_pool.hpp"
 #else
-#define SEQGEN_OMP(x)
+#define SEQGEN_THREADS 0
 #endif
 
 #include <algorithm>
@@ -25,9 +29,9 @@ inline std::atomic<long> g_teams_opened{0};
 inline void count_team() { g_teams_opened.fetch_add(1, std::memory_order_relaxed); }
 }  // namespace detail
 
-// How many thread teams seqgen has opened in this process. A diagnostic, and the proof in
-// tests/alloc/no_alloc_test.cpp that no other code (Eigen's products included) opens a team
-// during a training or decoding step: the OpenMP runtime's count there equals this one.
+// How many thread teams seqgen has opened in this process. A diagnostic; tests/alloc/no_alloc_test.cpp
+// counts them in a training or decoding step, and proves that no other code (Eigen's products
+// included) starts an OpenMP team there.
 inline long teams_opened() { return detail::g_teams_opened.load(std::memory_order_relaxed); }
 
 // Whether work is worth a thread team: the one rule, used by every caller. Starting and joining a
@@ -62,41 +66,57 @@ inline void set_num_threads(int n) {
 #endif
 }
 
-// Runs body(i) for i in [0, n): split in contiguous blocks across the threads when `parallel`
-// holds and the caller is not already in a parallel region, else in order on the calling thread.
-// The choice is a C++ branch rather than an OpenMP if clause because libgomp allocates (and frees)
-// a team for every parallel region that runs on one thread, which a training step must not do.
+namespace detail {
+// Runs body(t, nt) on nt threads of the pool (the caller is t = 0) and returns true, or returns
+// false when the work must stay on the calling thread: one thread, no OpenMP, the caller already
+// inside a parallel region (seqgen's or its own OpenMP one), or the pool busy with another
+// caller's job. The check is a C++ branch and never an OpenMP if clause, so nothing is allocated
+// for a team of one.
+template <class Body>
+bool run_team(int nt, Body& body) {
+#if SEQGEN_THREADS
+  if (nt < 2 || omp_in_parallel() || !ThreadPool::instance().run(nt, body)) return false;
+  count_team();
+  return true;
+#else
+  (void)nt;
+  (void)body;
+  return false;
+#endif
+}
+}  // namespace detail
+
+// How many chunks per thread a shared loop or product is cut into. One chunk per thread would be
+// the least overhead on a quiet machine; on a busy one a thread that shares its core runs at half
+// speed or less, and with more chunks than threads the others take its part instead of waiting.
+constexpr Index kChunksPerThread = 4;
+
+// Runs body(i) for i in [0, n): in chunks of consecutive items that the threads claim one after
+// another when `parallel` holds (and a team can be opened, run_team above), else in order on the
+// calling thread. body(i) must not depend on which thread runs it; the results are then the same
+// for any thread count and any split.
 template <class Body>
 void parallel_for(Index n, bool parallel, Body&& body) {
-#if defined(SEQGEN_OPENMP) && defined(_OPENMP)
-  if (parallel && n > 1 && omp_get_max_threads() > 1 && !omp_in_parallel()) {
-    detail::count_team();
-    SEQGEN_OMP(parallel for schedule(static))
-    for (Index i = 0; i < n; ++i) body(i);
-    return;
+  if (parallel && n > 1) {
+    const int nt = num_threads();
+    const Index chunk = std::max<Index>(1, n / (Index(nt) * kChunksPerThread));
+    std::atomic<Index> next{0};
+    auto claim_chunks = [&](int, int) {
+      for (Index i0; (i0 = next.fetch_add(chunk, std::memory_order_relaxed)) < n;)
+        for (Index i = i0, i1 = std::min(n, i0 + chunk); i < i1; ++i) body(i);
+    };
+    if (detail::run_team(nt, claim_chunks)) return;
   }
-#else
-  (void)parallel;
-#endif
   for (Index i = 0; i < n; ++i) body(i);
 }
 
-// Runs body(t, nt) once on each thread t of a team of nt when `parallel` holds and the caller is
-// not already in a parallel region, else body(0, 1) on the calling thread. For work that splits
-// itself once and then runs long on each part (a recurrent layer's whole time loop over its share
-// of the sequences), where a parallel_for per step would start a team per step.
+// Runs body(t, nt) once on each thread t of a team of nt when `parallel` holds (and a team can be
+// opened), else body(0, 1) on the calling thread. For work that splits itself once and then runs
+// long on each part (a recurrent layer's whole time loop over its share of the sequences), where a
+// parallel_for per step would start a team per step.
 template <class Body>
 void parallel_team(bool parallel, Body&& body) {
-#if defined(SEQGEN_OPENMP) && defined(_OPENMP)
-  if (parallel && omp_get_max_threads() > 1 && !omp_in_parallel()) {
-    detail::count_team();
-    SEQGEN_OMP(parallel)
-    body(omp_get_thread_num(), omp_get_num_threads());
-    return;
-  }
-#else
-  (void)parallel;
-#endif
+  if (parallel && detail::run_team(num_threads(), body)) return;
   body(0, 1);
 }
 
@@ -115,9 +135,9 @@ class Team {
   int size() const { return size_; }
 
   void barrier() const {
-    if (synced_) {
-      SEQGEN_OMP(barrier)
-    }
+#if SEQGEN_THREADS
+    if (barrier_) barrier_->wait();
+#endif
   }
 
   void share(Index n, Index& i0, Index& i1) const;
@@ -131,30 +151,29 @@ class Team {
  private:
   template <class Body>
   friend void parallel_team_barriers(int threads, Body&& body);
-  Team(int index, int size, bool synced) : index_(index), size_(size), synced_(synced) {}
+#if SEQGEN_THREADS
+  using Barrier = detail::TeamBarrier;
+#else
+  struct Barrier {};
+#endif
+  Team(int index, int size, Barrier* barrier) : index_(index), size_(size), barrier_(barrier) {}
 
   int index_ = 0, size_ = 1;
-  bool synced_ = false;  // a team seqgen opened, whose barrier binds to it
+  Barrier* barrier_ = nullptr;  // the team's barrier; none for a team of one
 };
 
-// Runs body(team) on each thread of a team of at most `threads` (OpenMP may give fewer), or
-// body(team of one) on the calling thread when threads ≤ 1 or the caller is already in a parallel
-// region. In that last case the team of one never meets an OpenMP barrier: an orphaned barrier
-// would bind to the caller's own team, whose other threads are not running this body. As for
-// parallel_for, the choice is a C++ branch and not an OpenMP if clause.
+// Runs body(team) on each thread of a team of `threads`, or body(team of one) on the calling thread
+// when threads ≤ 1 or a team cannot be opened (run_team above).
 template <class Body>
 void parallel_team_barriers(int threads, Body&& body) {
-#if defined(SEQGEN_OPENMP) && defined(_OPENMP)
-  if (threads > 1 && !omp_in_parallel()) {
-    detail::count_team();
-    SEQGEN_OMP(parallel num_threads(threads))
-    body(Team(omp_get_thread_num(), omp_get_num_threads(), true));
-    return;
+#if SEQGEN_THREADS
+  if (threads > 1) {
+    Team::Barrier barrier(threads);
+    auto run = [&](int t, int nt) { body(Team(t, nt, &barrier)); };
+    if (detail::run_team(threads, run)) return;
   }
-#else
-  (void)threads;
 #endif
-  body(Team(0, 1, false));
+  body(Team(0, 1, nullptr));
 }
 
 // The share [i0, i1) of thread t of nt in n items, as equal as possible in multiples of `step`
@@ -208,30 +227,15 @@ void parallel_copy(MatRef<Scalar> y, const ConstMatRef<Scalar>& x) {
 }
 
 namespace detail {
-// Index of the calling thread in the current OpenMP team (0 without OpenMP).
-inline int omp_thread_index() {
-#if defined(SEQGEN_OPENMP) && defined(_OPENMP)
-  return omp_get_thread_num();
-#else
-  return 0;
-#endif
-}
-
-// A per-thread scratch slot in [0, slots): the thread's index in the team of a loop seqgen split
-// (parallel_for), or 0 when the loop ran serially inside a caller's own parallel region, where the
-// thread index belongs to the caller's team but the object is used by that one thread only.
+// A per-thread scratch slot in [0, slots): the calling thread's index in the team of the job it runs
+// (a loop seqgen split, parallel_for), or 0 outside a job.
 inline int scratch_slot(Index slots) {
-  const int t = omp_thread_index();
-  return t < slots ? t : 0;
-}
-
-// Number of threads in the current OpenMP team (1 outside a parallel region or without OpenMP).
-inline int omp_team_size() {
-#if defined(SEQGEN_OPENMP) && defined(_OPENMP)
-  return omp_get_num_threads();
+#if SEQGEN_THREADS
+  const int t = team_index();
 #else
-  return 1;
+  const int t = 0;
 #endif
+  return t < slots ? t : 0;
 }
 }  // namespace detail
 

@@ -26,8 +26,10 @@
 //
 // Threads. A pass runs as one barrier-synchronised team (parallel_team_barriers in parallel.hpp)
 // of the thread count at construction, for all the blocks: each thread computes its share of the
-// rows of every product, and the (token, head) pairs of attention are dealt round-robin. Stepped
-// from inside the caller's own parallel region, a pass runs on the calling thread alone.
+// rows of every product, and the (token, head) pairs of attention are dealt round-robin. A pass
+// whose products are too small to share between two barriers (worth_a_team_for_products; one
+// token through gpt_s's C = 256 is) runs on the calling thread alone, as does a pass stepped from
+// inside the caller's own parallel region.
 //
 // GPT past its context length. GPT learns absolute positions up to `context`, so a sequence
 // cannot grow past it.
@@ -296,7 +298,11 @@ class GptDecoder {
     const Index C = m.config.channels, ctx = context();
     for (Index n = 0; n < N; ++n)
       x_.col(n) = m.wte.weight.value.col(ids_[n0 + n]) + m.wpe.weight.value.col(pos_[n0 + n]);
-    parallel_team_barriers(threads_, [&](const Team& team) {
+    // The team meets at 5 barriers per block (after qkv, attention, proj, the MLP's two
+    // products), so it is worth opening when the work between two barriers is, by the rule of
+    // core/parallel.hpp: 12·C² multiply-adds per token and block, in 5 phases.
+    const bool shared = worth_a_team_for_products(12.0 * double(C) * double(C) * double(N) / 5.0);
+    parallel_team_barriers(shared ? threads_ : 1, [&](const Team& team) {
       const typename TransformerBlock<Scalar>::CachedScratch scratch{
           ln_.middleCols(team.index() * capacity_, N), qkv_.leftCols(N), att_.leftCols(N), hid_.leftCols(N), scores_};
       for (Index l = 0; l < m.config.layers; ++l) {

@@ -85,7 +85,7 @@ bash tests/consumer/run_readme_program.sh "$tmp/subdir/readme_program" "$build/e
 # tokens, matrix slices, the decoders' packed weights and caches, the trainer's saves). The layer and model
 # tests are arithmetic through Eigen, checked in release; every model's forward, backward and
 # decoding also runs sanitized in the fuzz targets of step 4.
-SANITIZED_TOPICS="attention;flash_attention;checkpoint;dataset;decoder;gemm;pretrained;sampler;tokenizer;trainer"
+SANITIZED_TOPICS="attention;flash_attention;checkpoint;dataset;decoder;gemm;parallel;pretrained;sampler;tokenizer;trainer"
 
 if [ -z "${SEQGEN_SKIP_SANITIZERS:-}" ]; then
   echo "== unit tests under AddressSanitizer + UndefinedBehaviorSanitizer (asan preset)"
@@ -107,7 +107,7 @@ if [ -z "${SEQGEN_SKIP_SANITIZERS:-}" ]; then
 
   # Every test that runs thread teams: GEMM slices, attention per (b, h), the recurrent layers'
   # sequence shares, the decoders' barrier-synchronised passes, whole training steps.
-  THREADED_TOPICS="attention;decoder;determinism;flash_attention;gemm;recurrent;transformer_block"
+  THREADED_TOPICS="attention;decoder;determinism;flash_attention;gemm;parallel;recurrent;transformer_block"
   echo "== threaded unit tests under ThreadSanitizer (tsan preset)"
   archer=/usr/lib/llvm-14/lib/libarcher.so  # from libomp-14-dev
   [ -f "$archer" ] || { echo "ThreadSanitizer needs $archer (libomp-14-dev)"; exit 1; }

@@ -176,6 +176,52 @@ void parallel_team_barriers(int threads, Body&& body) {
   body(Team(0, 1, nullptr));
 }
 
+// Chooses between a team of `threads` and the calling thread alone, by measuring both, for work
+// that repeats many times at about the same size: a decoding step. Such a team meets at barriers
+// many times per run, microseconds apart. On a quiet machine that pays (2 threads decode gpt_s
+// 1.6× faster than 1); on a machine where another program runs, a barrier often waits for a thread
+// that has lost its core, and the same team ran 2–2.5× slower than one thread (2026-12-01). Which
+// holds changes with the load, so it is measured, not guessed:
+//   every kPeriod runs, kTrial runs with the team and kTrial alone, each timed by the caller;
+//   the rest of the period uses whichever took less time.
+// At most kTrial of every kPeriod runs use the slower choice. The results do not depend on the
+// choice (a team splits rows and (token, head) pairs, never a sum).
+class TeamChoice {
+ public:
+  explicit TeamChoice(int threads) : threads_(threads) {}
+
+  // The team size for the next run.
+  int size() const { return threads_ > 1 && option() == kTeam ? threads_ : 1; }
+
+  // The wall-clock seconds the run took.
+  void record(double seconds) {
+    const long r = runs_ % kPeriod;
+    if (r < 2 * kTrial) {
+      const int o = option();
+      total_[o] += seconds;
+      if (r == 2 * kTrial - 1) {
+        best_ = total_[kAlone] < total_[kTeam] ? kAlone : kTeam;
+        total_[kTeam] = total_[kAlone] = 0;
+      }
+    }
+    ++runs_;
+  }
+
+ private:
+  static constexpr int kTeam = 0, kAlone = 1;
+  static constexpr long kTrial = 4, kPeriod = 512;
+
+  int option() const {
+    const long r = runs_ % kPeriod;
+    return r < kTrial ? kTeam : r < 2 * kTrial ? kAlone : best_;
+  }
+
+  int threads_;
+  long runs_ = 0;
+  int best_ = kTeam;
+  double total_[2] = {0, 0};
+};
+
 // The share [i0, i1) of thread t of nt in n items, as equal as possible in multiples of `step`
 // (the last share takes what is left; a share may be empty when there are more threads than steps).
 inline void thread_share(Index n, int t, int nt, Index step, Index& i0, Index& i1) {

@@ -26,10 +26,11 @@
 //
 // Threads. A pass runs as one barrier-synchronised team (parallel_team_barriers in parallel.hpp)
 // of the thread count at construction, for all the blocks: each thread computes its share of the
-// rows of every product, and the (token, head) pairs of attention are dealt round-robin. A pass
-// whose products are too small to share between two barriers (worth_a_team_for_products; one
-// token through gpt_s's C = 256 is) runs on the calling thread alone, as does a pass stepped from
-// inside the caller's own parallel region.
+// rows of every product, and the (token, head) pairs of attention are dealt round-robin. A step
+// (one token per sequence) runs either so or on the calling thread alone, whichever measures faster
+// as the steps go (TeamChoice in parallel.hpp: on a busy machine the team's barriers cost more
+// than they save). Stepped from inside the caller's own parallel region, a pass runs on the calling
+// thread alone.
 //
 // GPT past its context length. GPT learns absolute positions up to `context`, so a sequence
 // cannot grow past it.
@@ -63,6 +64,7 @@
 #pragma once
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <type_traits>
 #include <utility>
@@ -139,6 +141,7 @@ class GptDecoder {
                        "GptDecoder: a KV cache for B=", B_, " sequences of ", T, " positions is too large");
     capacity_ = std::max(B_, std::min(B_ * T, options_.prefill_chunk));
     threads_ = num_threads();
+    step_team_ = TeamChoice(threads_);
 
     kv_.assign(cfg.layers, Mat<Scalar>::Zero(2 * C, B_ * T));
     packed_weights_.resize(cfg.layers);
@@ -246,6 +249,7 @@ class GptDecoder {
   Index B_ = 0;
   Index capacity_ = 0;  // workspace columns: the most tokens one pass runs
   int threads_ = 1;     // OpenMP threads at construction: the size of a pass's team
+  TeamChoice step_team_{1};  // whether a pass of one token per sequence runs on threads_ or alone
 
   std::vector<Mat<Scalar>> kv_;  // L of (2C, B·context)
   std::vector<typename TransformerBlock<Scalar>::Packed> packed_weights_;  // (L) each block's, packed
@@ -298,11 +302,11 @@ class GptDecoder {
     const Index C = m.config.channels, ctx = context();
     for (Index n = 0; n < N; ++n)
       x_.col(n) = m.wte.weight.value.col(ids_[n0 + n]) + m.wpe.weight.value.col(pos_[n0 + n]);
-    // The team meets at 5 barriers per block (after qkv, attention, proj, the MLP's two
-    // products), so it is worth opening when the work between two barriers is, by the rule of
-    // core/parallel.hpp: 12·C² multiply-adds per token and block, in 5 phases.
-    const bool shared = worth_a_team_for_products(12.0 * double(C) * double(C) * double(N) / 5.0);
-    parallel_team_barriers(shared ? threads_ : 1, [&](const Team& team) {
+    // A pass of one token per sequence (a step) repeats many times at one size, and its team
+    // meets at 5 barriers per block: measured against the calling thread alone (TeamChoice).
+    const bool step = N <= B_;
+    const auto start = std::chrono::steady_clock::now();
+    parallel_team_barriers(step ? step_team_.size() : threads_, [&](const Team& team) {
       const typename TransformerBlock<Scalar>::CachedScratch scratch{
           ln_.middleCols(team.index() * capacity_, N), qkv_.leftCols(N), att_.leftCols(N), hid_.leftCols(N), scores_};
       for (Index l = 0; l < m.config.layers; ++l) {
@@ -311,6 +315,7 @@ class GptDecoder {
         m.blocks[l].forward_cached(packed_weights_[l], x_.leftCols(N), scratch, team, kv_of);
       }
     });
+    if (step) step_team_.record(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   }
 };
 

@@ -2,7 +2,8 @@
 //   Decode/gpt_s/kv_cache, Decode/gpt_s/recompute   GPT config S (V=65, C=256, L=4, NH=4, context
 //     256): 255 new tokens from an empty prompt, with the KV cache and by recomputing the whole
 //     forward pass per token. Compare with ../shared/peers/torch_gpt_generate.py 256 4 4 65 256 255 1,
-//     run in the same sitting.
+//     run in the same sitting. Loaded/Decode/gpt_s/kv_cache: the same with a competing CPU-bound
+//     process (bench_util.hpp).
 //   DecodeCost/<kind>/<t>, kind ∈ gpt, lstm; t = 16, 32, …, 1024   the cost of producing the token
 //     at position t: one decoder step whose input token goes to position t (it reads the t cached
 //     positions 0 … t−1 and writes position t), so the time per iteration is the time per token.
@@ -13,6 +14,8 @@
 #include <seqgen/seqgen.hpp>
 
 #include <string>
+
+#include "bench_util.hpp"
 
 namespace {
 
@@ -125,12 +128,19 @@ void decode_cost_lstm(benchmark::State& state) {
 
 void add_positions(benchmark::internal::Benchmark* family) {
   for (Index t = kMinPosition; t <= kMaxPosition; t *= 2) family->Arg(t);
-  family->Unit(benchmark::kMicrosecond);
+  family->Unit(benchmark::kMicrosecond)->UseRealTime();
 }
 
 const bool decode_registered = [] {
-  benchmark::RegisterBenchmark("Decode/gpt_s/kv_cache", decode_kv_cache)->Unit(benchmark::kMillisecond);
-  benchmark::RegisterBenchmark("Decode/gpt_s/recompute", decode_recompute)->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark("Decode/gpt_s/kv_cache", decode_kv_cache)->Unit(benchmark::kMillisecond)->UseRealTime();
+  benchmark::RegisterBenchmark("Loaded/Decode/gpt_s/kv_cache",
+                               [](benchmark::State& state) {
+                                 seqgen_bench::BusyProcess busy;  // another CPU-bound program
+                                 decode_kv_cache(state);
+                               })
+      ->Unit(benchmark::kMillisecond)
+      ->UseRealTime();
+  benchmark::RegisterBenchmark("Decode/gpt_s/recompute", decode_recompute)->Unit(benchmark::kMillisecond)->UseRealTime();
   // "DecodeCost/<kind>" with Arg(t) gives the names DecodeCost/<kind>/<t>.
   add_positions(benchmark::RegisterBenchmark("DecodeCost/lstm", decode_cost_lstm));
   add_positions(benchmark::RegisterBenchmark("DecodeCost/gpt", decode_cost_gpt));

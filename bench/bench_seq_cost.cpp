@@ -184,7 +184,7 @@ void seq_cost_gpt_block(benchmark::State& state) {
 void add_family(Kind kind, benchmark::internal::Benchmark* family) {
   for (Index T = kMinT; T <= kMaxT; T *= 2) family->Arg(T);
   const bool quadratic = kind != Kind::rnn && kind != Kind::lstm && kind != Kind::gru;
-  family->Complexity(quadratic ? benchmark::oNSquared : benchmark::oN)->Unit(benchmark::kMicrosecond);
+  family->Complexity(quadratic ? benchmark::oNSquared : benchmark::oN)->Unit(benchmark::kMicrosecond)->UseRealTime();
 }
 
 std::string family_name(Kind kind) { return std::string("SeqCost/") + kind_name(kind); }

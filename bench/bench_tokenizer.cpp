@@ -98,8 +98,8 @@ void BM_EncodeGpt2(benchmark::State& state) {
   encode_corpus(state, seqgen::gpt2::load_tokenizer(std::string(dir) + "/encoder.json", std::string(dir) + "/vocab.bpe"));
 }
 
-BENCHMARK(BM_TrainBpe)->Name("Tokenizer/train_bpe")->Arg(4096)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_EncodeBpe)->Name("Tokenizer/encode/bpe")->Arg(4096)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_EncodeGpt2)->Name("Tokenizer/encode/gpt2")->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_TrainBpe)->Name("Tokenizer/train_bpe")->Arg(4096)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_EncodeBpe)->Name("Tokenizer/encode/bpe")->Arg(4096)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_EncodeGpt2)->Name("Tokenizer/encode/gpt2")->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace bench_tokenizer

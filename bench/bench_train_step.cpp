@@ -8,9 +8,10 @@
 //                      Counter heap_mib: the heap in use after the first step (mallinfo2), less
 //                      the heap before the trainer was made: weights, gradients, AdamW moments,
 //                      activations and scratch. The process's peak RSS (one variant per run):
-//     /usr/bin/time -v seqgen_bench --benchmark_filter='TrainStep/gpt_s_T2048/flash$'
+//     /usr/bin/time -v seqgen_bench --benchmark_filter='TrainStep/gpt_s_T2048/flash/'
+//   Loaded/TrainStep/gpt_s, Loaded/TrainStep/lstm_s   the same with a competing CPU-bound process
 // Counters: tokens_per_s (B·T per step) and gflops, the model FLOPs of the config
-// (train_flops_per_token) per second.
+// (train_flops_per_token) per second, both per second of wall-clock time (UseRealTime).
 #include <benchmark/benchmark.h>
 #include <seqgen/seqgen.hpp>
 
@@ -18,26 +19,16 @@
 
 #include <string>
 
+#include "bench_util.hpp"
+
 namespace {
 
 using namespace seqgen;
 
 constexpr Index kVocab = 65;
 
-// A tokenizer of kVocab characters and a dataset of random tokens: the step's cost does not
-// depend on the text.
-Tokenizer tokenizer65() {
-  std::string symbols;
-  for (int i = 0; i < kVocab; ++i) symbols += char('!' + i);
-  return Tokenizer::characters(symbols);
-}
-
-TokenDataset random_tokens(Index n) {
-  Rng rng(7);
-  std::vector<Token> ids(n);
-  for (Token& id : ids) id = Token(rng.next_u64() % kVocab);
-  return TokenDataset::from_tokens(TokenSpan(ids.data(), Index(ids.size())), kVocab);
-}
+Tokenizer tokenizer65() { return seqgen_bench::characters(kVocab); }
+TokenDataset random_tokens(Index n) { return seqgen_bench::random_tokens(n, kVocab); }
 
 TrainOptions options(Index B, Index T) {
   TrainOptions o;
@@ -111,13 +102,27 @@ void train_step_lstm_s(benchmark::State& state) {
   run_steps(state, trainer, c.train_flops_per_token());
 }
 
+// The same cases with another CPU-bound process running (seqgen_bench::BusyProcess): on this
+// 2-core machine, 2 threads must not be slower than 1.
+template <void (*Case)(benchmark::State&)>
+void loaded(benchmark::State& state) {
+  seqgen_bench::BusyProcess busy;
+  Case(state);
+}
+
 const bool train_step_registered = [] {
-  benchmark::RegisterBenchmark("TrainStep/gpt_s", train_step_gpt_s)->Unit(benchmark::kMillisecond);
-  benchmark::RegisterBenchmark("TrainStep/lstm_s", train_step_lstm_s)->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark("TrainStep/gpt_s", train_step_gpt_s)->Unit(benchmark::kMillisecond)->UseRealTime();
+  benchmark::RegisterBenchmark("TrainStep/lstm_s", train_step_lstm_s)->Unit(benchmark::kMillisecond)->UseRealTime();
+  benchmark::RegisterBenchmark("Loaded/TrainStep/gpt_s", loaded<train_step_gpt_s>)
+      ->Unit(benchmark::kMillisecond)
+      ->UseRealTime();
+  benchmark::RegisterBenchmark("Loaded/TrainStep/lstm_s", loaded<train_step_lstm_s>)
+      ->Unit(benchmark::kMillisecond)
+      ->UseRealTime();
   benchmark::RegisterBenchmark("TrainStep/gpt_s_T2048/reference", train_step_gpt_s_long, AttentionKernel::reference)
-      ->Unit(benchmark::kMillisecond);
+      ->Unit(benchmark::kMillisecond)->UseRealTime();
   benchmark::RegisterBenchmark("TrainStep/gpt_s_T2048/flash", train_step_gpt_s_long, AttentionKernel::flash)
-      ->Unit(benchmark::kMillisecond);
+      ->Unit(benchmark::kMillisecond)->UseRealTime();
   return true;
 }();
 

@@ -150,11 +150,18 @@ void gemm_threads(const ConstMatRef<Scalar>& A, const ConstMatRef<Scalar>& B, Ma
   const Index lda = A.outerStride(), ldb = B.outerStride(), ldc = C.outerStride();
   const bool by_columns = N >= M;
   // C is cut into slices of whole tiles of the kernels (16 × 6 for AVX2, 24 × 4 or 8 × 4 for
-  // Eigen's), kChunksPerThread per thread, so that only the last slice has ragged edges; the
-  // threads claim the slices one after another (parallel_for).
+  // Eigen's), so that only the last slice has ragged edges, and the threads claim the slices one
+  // after another (parallel_for). Up to kChunksPerThread slices per thread, so that a thread that
+  // shares its core with another program takes fewer, but none narrower than kMinSlice: every
+  // slice packs the operand it shares once more, which costs about as much as 20 multiply-adds per
+  // element, 20 / kMinSlice of the slice's products. One thread: one slice.
+  constexpr Index kMinSlice = 192;
   const Index extent = by_columns ? N : M, tile = by_columns ? 24 : 48;
-  const Index slices = std::max<Index>(1, std::min<Index>(Index(num_threads()) * kChunksPerThread,
-                                                           (extent + tile - 1) / tile));
+  const bool parallel = worth_a_team_for_products(double(M) * double(N) * double(K));
+  const Index nt = parallel ? Index(num_threads()) : 1;
+  const Index slices =
+      std::min<Index>(std::max<Index>(nt, std::min<Index>(nt * kChunksPerThread, extent / kMinSlice)),
+                      std::max<Index>(1, (extent + tile - 1) / tile));
   auto run_slice = [&](Index s) {
     Index i0 = 0, i1 = M, j0 = 0, j1 = N;
     if (by_columns) {
@@ -169,7 +176,7 @@ void gemm_threads(const ConstMatRef<Scalar>& A, const ConstMatRef<Scalar>& B, Ma
     gemm_serial<Scalar, TransA, TransB>(i1 - i0, j1 - j0, K, a_rows, lda, b_cols, ldb, &C(i0, j0), ldc,
                                         accumulate);
   };
-  parallel_for(slices, worth_a_team_for_products(double(M) * double(N) * double(K)), run_slice);
+  parallel_for(slices, parallel, run_slice);
 }
 
 }  // namespace detail

@@ -8,10 +8,8 @@
 
 #include <sched.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -140,29 +138,10 @@ inline int usable_cpus() {
   return n > 0 ? int(n) : 1;
 }
 
-// Whether a team of n threads can start: tried in a child process, because libgomp ends the
-// process ("libgomp: Thread creation failed") when it cannot create one.
-inline bool team_can_start(int n) {
-  if (n <= 1) return true;
-  std::fflush(nullptr);
-  const pid_t pid = ::fork();
-  if (pid < 0) return true;  // cannot tell; the real team will say
-  if (pid == 0) {
-    std::freopen("/dev/null", "w", stderr);
-    seqgen::set_num_threads(n);
-    seqgen::parallel_team(true, [](int, int) {});
-    ::_exit(0);
-  }
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
-}
-
 // Sets seqgen's thread count from --threads (0: every usable CPU). More threads than CPUs are
-// capped, with a note; a team the system cannot create (ulimit -u, -v) shrinks until it can. The
-// team is started here, before the large allocations, and reused by every later parallel loop.
-// Returns the count used.
+// capped, with a note; when the system refuses threads (ulimit -u, -v) the team is what it could
+// start, also with a note. The threads are started here, before the large allocations, and reused
+// by every later parallel loop. Returns the count used.
 inline int configure_threads(int requested, const char* program) {
   const int cpus = usable_cpus();
   int n = requested == 0 ? cpus : requested;
@@ -171,14 +150,17 @@ inline int configure_threads(int requested, const char* program) {
                  requested, cpus, cpus == 1 ? "" : "s", cpus);
     n = cpus;
   }
-  int ok = n;
-  while (ok > 1 && !team_can_start(ok)) ok /= 2;
-  if (ok < n)
+  seqgen::set_num_threads(n);
+  int started = 1;
+  seqgen::parallel_team(true, [&](int t, int nt) {
+    if (t == 0) started = nt;
+  });
+  if (started < n) {
     std::fprintf(stderr, "%s: the system refused to start %d threads (a process or memory limit?); using %d\n", program,
-                 n, ok);
-  seqgen::set_num_threads(ok);
-  seqgen::parallel_team(true, [](int, int) {});
-  return ok;
+                 n, started);
+    seqgen::set_num_threads(started);
+  }
+  return started;
 }
 
 // Size of a file in bytes, or -1 when it cannot be stat'ed (the reader will then say why).

@@ -67,7 +67,8 @@ inline void set_num_threads(int n) {
 }
 
 namespace detail {
-// Runs body(t, nt) on nt threads of the pool (the caller is t = 0) and returns true, or returns
+// Runs body(t, n) on n threads of the pool, n = nt or fewer when the system refuses threads (the
+// caller is t = 0), and returns true, or returns
 // false when the work must stay on the calling thread: one thread, no OpenMP, the caller already
 // inside a parallel region (seqgen's or its own OpenMP one), or the pool busy with another
 // caller's job. The check is a C++ branch and never an OpenMP if clause, so nothing is allocated
@@ -136,7 +137,7 @@ class Team {
 
   void barrier() const {
 #if SEQGEN_THREADS
-    if (barrier_) barrier_->wait();
+    if (barrier_) barrier_->wait(size_);
 #endif
   }
 
@@ -162,13 +163,14 @@ class Team {
   Barrier* barrier_ = nullptr;  // the team's barrier; none for a team of one
 };
 
-// Runs body(team) on each thread of a team of `threads`, or body(team of one) on the calling thread
-// when threads ≤ 1 or a team cannot be opened (run_team above).
+// Runs body(team) on each thread of a team of `threads` (fewer if the system refuses threads), or
+// body(team of one) on the calling thread when threads ≤ 1 or a team cannot be opened (run_team
+// above).
 template <class Body>
 void parallel_team_barriers(int threads, Body&& body) {
 #if SEQGEN_THREADS
   if (threads > 1) {
-    Team::Barrier barrier(threads);
+    Team::Barrier barrier;
     auto run = [&](int t, int nt) { body(Team(t, nt, &barrier)); };
     if (detail::run_team(threads, run)) return;
   }

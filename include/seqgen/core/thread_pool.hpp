@@ -22,15 +22,18 @@
 // thread has finished the job.
 //
 // Memory: the workers are made on the first job that needs them and when a job needs more; a
-// job itself allocates nothing.
+// job itself allocates nothing. When the system refuses a thread (ulimit -u, a memory limit), the
+// jobs run on the threads there are, and on the caller alone when there are none.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <climits>
 #include <cstdint>
 #include <exception>
 #include <mutex>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -146,15 +149,18 @@ class ThreadPool {
   ThreadPool& operator=(const ThreadPool&) = delete;
   ~ThreadPool() { stop_workers(); }
 
-  // Runs body(t, nt) for t = 0 … nt − 1, t = 0 on the calling thread, and returns true once all
-  // have returned; returns false without running anything when the pool is busy or the caller is
-  // inside a job (the caller then runs the work itself).
+  // Runs body(t, n) for t = 0 … n − 1, t = 0 on the calling thread, and returns true once all
+  // have returned. n is nt, or fewer when the system refuses to create more threads (a process
+  // or memory limit). Returns false without running anything when the pool is busy, the caller is
+  // inside a job or no second thread can be had (the caller then runs the work itself).
   template <class Body>
   bool run(int nt, Body& body) {
     if (nt < 2 || in_job()) return false;
     std::unique_lock<std::mutex> lock(busy_, std::try_to_lock);
     if (!lock.owns_lock()) return false;
-    if (int(workers_.size()) < nt - 1) start_workers(nt - 1);
+    if (int(workers_.size()) < nt - 1 && !refused_) start_workers(nt - 1);
+    nt = std::min(nt, int(workers_.size()) + 1);
+    if (nt < 2) return false;
     fn_ = [](void* ctx, int t, int n) { (*static_cast<Body*>(ctx))(t, n); };
     ctx_ = &body;
     team_size_ = nt;
@@ -178,11 +184,16 @@ class ThreadPool {
  private:
   ThreadPool() = default;
 
+  // Starts n workers; stops at the first the system refuses (and asks for no more after that).
   void start_workers(int n) {
     stop_workers();
     stopping_ = false;
     const uint32_t seen = job_.load();
-    for (int i = 0; i < n; ++i) workers_.emplace_back([this, i, seen] { work(i + 1, seen); });
+    try {
+      for (int i = 0; i < n; ++i) workers_.emplace_back([this, i, seen] { work(i + 1, seen); });
+    } catch (const std::system_error&) {
+      refused_ = true;
+    }
   }
 
   void stop_workers() {
@@ -226,6 +237,7 @@ class ThreadPool {
   void* ctx_ = nullptr;
   int team_size_ = 1;
   bool stopping_ = false;
+  bool refused_ = false;  // the system refused a thread: use the workers there are
   std::mutex error_lock_;
   std::exception_ptr error_;
 };
@@ -234,11 +246,10 @@ class ThreadPool {
 // thread to arrive resets the count and releases the others.
 class TeamBarrier {
  public:
-  explicit TeamBarrier(int nt) : nt_(uint32_t(nt)) {}
-
-  void wait() {
+  // nt: the size of the team, the same on every thread.
+  void wait(int nt) {
     const uint32_t phase = phase_.load();
-    if (arrived_.fetch_add(1, std::memory_order_acq_rel) + 1 == nt_) {
+    if (arrived_.fetch_add(1, std::memory_order_acq_rel) + 1 == uint32_t(nt)) {
       arrived_.store(0, std::memory_order_relaxed);
       phase_.store(phase + 1);
     } else {
@@ -247,7 +258,6 @@ class TeamBarrier {
   }
 
  private:
-  const uint32_t nt_;
   std::atomic<uint32_t> arrived_{0};
   WaitWord phase_;
 };

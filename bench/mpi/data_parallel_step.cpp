@@ -6,6 +6,8 @@
 //   OMP_NUM_THREADS=2 seqgen_mpi_bench gpt_s 20                 one process, 2 threads
 //   OMP_NUM_THREADS=1 mpirun -np 2 seqgen_mpi_bench gpt_s 20    2 ranks, 1 thread each
 //   OMP_NUM_THREADS=1 mpirun -np 2 seqgen_mpi_bench gpt_s 20 zero   the same with ZeRO-1
+//   OMP_NUM_THREADS=1 mpirun -np 2 seqgen_mpi_bench gpt_s 20 overlap 2   all-reduce overlapped with
+//                                                   backward, in buckets of 2 MiB (default 8)
 //   mpirun -np 2 seqgen_mpi_bench allreduce 200                 MPI_Allreduce of the gpt_s gradients,
 //                                                               and ZeRO-1's collectives on them
 //   mpirun -np 2 seqgen_mpi_bench overlap 10                    whether an all-reduce overlaps compute
@@ -77,7 +79,9 @@ double median(std::vector<double> v) {
 }
 
 template <typename Model>
-void steps(const MpiSession& mpi, Model model, Index B, Index T, int n, const char* name, bool zero) {
+void steps(const MpiSession& mpi, Model model, Index B, Index T, int n, const char* name, const std::string& mode,
+           std::size_t bucket_mib) {
+  const bool zero = mode == "zero";
   const TokenDataset data = random_tokens(1 << 18);
   Trainer<Model> trainer(std::move(model), tokenizer65(), data, options(B, T));
   std::optional<DataParallel<Model>> dp;
@@ -85,6 +89,8 @@ void steps(const MpiSession& mpi, Model model, Index B, Index T, int n, const ch
   if (mpi.world() > 1) {
     DataParallelOptions dpo;
     dpo.shard_optimizer = zero;
+    dpo.overlap = mode == "overlap";
+    dpo.bucket_bytes = bucket_mib << 20;
     dp.emplace(mpi.comm(), trainer, dpo);
     auto reduce = std::move(trainer.reduce_gradients);
     trainer.reduce_gradients = [&, reduce](Model& m, double& loss) {
@@ -118,11 +124,13 @@ void steps(const MpiSession& mpi, Model model, Index B, Index T, int n, const ch
   if (dp && zero)
     std::snprintf(update, sizeof update, ", AdamW on the slice + all-gather median %.2f ms", 1e3 * median(updates));
   if (mpi.rank() == 0)
-    std::printf("%s%s ranks=%d threads=%d B=%lld T=%lld: step median %.2f ms (min %.2f), %s median %.2f ms "
+    std::printf("%s%s ranks=%d threads=%d B=%lld T=%lld buckets of %zu MiB: step median %.2f ms (min %.2f), %s median %.2f ms "
                 "(%.1f%%)%s, %.0f tokens/s, gradient %.2f MB, AdamW state %.2f MB per rank\n",
-                name, dp && zero ? " ZeRO-1" : "", mpi.world(), num_threads(), (long long)B, (long long)T,
+                name, !dp ? "" : zero ? " ZeRO-1" : mode == "overlap" ? " overlapped" : "", mpi.world(), num_threads(),
+                (long long)B, (long long)T, bucket_mib,
                 1e3 * median(times), 1e3 * *std::min_element(times.begin(), times.end()),
-                dp && zero ? "reduce-scatter" : "all-reduce", 1e3 * median(reduces),
+                dp && zero ? "reduce-scatter" : mode == "overlap" ? "all-reduce after backward" : "all-reduce",
+                1e3 * median(reduces),
                 100 * median(reduces) / median(times),
                 update,
                 double(B * T) / median(times), 4e-6 * P, 1e-6 * state_bytes);
@@ -242,11 +250,12 @@ int main(int argc, char** argv) {
   MpiSession mpi(argc, argv);
   const std::string what = argc > 1 ? argv[1] : "gpt_s";
   const int n = argc > 2 ? std::atoi(argv[2]) : 20;
-  const bool zero = argc > 3 && std::string(argv[3]) == "zero";
+  const std::string mode = argc > 3 ? argv[3] : "";  // zero, overlap or nothing
+  const std::size_t bucket_mib = argc > 4 ? std::size_t(std::atoi(argv[4])) : 8;
   try {
     Rng rng(1);
-    if (what == "gpt_s") steps(mpi, Gpt<float>(gpt_s(), rng), 8, 256, n, "gpt_s", zero);
-    else if (what == "lstm_s") steps(mpi, LstmLm<float>(lstm_s(), rng), 32, 128, n, "lstm_s", zero);
+    if (what == "gpt_s") steps(mpi, Gpt<float>(gpt_s(), rng), 8, 256, n, "gpt_s", mode, bucket_mib);
+    else if (what == "lstm_s") steps(mpi, LstmLm<float>(lstm_s(), rng), 32, 128, n, "lstm_s", mode, bucket_mib);
     else if (what == "allreduce") allreduce(mpi, n);
     else if (what == "overlap") overlap(mpi, n);
     else mpi.abort(2, "expected gpt_s, lstm_s, allreduce or overlap, got '" + what + "'");

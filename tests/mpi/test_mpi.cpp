@@ -25,6 +25,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <algorithm>
 #include <filesystem>
 #include <optional>
 #include <stdexcept>
@@ -115,10 +116,13 @@ std::vector<Scalar> moments(Adam<Scalar>& optimizer, int which) {
 
 std::vector<float> as_vector(const Mat<float>& m) { return std::vector<float>(m.data(), m.data() + m.size()); }
 
+enum class Reduction { allreduce, zero, overlap };
+
 // `steps` steps on one process with batch B and on every rank with B/N, compared after each;
-// with `shard_optimizer` (ZeRO-1) each rank's gradient and moments are its slice of one process's.
+// with ZeRO-1 each rank's gradient and moments are its slice of one process's.
 template <typename Model>
-void check_equals_one_process(const Model& fresh, int steps, bool shard_optimizer) {
+void check_equals_one_process(const Model& fresh, int steps, Reduction how) {
+  const bool shard_optimizer = how == Reduction::zero;
   set_num_threads(1);
   const Tokenizer tok = Tokenizer::characters(kText);
   const TokenDataset data = TokenDataset::from_text(kText, tok, 0.1);
@@ -126,7 +130,9 @@ void check_equals_one_process(const Model& fresh, int steps, bool shard_optimize
   Trainer<Model> replica(fresh, tok, data, options());
   DataParallelOptions dpo;
   dpo.shard_optimizer = shard_optimizer;
-  dpo.bucket_bytes = shard_optimizer ? 2048 : dpo.bucket_bytes;  // ZeRO: several buckets, parameters cut
+  dpo.overlap = how == Reduction::overlap;
+  // Several buckets, parameters cut (ZeRO-1), or started at several points of backward (overlap).
+  if (how != Reduction::allreduce) dpo.bucket_bytes = 2048;
   DataParallel<Model> dp(MPI_COMM_WORLD, replica, dpo);
   REQUIRE(dp.world() == g_world);
   const ShardedAdamW<float>* sharded = dp.sharded();
@@ -152,7 +158,7 @@ void check_equals_one_process(const Model& fresh, int steps, bool shard_optimize
   };
   for (int s = 0; s < steps; ++s) {
     const double loss_one = one.step(), loss_replica = replica.step();
-    INFO("rank " << g_rank << " of " << g_world << ", step " << s + 1 << (sharded ? ", ZeRO-1" : ""));
+    INFO("rank " << g_rank << " of " << g_world << ", step " << s + 1 << " reduction " << int(how));
     CHECK(std::abs(loss_replica - loss_one) <= 1e-6 * std::abs(loss_one));
     CHECK(relative_error(grads_replica, sharded ? slice_of(*sharded, grads_one) : grads_one) <= 1e-6);
     if (sharded) {
@@ -166,7 +172,41 @@ void check_equals_one_process(const Model& fresh, int steps, bool shard_optimize
     CHECK(same_on_every_rank(params_replica));
   }
   // A few buckets in all, not one call per tensor.
-  if (!sharded) CHECK(dp.reducer().bucket_calls() == std::size_t(steps));  // one per step: the models are small
+  if (how == Reduction::allreduce) CHECK(dp.reducer().bucket_calls() == std::size_t(steps));  // the models are small
+  if (how == Reduction::overlap) CHECK(dp.reducer().bucket_calls() > std::size_t(3 * steps));
+}
+
+// The model's backward reports final gradients truthfully: at each ready(k), tensors k, k + 1, …
+// already hold the values they have when backward returns; k decreases and ends at 0.
+template <typename Model>
+void check_gradients_ready(Model model, Index B, Index T) {
+  Rng rng(2);
+  std::vector<Token> inputs(std::size_t(B * T)), targets(inputs.size());
+  for (auto& t : inputs) t = Token(rng.uniform_int(std::uint64_t(model.config.vocab_size)));
+  for (auto& t : targets) t = Token(rng.uniform_int(std::uint64_t(model.config.vocab_size)));
+  typename Model::Activations act;
+  auto state = model.zero_state(B);
+  zero_grad(model);
+  model.forward(inputs, targets, B, T, state, act, rng, true);
+  std::vector<std::pair<Index, std::vector<float>>> seen;  // (k, the gradients of tensors k, …)
+  model.backward(inputs, targets, B, T, act, [&](Index first) {
+    std::vector<float> suffix;
+    Index k = 0;
+    model.for_each_param([&](Param<float>& p) {
+      if (k++ >= first) suffix.insert(suffix.end(), p.grad.data(), p.grad.data() + p.grad.size());
+    });
+    seen.emplace_back(first, std::move(suffix));
+  });
+  const std::vector<float> final_grads = flat<float>(model, true);
+  REQUIRE(seen.size() == std::size_t(model.config.layers + 2));  // the head, each layer, the embeddings
+  CHECK(seen.back().first == 0);
+  for (std::size_t i = 0; i < seen.size(); ++i) {
+    INFO("call " << i << ": ready(" << seen[i].first << ")");
+    if (i > 0) CHECK(seen[i].first < seen[i - 1].first);
+    const std::vector<float>& suffix = seen[i].second;
+    CHECK(suffix.size() > 0);
+    CHECK(std::equal(suffix.begin(), suffix.end(), final_grads.end() - std::ptrdiff_t(suffix.size())));
+  }
 }
 
 RecurrentConfig recurrent_config(CellKind cell) {
@@ -328,19 +368,30 @@ void check_double(Model one, Index B, Index T, bool shard_optimizer) {
 }  // namespace
 
 TEST_CASE("MPI: a GPT step on N ranks equals one process with the whole batch", "[mpi]") {
-  for (bool zero : {false, true}) {
+  for (Reduction how : {Reduction::allreduce, Reduction::zero, Reduction::overlap}) {
     Rng rng(3);
-    check_equals_one_process(Gpt<float>(gpt_config(), rng), 4, zero);
+    check_equals_one_process(Gpt<float>(gpt_config(), rng), 4, how);
   }
 }
 
 TEST_CASE("MPI: LSTM and GRU steps on N ranks equal one process, carried state included", "[mpi]") {
-  for (bool zero : {false, true}) {
+  for (Reduction how : {Reduction::allreduce, Reduction::zero, Reduction::overlap}) {
     Rng rng(4);
     // 9 steps: the streams of this text wrap (the state is reset) within them.
-    check_equals_one_process(LstmLm<float>(recurrent_config(CellKind::lstm), rng), 9, zero);
-    check_equals_one_process(GruLm<float>(recurrent_config(CellKind::gru), rng), 9, zero);
+    check_equals_one_process(LstmLm<float>(recurrent_config(CellKind::lstm), rng), 9, how);
+    check_equals_one_process(GruLm<float>(recurrent_config(CellKind::gru), rng), 9, how);
   }
+}
+
+TEST_CASE("Models report their final gradients during backward (GradientsReady)", "[mpi][overlap]") {
+  Rng rng(12);
+  check_gradients_ready(Gpt<float>(gpt_config(), rng), 3, 8);
+  GptConfig untied = gpt_config();
+  untied.tie_weights = false;
+  check_gradients_ready(Gpt<float>(untied, rng), 3, 8);
+  check_gradients_ready(LstmLm<float>(recurrent_config(CellKind::lstm), rng), 3, 8);
+  check_gradients_ready(GruLm<float>(recurrent_config(CellKind::gru), rng), 3, 8);
+  check_gradients_ready(RnnLm<float>(recurrent_config(CellKind::rnn), rng), 3, 8);
 }
 
 TEST_CASE("MPI: the reduction in double matches one process to 1e-12", "[mpi]") {

@@ -35,6 +35,9 @@ namespace seqgen {
 
 struct DataParallelOptions {
   bool shard_optimizer = false;  // ZeRO-1: each rank keeps the AdamW moments of its slice only
+  // Start each bucket's all-reduce during backward, as soon as its gradients are final
+  // (GradientAllReduce::ready); not with shard_optimizer.
+  bool overlap = false;
   std::size_t bucket_bytes = std::size_t(8) << 20;  // gradients move in buckets of this size
 };
 
@@ -51,7 +54,14 @@ class DataParallel {
       : comm_(comm), trainer_(&trainer), reduce_(comm, options.bucket_bytes) {
     check_mpi(MPI_Comm_rank(comm, &rank_), "MPI_Comm_rank");
     check_mpi(MPI_Comm_size(comm, &world_), "MPI_Comm_size");
+    check<ConfigError>(!(options.overlap && options.shard_optimizer),
+                       "DataParallel: overlap is not implemented with shard_optimizer");
     trainer.set_shard(rank_, world_);
+    if (options.overlap) {
+      trainer.gradients_ready = [this](Model& model, Index first) { reduce_.ready(model, first); };
+      trainer.reduce_gradients = [this](Model& model, double& loss) { reduce_.finish(model, loss); };
+      return;
+    }
     if (!options.shard_optimizer) {
       trainer.reduce_gradients = [this](Model& model, double& loss) { reduce_(model, loss); };
       return;
@@ -66,6 +76,7 @@ class DataParallel {
   DataParallel& operator=(const DataParallel&) = delete;
   ~DataParallel() {
     trainer_->reduce_gradients = nullptr;
+    trainer_->gradients_ready = nullptr;
     trainer_->clip_sharded = nullptr;
     trainer_->step_sharded = nullptr;
   }

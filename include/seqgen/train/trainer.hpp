@@ -137,6 +137,9 @@ class Trainer {
   // Data parallelism (see the file comment; empty for one process): called after backward with
   // this replica's gradients and its loss; must replace both by their means over all replicas.
   std::function<void(Model&, double& loss)> reduce_gradients;
+  // Data parallelism overlapped with backward (empty otherwise): model.backward calls it as the
+  // gradients of tensors first_final_tensor, … become final (GradientsReady, core/param.hpp).
+  std::function<void(Model&, Index first_final_tensor)> gradients_ready;
   // Data parallelism with the optimizer state sharded over the replicas (ZeRO-1,
   // distributed/sharded_adamw.hpp; both empty otherwise). After reduce_gradients, each replica
   // holds its slice of the mean gradient only: clip_sharded(max_norm) replaces the gradient norm and
@@ -327,7 +330,10 @@ class Trainer {
                       (std::uint64_t(rank_) << 48));
       loss = model.forward(inputs, targets, local, T, state_, act_, dropout_rng, true);
     }
-    model.backward(inputs, targets, local, T, act_);
+    if (gradients_ready)
+      model.backward(inputs, targets, local, T, act_, [this](Index first) { gradients_ready(model, first); });
+    else
+      model.backward(inputs, targets, local, T, act_);
     if (reduce_gradients) reduce_gradients(model, loss);
     if (on_gradients) on_gradients(model);
     // A non-finite norm leaves the gradients unscaled (clip_grad_norm); they are not used then.

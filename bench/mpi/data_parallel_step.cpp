@@ -8,6 +8,9 @@
 //   OMP_NUM_THREADS=1 mpirun -np 2 seqgen_mpi_bench gpt_s 20 zero   the same with ZeRO-1
 //   OMP_NUM_THREADS=1 mpirun -np 2 seqgen_mpi_bench gpt_s 20 overlap 2   all-reduce overlapped with
 //                                                   backward, in buckets of 2 MiB (default 8)
+//   OMP_NUM_THREADS=1 mpirun -np 2 seqgen_mpi_bench gpt_s 20 ab-overlap 2   A/B in one run: steps of
+//       two trainers alternate, the plain all-reduce (A) and the overlapped one (B), so that both
+//       see the same load (ab-zero: ZeRO-1 as B); prints the medians and the median of B − A
 //   mpirun -np 2 seqgen_mpi_bench allreduce 200                 MPI_Allreduce of the gpt_s gradients,
 //                                                               and ZeRO-1's collectives on them
 //   mpirun -np 2 seqgen_mpi_bench overlap 10                    whether an all-reduce overlaps compute
@@ -136,6 +139,48 @@ void steps(const MpiSession& mpi, Model model, Index B, Index T, int n, const ch
                 double(B * T) / median(times), 4e-6 * P, 1e-6 * state_bytes);
 }
 
+// A/B: two trainers of the same model, the plain all-reduce (A) and `b` (B), their steps
+// alternating (A first on even steps, B first on odd ones), so that a machine whose load changes
+// from second to second weighs on both alike.
+template <typename Model>
+void steps_ab(const MpiSession& mpi, const Model& model, Index B, Index T, int n, const char* name,
+              const DataParallelOptions& b, const char* b_name) {
+  const TokenDataset data = random_tokens(1 << 18);
+  Trainer<Model> ta(model, tokenizer65(), data, options(B, T)), tb(model, tokenizer65(), data, options(B, T));
+  DataParallelOptions a;
+  a.bucket_bytes = b.bucket_bytes;
+  DataParallel<Model> da(mpi.comm(), ta, a), db(mpi.comm(), tb, b);
+  ta.step();
+  tb.step();
+  std::vector<double> time_a, time_b, diff;
+  auto timed = [&](Trainer<Model>& t) {
+    MPI_Barrier(mpi.comm());
+    const auto t0 = Clock::now();
+    t.step();
+    return seconds(t0, Clock::now());
+  };
+  for (int i = 0; i < n; ++i) {
+    double x, y;
+    if (i % 2 == 0) {
+      x = timed(ta);
+      y = timed(tb);
+    } else {
+      y = timed(tb);
+      x = timed(ta);
+    }
+    time_a.push_back(x);
+    time_b.push_back(y);
+    diff.push_back(y - x);
+  }
+  if (mpi.rank() == 0)
+    std::printf("%s A/B ranks=%d threads=%d buckets of %zu MiB: all-reduce median %.2f ms (min %.2f), %s median "
+                "%.2f ms (min %.2f), median of B - A %+.2f ms (%+.1f%%)\n",
+                name, mpi.world(), num_threads(), b.bucket_bytes >> 20, 1e3 * median(time_a),
+                1e3 * *std::min_element(time_a.begin(), time_a.end()), b_name, 1e3 * median(time_b),
+                1e3 * *std::min_element(time_b.begin(), time_b.end()), 1e3 * median(diff),
+                100 * median(diff) / median(time_a));
+}
+
 void allreduce(const MpiSession& mpi, int n) {
   Rng rng(1);
   Gpt<float> model(gpt_s(), rng);
@@ -254,7 +299,16 @@ int main(int argc, char** argv) {
   const std::size_t bucket_mib = argc > 4 ? std::size_t(std::atoi(argv[4])) : 8;
   try {
     Rng rng(1);
-    if (what == "gpt_s") steps(mpi, Gpt<float>(gpt_s(), rng), 8, 256, n, "gpt_s", mode, bucket_mib);
+    if (mode == "ab-overlap" || mode == "ab-zero") {
+      DataParallelOptions b;
+      b.overlap = mode == "ab-overlap";
+      b.shard_optimizer = mode == "ab-zero";
+      b.bucket_bytes = bucket_mib << 20;
+      const char* b_name = b.overlap ? "overlapped" : "ZeRO-1";
+      if (what == "gpt_s") steps_ab(mpi, Gpt<float>(gpt_s(), rng), 8, 256, n, "gpt_s", b, b_name);
+      else if (what == "lstm_s") steps_ab(mpi, LstmLm<float>(lstm_s(), rng), 32, 128, n, "lstm_s", b, b_name);
+      else mpi.abort(2, "ab-overlap and ab-zero need gpt_s or lstm_s");
+    } else if (what == "gpt_s") steps(mpi, Gpt<float>(gpt_s(), rng), 8, 256, n, "gpt_s", mode, bucket_mib);
     else if (what == "lstm_s") steps(mpi, LstmLm<float>(lstm_s(), rng), 32, 128, n, "lstm_s", mode, bucket_mib);
     else if (what == "allreduce") allreduce(mpi, n);
     else if (what == "overlap") overlap(mpi, n);

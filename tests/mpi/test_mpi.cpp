@@ -8,7 +8,9 @@
 //   - save on N ranks, resume on N ranks (bit-identical) and on 1 process (float tolerance);
 //   - the same with the AdamW moments sharded (ZeRO-1, DataParallelOptions::shard_optimizer):
 //     each rank's slice of the mean gradient and of the moments equals that part of one process's,
-//     in float and in double, and its checkpoints resume on N, N − 1 and 1 ranks.
+//     in float and in double, and its checkpoints resume on N, N − 1 and 1 ranks;
+//   - with the all-reduce overlapped with backward, the same steps; and every model's backward
+//     reports as final (GradientsReady) only gradients that are.
 // `test_mpi --throw-on-rank R` instead throws on rank R while the others wait in a collective:
 // mpi_test.sh checks that the job ends at once, non-zero, with the message.
 #if defined(SEQGEN_CATCH2_V3)

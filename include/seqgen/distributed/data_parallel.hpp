@@ -13,6 +13,9 @@
 // process would write. A recurrent model's carried state stays with the rank whose streams it
 // belongs to, and is gathered to rank 0 only to be saved.
 //
+// With DataParallelOptions::overlap, each bucket's all-reduce starts during backward as soon as its
+// gradients are final (GradientAllReduce::ready, fed by the model's GradientsReady callback).
+//
 // With DataParallelOptions::shard_optimizer (ZeRO stage 1, distributed/sharded_adamw.hpp) the
 // AdamW moments are sharded instead: each rank receives its slice of the mean gradient
 // (reduce-scatter), clips it by the global norm, updates its slice of the weights and keeps the

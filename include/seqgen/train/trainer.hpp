@@ -145,8 +145,8 @@ class Trainer {
   // holds its slice of the mean gradient only: clip_sharded(max_norm) replaces the gradient norm and
   // the clipping (it returns the global norm, and clips unless max_norm is 0), and
   // step_sharded(model, optimizer) replaces optimizer.step(model): an AdamW step on the slice, with
-  // the options and step count of `optimizer` (whose own moments are then released), after which
-  // every replica holds every updated parameter.
+  // the options and step count of `optimizer` (which then holds no moments of its own), after
+  // which every replica holds every updated parameter.
   std::function<double(double max_norm)> clip_sharded;
   std::function<void(Model&, AdamW<Scalar>&)> step_sharded;
 

@@ -127,7 +127,8 @@ void steps(const MpiSession& mpi, Model model, Index B, Index T, int n, const ch
   if (dp && zero)
     std::snprintf(update, sizeof update, ", AdamW on the slice + all-gather median %.2f ms", 1e3 * median(updates));
   if (mpi.rank() == 0)
-    std::printf("%s%s ranks=%d threads=%d B=%lld T=%lld buckets of %zu MiB: step median %.2f ms (min %.2f), %s median %.2f ms "
+    std::printf("%s%s ranks=%d threads=%d B=%lld T=%lld buckets of %zu MiB: step median %.2f ms (min %.2f), "
+                "%s median %.2f ms "
                 "(%.1f%%)%s, %.0f tokens/s, gradient %.2f MB, AdamW state %.2f MB per rank\n",
                 name, !dp ? "" : zero ? " ZeRO-1" : mode == "overlap" ? " overlapped" : "", mpi.world(), num_threads(),
                 (long long)B, (long long)T, bucket_mib,

@@ -23,7 +23,8 @@
 // Under mpirun (built with MPI: the seqgen::mpi target), the ranks train one model on the global
 // --batch, each on its share of the sequences (docs/distributed.md): rank 0 alone prints, logs and
 // writes the checkpoint; tokens/s counts every rank; a signal on any rank stops every rank at the
-// same step, which saves once; an error on one rank ends the whole job with its message.
+// same step, which saves once; an error on one rank ends the whole job with its message. --zero
+// shards the AdamW moments over the ranks (ZeRO stage 1).
 #include "cli_common.hpp"
 #include "metrics_log.hpp"
 
@@ -92,6 +93,7 @@ struct Args {
   std::string metrics;  // the JSON-lines log; empty with --no-metrics
   bool no_metrics = false;
   int threads = 0;
+  bool zero = false;  // under mpirun: the AdamW moments sharded over the ranks
   bool warmup_given = false;
 };
 
@@ -234,7 +236,11 @@ int run(seqgen::Trainer<Model>& trainer, const Args& args, const Units& units, d
   std::int64_t saved_step = -1;  // the step of the last checkpoint this process wrote
 #if defined(SEQGEN_MPI)
   std::optional<DataParallel<Model>> dp;  // several ranks: this one's share of each batch
-  if (g_mpi->world() > 1) dp.emplace(g_mpi->comm(), trainer);
+  if (g_mpi->world() > 1) {
+    DataParallelOptions dpo;
+    dpo.shard_optimizer = args.zero;
+    dp.emplace(g_mpi->comm(), trainer, dpo);
+  }
 #else
   const std::optional<int> dp;
 #endif
@@ -574,6 +580,9 @@ int train_main(int argc, char** argv) {
   app.add_option("--resume", args.resume, "Checkpoint to continue from");
   add_number(app, "--seed", t.seed, std::uint64_t(0), std::numeric_limits<std::uint64_t>::max(), "Random seed");
   add_number(app, "--threads", args.threads, 0, 4096, "Threads (0: every usable CPU; more than that are capped)");
+  app.add_flag("--zero", args.zero,
+               "Under mpirun: each rank keeps the AdamW moments of 1/N of the weights only (ZeRO stage 1); the "
+               "same training and checkpoints (no effect on one process)");
   add_number(app, "--skip-nonfinite", t.skip_nonfinite, std::int64_t(0), kMaxSteps,
              "Steps with a NaN/Inf loss or gradient norm to skip (no update) before stopping, over the whole run");
   try {

@@ -62,6 +62,14 @@ cmake --build "$tmp/package" -j "$jobs" >/dev/null
 package_says=$("$tmp/package/consumer")
 echo "$package_says"
 bash tests/consumer/run_readme_program.sh "$tmp/package/readme_program" "$build/examples/train" "$build/examples/export"
+# seqgen::mpi from the installed package (the component mpi), where seqgen was built with MPI.
+mpirun_flags=(--oversubscribe -np 2)
+[ "$(id -u)" -eq 0 ] && mpirun_flags+=(--allow-run-as-root)
+if [ -x "$tmp/package/consumer_mpi" ]; then
+  OMP_NUM_THREADS=1 mpiexec "${mpirun_flags[@]}" "$tmp/package/consumer_mpi"
+else
+  echo "SKIPPED: consumer_mpi (seqgen::mpi not installed: MPI not found)"
+fi
 
 echo "== consumer through pkg-config"
 PKG_CONFIG_PATH="$tmp/prefix/share/pkgconfig" pkg-config --exists seqgen
@@ -79,6 +87,7 @@ echo "== consumer through add_subdirectory"
 cmake -S tests/consumer -B "$tmp/subdir" -DSEQGEN_CONSUMER_MODE=subdirectory -DSEQGEN_SOURCE_DIR="$root" >/dev/null
 cmake --build "$tmp/subdir" -j "$jobs" >/dev/null
 "$tmp/subdir/consumer"
+if [ -x "$tmp/subdir/consumer_mpi" ]; then OMP_NUM_THREADS=1 mpiexec "${mpirun_flags[@]}" "$tmp/subdir/consumer_mpi"; fi
 bash tests/consumer/run_readme_program.sh "$tmp/subdir/readme_program" "$build/examples/train" "$build/examples/export"
 
 # The sanitized unit tests: the code that handles outside bytes, raw indices and threads (files,

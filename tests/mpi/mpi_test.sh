@@ -3,7 +3,8 @@
 #   1. test_mpi's cases on 2 and 3 ranks (N ranks with B/N each == one process with B; resume);
 #   2. a rank that throws ends the whole job at once, non-zero, with its message;
 #   3. with TRAIN: train under mpirun on 2 ranks gives the losses of one process, resumes on 2
-#      ranks bit-identically and on 1 process.
+#      ranks bit-identically and on 1 process; the same with --zero (sharded AdamW moments), whose
+#      checkpoints are those of a run without it; a rank whose --data is missing ends the job.
 set -u
 MPIEXEC=$1 TEST=$2 TRAIN=${3:-}
 MPIRUN=("$MPIEXEC" --oversubscribe)
@@ -71,7 +72,47 @@ assert len(a) == len(b) == 6, (len(a), len(b))
 for x, y in zip(a, b):
     assert abs(x - y) <= 2e-4 * x, (x, y)
 PY
+  echo "== train --model $model --zero: 2 ranks against 1 process, resume on 2 ranks with and without --zero"
+  "${MPIRUN[@]}" -np 2 "$TRAIN" "${common[@]}" --zero --steps 12 --out "$dir/zero.ckpt" >"$dir/zero.log" 2>&1 ||
+    { cat "$dir/zero.log"; fail "train --zero on 2 ranks"; }
+  python3 - "$dir/one.log" "$dir/zero.log" <<'PY' || fail "2 ranks with --zero do not give the losses of 1 process"
+import re, sys
+a, b = ([float(x) for x in re.findall(r"^step \d+/\d+ loss ([0-9.]+)", open(f).read(), re.M)] for f in sys.argv[1:])
+assert len(a) == len(b) == 12, (len(a), len(b))
+for x, y in zip(a, b):
+    assert abs(x - y) <= 2e-4 * x, (x, y)
+PY
+  "${MPIRUN[@]}" -np 2 "$TRAIN" "${common[@]}" --zero --steps 6 --out "$dir/zero6.ckpt" >/dev/null 2>&1 || fail "6-step --zero run"
+  cp "$dir/zero6.ckpt" "$dir/zero6_b.ckpt"
+  "${MPIRUN[@]}" -np 2 "$TRAIN" --data "$dir/text.txt" --resume "$dir/zero6.ckpt" --zero --steps 12 --eval-interval 0 \
+    --sample-tokens 0 --no-metrics --threads 1 --final-eval-windows 4 >/dev/null 2>&1 || fail "resume --zero on 2 ranks"
+  cmp -s "$dir/zero6.ckpt" "$dir/zero.ckpt" || fail "resuming with --zero on 2 ranks is not bit-identical to the straight run"
+  "${MPIRUN[@]}" -np 2 "$TRAIN" --data "$dir/text.txt" --resume "$dir/zero6_b.ckpt" --steps 12 --eval-interval 0 \
+    --sample-tokens 0 --no-metrics --threads 1 --final-eval-windows 4 --log-interval 1 >"$dir/unzero.log" 2>&1 ||
+    fail "resume a --zero checkpoint on 2 ranks without --zero"
+  python3 - "$dir/two.log" "$dir/unzero.log" <<'PY' || fail "a --zero checkpoint resumed without --zero departs from the run"
+import re, sys
+def after6(f):
+    return [float(l) for s, l in re.findall(r"^step (\d+)/\d+ loss ([0-9.]+)", open(f).read(), re.M) if int(s) > 6]
+a, b = after6(sys.argv[1]), after6(sys.argv[2])
+assert len(a) == len(b) == 6, (len(a), len(b))
+for x, y in zip(a, b):
+    assert abs(x - y) <= 2e-4 * x, (x, y)
+PY
 done
+echo "== a rank whose --data is missing ends the job"
+start=$(date +%s)
+err=$(OMPI_DATA="$dir/text.txt" timeout 30 "${MPIRUN[@]}" -np 3 -x OMPI_DATA bash -c \
+  '[ "$OMPI_COMM_WORLD_RANK" = 2 ] && OMPI_DATA=/nonexistent/shard.txt; exec "$0" --data "$OMPI_DATA" "$@"' \
+  "$TRAIN" --model gpt --layers 1 --channels 32 --heads 2 --batch 6 --seq-len 16 --steps 100000 --eval-interval 0 \
+  --sample-tokens 0 --no-metrics --threads 1 --out "$dir/bad.ckpt" 2>&1 >/dev/null)
+status=$?
+took=$(( $(date +%s) - start ))
+[ $status -ne 0 ] || fail "the job ended with status 0"
+[ $status -ne 124 ] || fail "the job hung (killed by timeout after 30 s)"
+grep -q "/nonexistent/shard.txt" <<<"$err" || fail "the message of rank 2 is missing: $err"
+[ $took -le 10 ] || fail "the job took $took s to end"
+echo "ended in ${took} s with status $status"
 echo "== SIGTERM to mpirun: every rank stops at the same step, rank 0 saves once, the run resumes"
 "${MPIRUN[@]}" -np 2 "$TRAIN" --data "$dir/text.txt" --model gpt --layers 1 --channels 32 --heads 2 --batch 4 \
   --seq-len 16 --steps 1000000 --eval-interval 0 --sample-tokens 0 --no-metrics --threads 1 --out "$dir/sig.ckpt" \

@@ -8,6 +8,7 @@
 // NamedParams below, a const for_each_param and a lookup by name.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -44,10 +45,25 @@ inline std::string join_name(const std::string& prefix, const std::string& name)
   return prefix.empty() ? name : prefix + "." + name;
 }
 
+// What a model's backward may be given to report its progress: it calls ready(k) once the
+// gradients of tensors k, k + 1, … (in for_each_param order) are final for this backward, with k
+// decreasing from call to call and ending at 0. Backward runs the layers in reverse, and models
+// visit their parameters from input to output, so the final gradients are always a suffix. Data
+// parallelism starts reducing them while backward goes on (distributed/gradient_allreduce.hpp).
+using GradientsReady = std::function<void(Index first_final_tensor)>;
+
 // Sets every gradient of a layer or model to zero.
 template <typename Module>
 void zero_grad(Module& module) {
   module.for_each_param([](auto& p) { p.zero_grad(); });
+}
+
+// Number of parameter tensors of a layer or model.
+template <typename Module>
+Index count_tensors(Module& module) {
+  Index n = 0;
+  module.for_each_param([&](auto&) { ++n; });
+  return n;
 }
 
 // Total number of scalar parameters in a layer or model.

@@ -146,20 +146,27 @@ struct Gpt : NamedParams<Gpt<Scalar>, Scalar> {
   }
 
   // Backward of the mean loss of the last forward (same inputs, targets, B, T and act), in the
-  // mode (training or not) that forward ran in.
-  void backward(TokenSpan inputs, TokenSpan targets, Index B, Index T, Activations& act) {
+  // mode (training or not) that forward ran in. `ready`, if given, hears of the gradients that
+  // are final after the head and after each block (GradientsReady, core/param.hpp).
+  void backward(TokenSpan inputs, TokenSpan targets, Index B, Index T, Activations& act,
+                const GradientsReady& ready = nullptr) {
     const bool training = act.training;
     check<ShapeError>(act.B == B && act.T == T, "Gpt: backward with B=", B, " T=", T, " but forward ran with B=",
                       act.B, " T=", act.T);
+    // Tensors in for_each_param order: the embeddings, the blocks', ln_f's, lm_head (untied).
+    const Index embeddings = count_tensors(wte) + count_tensors(wpe), per_block = count_tensors(blocks[0]);
     head.backward(head_weight(), act.final_norm, targets, act.head, act.grad_a);
     ln_f.backward(act.residual[config.layers], act.grad_a, act.ln_f, act.grad_b);
+    if (ready) ready(embeddings + config.layers * per_block);  // ln_f, lm_head (wte, if tied, is not)
     for (Index l = config.layers - 1; l >= 0; --l) {
       blocks[l].backward(act.residual[l], act.grad_b, B, T, act.blocks[l], act.grad_a, training);
       std::swap(act.grad_a, act.grad_b);
+      if (ready) ready(embeddings + l * per_block);
     }
     drop.backward(act.grad_b, act.drop, act.grad_a, training);
     wte.backward(inputs, act.grad_a);
     wpe.backward(act.positions, act.grad_a);
+    if (ready) ready(0);
   }
 
   // Inference: logits (V, N) for every position. Dropout off.

@@ -170,11 +170,16 @@ struct RecurrentLm : NamedParams<RecurrentLm<Scalar, Layer>, Scalar> {
     return head.forward(lm_head, act.hidden.back(), targets, act.head);
   }
 
-  // Backward of the last forward, truncated at the chunk boundary.
-  void backward(TokenSpan inputs, TokenSpan targets, Index B, Index T, Activations& act) {
+  // Backward of the last forward, truncated at the chunk boundary. `ready`, if given, hears of
+  // the gradients that are final after the head and after each layer (GradientsReady).
+  void backward(TokenSpan inputs, TokenSpan targets, Index B, Index T, Activations& act,
+                const GradientsReady& ready = nullptr) {
     check<ShapeError>(act.B == B && act.T == T, "RecurrentLm: backward with B=", B, " T=", T,
                       " but forward ran with B=", act.B, " T=", act.T);
+    // Tensors in for_each_param order: wte's, the layers', lm_head.
+    const Index embedding = count_tensors(wte), per_layer = count_tensors(layers[0]);
     head.backward(lm_head, act.hidden.back(), targets, act.head, act.grad_a);
+    if (ready) ready(embedding + config.layers * per_layer);
     // grad_a holds the gradient of layer l's output. Layer 0's input gradient has C rows, the others'
     // H, so each buffer keeps one shape and no step reallocates.
     for (Index l = config.layers - 1; l >= 0; --l) {
@@ -183,8 +188,10 @@ struct RecurrentLm : NamedParams<RecurrentLm<Scalar, Layer>, Scalar> {
       layers[l].backward(input, B, T, act.initial[l], act.grad_a, act.zero_grad[l], act.layers[l], grad_input,
                          act.grad_initial[l]);
       std::swap(act.grad_a, act.grad_b);
+      if (ready) ready(embedding + l * per_layer);
     }
     wte.backward(inputs, act.grad_embedded);
+    if (ready) ready(0);
   }
 
   // Inference over a chunk: logits (V, N); `state` advances as in forward.

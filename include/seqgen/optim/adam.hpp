@@ -55,43 +55,55 @@ class Adam {
   // Updates every parameter of `module` from its gradient.
   template <class Module>
   void step(Module& module) {
-    validate();
     if (!initialized_) init_state(module);
     check_param_list<Scalar>(kind(), params_, module);
-    ++steps_;
-
-    // Scalars of the update, computed once in double.
-    const Options& o = options;
-    const double t = static_cast<double>(steps_);
-    const Scalar b1 = static_cast<Scalar>(o.beta1), one_b1 = static_cast<Scalar>(1 - o.beta1);
-    const Scalar b2 = static_cast<Scalar>(o.beta2), one_b2 = static_cast<Scalar>(1 - o.beta2);
-    const Scalar step_size = static_cast<Scalar>(o.lr / (1 - std::pow(o.beta1, t)));
-    const Scalar inv_sqrt_bc2 = static_cast<Scalar>(1 / std::sqrt(1 - std::pow(o.beta2, t)));
-    const Scalar eps = static_cast<Scalar>(o.eps);
+    const StepScalars s = begin_step();
     std::size_t k = 0;
     module.for_each_param([&](Param<Scalar>& p) {
-      Moments& s = moments_[k++];
-      const double wd = p.decay ? o.weight_decay : 0.0;
-      const Scalar l2 = static_cast<Scalar>(o.decoupled ? 0.0 : wd);
-      const Scalar shrink = static_cast<Scalar>(o.decoupled ? 1 - o.lr * wd : 1.0);
-      const Index n = p.size();
-      Scalar* pv = p.value.data();
-      const Scalar* pg = p.grad.data();
-      Scalar* pm = s.exp_avg.data();
-      Scalar* ps = s.exp_avg_sq.data();
-      const Index chunks = (n + kChunk - 1) / kChunk;
-      // Each chunk of p, g, m and v stays in cache across the three statements: one pass over memory.
-      // m and v are updated before p, so the L2 term reads the old p as PyTorch does.
-      parallel_for(chunks, worth_a_team(4.0 * double(n)), [&](Index c) {  // p, g, m, v
-        const Index i = c * kChunk, len = std::min(kChunk, n - i);
-        auto P = Map(pv + i, len);
-        auto G = ConstMap(pg + i, len);
-        auto M = Map(pm + i, len);
-        auto V = Map(ps + i, len);
-        M = b1 * M + one_b1 * (G + l2 * P);
-        V = b2 * V + one_b2 * (G + l2 * P).square();
-        P = shrink * P - step_size * M / (V.sqrt() * inv_sqrt_bc2 + eps);
-      });
+      Moments& m = moments_[k++];
+      update(s, p.decay, p.value.data(), p.grad.data(), m.exp_avg.data(), m.exp_avg_sq.data(), p.size());
+    });
+  }
+
+  // The scalars of one step's update, computed once in double.
+  struct StepScalars {
+    Scalar b1, one_b1, b2, one_b2, step_size, inv_sqrt_bc2, eps;
+  };
+  // Checks the options, counts one more step and returns its scalars. step() calls it once and then
+  // update() on every parameter; an optimizer that keeps the moments of a slice of the parameters
+  // only (ZeRO-1, distributed/sharded_adamw.hpp) does the same on its slice.
+  StepScalars begin_step() {
+    validate();
+    ++steps_;
+    const Options& o = options;
+    const double t = static_cast<double>(steps_);
+    return {static_cast<Scalar>(o.beta1),
+            static_cast<Scalar>(1 - o.beta1),
+            static_cast<Scalar>(o.beta2),
+            static_cast<Scalar>(1 - o.beta2),
+            static_cast<Scalar>(o.lr / (1 - std::pow(o.beta1, t))),
+            static_cast<Scalar>(1 / std::sqrt(1 - std::pow(o.beta2, t))),
+            static_cast<Scalar>(o.eps)};
+  }
+  // The update of n contiguous values of one parameter (or of a piece of one): its values p,
+  // gradient g and moments m, v, with weight decay when `decay`.
+  void update(const StepScalars& s, bool decay, Scalar* p, const Scalar* g, Scalar* m, Scalar* v, Index n) const {
+    const Options& o = options;
+    const double wd = decay ? o.weight_decay : 0.0;
+    const Scalar l2 = static_cast<Scalar>(o.decoupled ? 0.0 : wd);
+    const Scalar shrink = static_cast<Scalar>(o.decoupled ? 1 - o.lr * wd : 1.0);
+    const Index chunks = (n + kChunk - 1) / kChunk;
+    // Each chunk of p, g, m and v stays in cache across the three statements: one pass over memory.
+    // m and v are updated before p, so the L2 term reads the old p as PyTorch does.
+    parallel_for(chunks, worth_a_team(4.0 * double(n)), [&](Index c) {  // p, g, m, v
+      const Index i = c * kChunk, len = std::min(kChunk, n - i);
+      auto P = Map(p + i, len);
+      auto G = ConstMap(g + i, len);
+      auto M = Map(m + i, len);
+      auto V = Map(v + i, len);
+      M = s.b1 * M + s.one_b1 * (G + l2 * P);
+      V = s.b2 * V + s.one_b2 * (G + l2 * P).square();
+      P = shrink * P - s.step_size * M / (V.sqrt() * s.inv_sqrt_bc2 + s.eps);
     });
   }
 
@@ -114,6 +126,14 @@ class Adam {
     for (const ParamShape& p : params_)
       moments_.push_back({Mat<Scalar>::Zero(p.rows, p.cols), Mat<Scalar>::Zero(p.rows, p.cols)});
     initialized_ = true;
+  }
+  // Frees m and v (an optimizer keeping a slice of them elsewhere, distributed/sharded_adamw.hpp);
+  // steps() is left unchanged, and step() or init_state() sizes them again.
+  void release_state() {
+    params_.clear();
+    moments_.clear();
+    moments_.shrink_to_fit();
+    initialized_ = false;
   }
 
   // Visits the checkpointable state as visit(const std::string& name, Mat<Scalar>& tensor), in

@@ -137,6 +137,18 @@ class Trainer {
   // Data parallelism (see the file comment; empty for one process): called after backward with
   // this replica's gradients and its loss; must replace both by their means over all replicas.
   std::function<void(Model&, double& loss)> reduce_gradients;
+  // Data parallelism overlapped with backward (empty otherwise): model.backward calls it as the
+  // gradients of tensors first_final_tensor, … become final (GradientsReady, core/param.hpp).
+  std::function<void(Model&, Index first_final_tensor)> gradients_ready;
+  // Data parallelism with the optimizer state sharded over the replicas (ZeRO-1,
+  // distributed/sharded_adamw.hpp; both empty otherwise). After reduce_gradients, each replica
+  // holds its slice of the mean gradient only: clip_sharded(max_norm) replaces the gradient norm and
+  // the clipping (it returns the global norm, and clips unless max_norm is 0), and
+  // step_sharded(model, optimizer) replaces optimizer.step(model): an AdamW step on the slice, with
+  // the options and step count of `optimizer` (which then holds no moments of its own), after
+  // which every replica holds every updated parameter.
+  std::function<double(double max_norm)> clip_sharded;
+  std::function<void(Model&, AdamW<Scalar>&)> step_sharded;
 
   // A fresh run. The dataset must outlive the trainer.
   Trainer(Model model_, Tokenizer tokenizer_, const TokenDataset& data, const TrainOptions& options_)
@@ -264,6 +276,11 @@ class Trainer {
       check<NonFiniteError>(p.value.allFinite(), "Trainer::save: parameter '", p.name,
                             "' holds a NaN or infinite value at step ", step_, "; not writing '", path, "'");
     });
+    std::size_t moments = 0;
+    optimizer_.for_each_state([&](const std::string&, const Mat<Scalar>&) { ++moments; });
+    check<ConfigError>(moments == 2 * std::size_t(model.num_tensors()), "Trainer::save: replica ", rank_, " of ",
+                       world_, " holds a slice of the AdamW moments only (ZeRO-1); save with DataParallel::save, ",
+                       "which gathers them");
     CheckpointWriter w;
     w.put_string("model.kind", Model::kind());
     write_config(w, model.config);
@@ -313,11 +330,15 @@ class Trainer {
                       (std::uint64_t(rank_) << 48));
       loss = model.forward(inputs, targets, local, T, state_, act_, dropout_rng, true);
     }
-    model.backward(inputs, targets, local, T, act_);
+    if (gradients_ready)
+      model.backward(inputs, targets, local, T, act_, [this](Index first) { gradients_ready(model, first); });
+    else
+      model.backward(inputs, targets, local, T, act_);
     if (reduce_gradients) reduce_gradients(model, loss);
     if (on_gradients) on_gradients(model);
     // A non-finite norm leaves the gradients unscaled (clip_grad_norm); they are not used then.
-    grad_norm_ = options.clip > 0 ? clip_grad_norm(model, options.clip) : grad_norm(model);
+    if (clip_sharded) grad_norm_ = clip_sharded(options.clip);
+    else grad_norm_ = options.clip > 0 ? clip_grad_norm(model, options.clip) : grad_norm(model);
     skipped_last_ = !std::isfinite(loss) || !std::isfinite(grad_norm_);
     if (skipped_last_) {
       check<NonFiniteError>(skipped_ < options.skip_nonfinite, "Trainer: step ", step_ + 1, " has a non-finite ",
@@ -329,7 +350,8 @@ class Trainer {
       return loss;
     }
     optimizer_.options.lr = learning_rate();
-    optimizer_.step(model);
+    if (step_sharded) step_sharded(model, optimizer_);
+    else optimizer_.step(model);
     ++step_;
     return loss;
   }
@@ -368,6 +390,8 @@ class Trainer {
   double last_grad_norm() const { return grad_norm_; }
   const TokenDataset& data() const { return *data_; }
   Rng& rng() { return rng_; }
+  // AdamW, with its moments and step count (for data parallelism: distributed/).
+  AdamW<Scalar>& optimizer() { return optimizer_; }
 
  private:
   static typename AdamW<Scalar>::Options adam_options(const TrainOptions& o) {

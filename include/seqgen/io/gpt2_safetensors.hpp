@@ -148,11 +148,11 @@ Gpt<Scalar> load_safetensors_gpt2(const std::string& path, Index heads = 0) {
                                                                const std::vector<std::int64_t>& shape, Param<Scalar>*) {
       const SafetensorsTensor* t = find(hf);
       check<FormatError>(t != nullptr, name, ": tensor '", prefix, hf, "' is missing");
-      check<FormatError>(t->shape == shape, name, ": tensor '", t->name, "' has shape ", detail::shape_text(t->shape),
-                         ", expected ", detail::shape_text(shape));
       TensorDtype d = TensorDtype::f32;
       check<FormatError>(safetensors_float_dtype(t->dtype, d), name, ": tensor '", t->name, "' has dtype ", t->dtype,
                          ", expected F32, F16 or BF16");
+      check<FormatError>(t->shape == shape, name, ": tensor '", t->name, "' has shape ", detail::shape_text(t->shape),
+                         ", expected ", detail::shape_text(shape));
       expected.insert(t->name);
     });
   }

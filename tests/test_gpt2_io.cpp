@@ -2,6 +2,8 @@
 // published parameter counts, bfloat16 rounding, round trips through both formats, the two
 // loaders agreeing, and hostile files refused with a FormatError that says why. The comparison
 // with an independent GPT-2 forward is tests/gpt2_files_test.sh (PyTorch).
+#include <seqgen/data/bpe_train.hpp>
+#include <seqgen/data/gpt2_vocab.hpp>
 #include <seqgen/io/gpt2_files.hpp>
 
 #include <unistd.h>
@@ -270,6 +272,40 @@ TEST_CASE("safetensors: hostile headers are refused with the reason", "[gpt2_io]
     CHECK(load_safetensors_gpt2(st).config.layers == 2);
   }
   std::filesystem::remove(st);
+}
+
+TEST_CASE("llm.c's tokenizer.bin rebuilds the merges: the same ids as the vocabulary it was written from",
+          "[gpt2_io]") {
+  std::string text;
+  for (int i = 0; i < 40; ++i)
+    text += "The quick brown fox jumps over the lazy dog " + std::to_string(i * 37) + ". Über naïve café, résumé!\n";
+  BpeTrainOptions o;
+  o.vocab_size = 600;
+  const Tokenizer trained = Tokenizer::bpe(train_bpe(text, o));
+  const Token eot = Token(trained.vocab_size() - 1);  // the last merge's result, as a special token here
+  const LlmcTokenizer llmc = LlmcTokenizer::from(trained, eot);
+  const BpeVocab rebuilt = llmc.to_vocab("tokenizer.bin");
+  // Every merge of the trained vocabulary but the one made special comes back, in the same order.
+  const auto& want = trained.bpe_vocab()->merges();
+  REQUIRE(rebuilt.merges().size() == want.size() - 1);
+  for (std::size_t r = 0; r + 1 < want.size(); ++r) {
+    INFO("merge " << r);
+    CHECK(rebuilt.merges()[r].left == want[r].left);
+    CHECK(rebuilt.merges()[r].right == want[r].right);
+    CHECK(rebuilt.merges()[r].result == want[r].result);
+  }
+  REQUIRE(rebuilt.specials().size() == 1);
+  CHECK(rebuilt.specials()[0].id == eot);
+  const Tokenizer tok = Tokenizer::bpe(rebuilt);
+  const std::string probe = "A lazy fox, quick and brown, jumps over 1234 dogs. Café!";
+  std::vector<Token> a = tok.encode(probe), b = trained.encode(probe);
+  // The trained tokenizer may use the merge made special; the rebuilt one cannot.
+  CHECK(tok.decode(a) == probe);
+  CHECK(a.size() >= b.size());
+  // A vocabulary without all 256 bytes cannot encode.
+  LlmcTokenizer missing = llmc;
+  missing.tokens[std::size_t(trained.bpe_vocab()->byte_ids()['a'])] = "zz";
+  SEQGEN_THROWS_WITH(missing.to_vocab("t.bin"), FormatError, "the byte 0x61 has no single-byte token");
 }
 
 }  // namespace test_gpt2_io

@@ -37,6 +37,16 @@ inline Gpt2Format gpt2_file_format(const std::string& path) {
                     "'{')");
 }
 
+// Whether the file at `path` starts as an llm.c model or a safetensors file does (no exception).
+inline bool looks_like_gpt2_file(const std::string& path) {
+  try {
+    gpt2_file_format(path);
+    return true;
+  } catch (const Error&) {
+    return false;
+  }
+}
+
 // The model in an llm.c or safetensors file. `heads`: for safetensors only (0: the metadata or
 // GPT-2's count for the width); llm.c's header says.
 template <typename Scalar = float>

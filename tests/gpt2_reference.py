@@ -16,6 +16,9 @@ Writes into OUT_DIR:
                            weights) and the loss with the weights rounded to bfloat16
   ref_logits.f64           (B*T, V) logits, row-major little-endian float64, F32 weights
   ref_logits_bf16.f64      the same for the bfloat16-rounded weights
+  encoder.json, vocab.bpe  a toy GPT-2 tokenizer of the model's 300 tokens (256 bytes in GPT-2's
+  tokenizer.bin            order, 43 merges of English bigrams, <|endoftext|> = 299), as OpenAI's
+                           files and as llm.c's tokenizer.bin (version 2)
 With --shape 124M: GPT-2 124M's shape (V 50257, context 1024, C 768, L 12, NH 12) with weights
 N(0, 0.02) as GPT-2's initialisation, only model.bin and model.safetensors, a single prompt of
 64 tokens (B 1, T 64).
@@ -157,6 +160,43 @@ def write_llmc(path, p, cfg, version, pad_fill):
             f.write(raw_bytes(t, dtype))
 
 
+def bytes_to_unicode():
+    """GPT-2's table: printable bytes stand for themselves, the others become U+0100, U+0101, ..."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAC + 1)) + list(range(0xAE, 0xFF + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, map(chr, cs))), bs
+
+
+def write_toy_tokenizer(out, V):
+    """encoder.json + vocab.bpe and llm.c's tokenizer.bin for a vocabulary of V = 300 tokens."""
+    table, order = bytes_to_unicode()
+    tokens = [bytes([b]) for b in order]  # ids 0..255: the bytes in GPT-2's order
+    bigrams = ("th he in er an re on at en nd ti es or te of ed is it al ar st to nt ng se ha as ou io le ve co "
+               "me de hi ri ro ic ne ea ra ce").split()
+    merges = [(b[0], b[1]) for b in bigrams] + [("th", "e")]
+    assert len(tokens) + len(merges) + 1 == V
+    for a, b in merges:
+        tokens.append((a + b).encode())
+    tokens.append(b"<|endoftext|>")
+    enc = {"".join(table[c] for c in t): i for i, t in enumerate(tokens)}
+    with open(os.path.join(out, "encoder.json"), "w") as f:
+        json.dump(enc, f)
+    with open(os.path.join(out, "vocab.bpe"), "w") as f:
+        f.write("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
+    header = np.zeros(256, dtype="<u4")
+    header[:4] = [20240328, 2, V, V - 1]
+    with open(os.path.join(out, "tokenizer.bin"), "wb") as f:
+        f.write(header.tobytes())
+        for t in tokens:
+            f.write(bytes([len(t)]) + t)
+
+
 def main():
     args = sys.argv[1:]
     if not args:
@@ -206,6 +246,7 @@ def main():
             prefixed.append(("lm_head.weight", p["wte.weight"], "BF16"))
             write_safetensors(os.path.join(out, "model_bf16.safetensors"), prefixed, {"format": "pt"})
             write_llmc(os.path.join(out, "model_bf16.bin"), p, cfg, 5, 0.0)
+            write_toy_tokenizer(out, cfg["V"])
 
     with open(os.path.join(out, "ref.txt"), "w") as f:
         f.write(f"{B} {T} {cfg['V']} {cfg['C']} {cfg['L']} {cfg['NH']} {cfg['context']}\n")

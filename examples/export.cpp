@@ -76,10 +76,14 @@ int main(int argc, char** argv) {
     const std::string target = cli::output_target(out);
     CheckpointWriter::check_destination(target);
     const double in_size = cli::file_size(checkpoint);
-    if (in_size > 0) require_memory(4 * in_size, "--checkpoint '" + checkpoint + "' (" + format_bytes(in_size) + ")");
+    // A seqgen file is read whole, then the model built from it; a GPT-2 file streams into a model
+    // (values and gradients, float16/bfloat16 widened): cli::load_gpt2_model's bound.
+    const bool gpt2_in = !cli::looks_like_checkpoint(checkpoint) && looks_like_gpt2_file(checkpoint);
+    if (in_size > 0)
+      require_memory((gpt2_in ? 4 : 2) * in_size, "--checkpoint '" + checkpoint + "' (" + format_bytes(in_size) + ")");
     const TensorDtype dtype = bfloat ? TensorDtype::bf16 : half ? TensorDtype::f16 : TensorDtype::f32;
 
-    if (!cli::looks_like_checkpoint(checkpoint) && looks_like_gpt2_file(checkpoint)) {
+    if (gpt2_in) {
       if (gpt2_out) {
         const Gpt<float> model = load_gpt2_file<float>(checkpoint, heads);
         save_gpt2_file(model, target, format == "llmc" ? Gpt2Format::llmc : Gpt2Format::safetensors, dtype);

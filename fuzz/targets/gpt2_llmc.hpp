@@ -1,6 +1,6 @@
 // Target `gpt2_llmc`: llm.c's GPT-2 model file (io/llmc_gpt2.hpp), as generate --model and
-// train --init read it. load_llmc_gpt2 from a file holding the input; a model it accepts has finite
-// logits, and written again (version 3) it reads back bit-identical. Hostile headers (magic,
+// train --init read it. load_llmc_gpt2 from a file holding the input; a model it accepts runs a
+// forward, and written again (version 3) it reads back bit-identical. Hostile headers (magic,
 // version, sizes out of range or disagreeing with the file's size) give a seqgen error, never a
 // crash or an allocation beyond what the file's size allows.
 // Input: the file.
@@ -35,15 +35,16 @@ inline bool same_weights(const Gpt<float>& a, const Gpt<float>& b) {
   return same;
 }
 
-// What every accepted GPT-2 must do: finite logits for a token, and the same weights after a write
-// and a read in `format`.
+// What every accepted GPT-2 must do: run a forward (finite weights may still overflow to an
+// infinite logit, which is arithmetic, not a finding), and keep its weights through a write and a
+// read in `format`.
 inline void check_gpt2_model(Gpt<float>& m, const std::string& scratch, Gpt2Format format) {
   Gpt<float>::State state;
   Gpt<float>::Activations act;
   Mat<float> logits;
   const std::vector<Token> ids = {0};
   m.logits(ids, 1, 1, state, act, logits);
-  SEQGEN_FUZZ_EXPECT(logits.allFinite() || !m.wte.weight.value.allFinite(), "finite weights gave a non-finite logit");
+  SEQGEN_FUZZ_EXPECT(logits.rows() == m.config.vocab_size && logits.cols() == 1, "logits of the wrong shape");
   save_gpt2_file(m, scratch, format);
   const Gpt<float> back = load_gpt2_file(scratch, m.config.heads);
   std::remove(scratch.c_str());

@@ -1,6 +1,6 @@
 // Target `gpt2_safetensors`: Hugging Face's model.safetensors for GPT-2 (io/safetensors.hpp,
 // io/gpt2_safetensors.hpp), as generate --model and train --init read it. load_safetensors_gpt2
-// from a file holding the input; a model it accepts has finite logits, and written again it reads
+// from a file holding the input; a model it accepts runs a forward, and written again it reads
 // back bit-identical. Hostile headers (a length beyond the file, JSON that does not parse, nests
 // deep or holds a million values, unknown or wrong dtypes, absurd shapes, offsets out of range or
 // overlapping, missing or unexpected tensors) give a seqgen error, never a crash or a huge

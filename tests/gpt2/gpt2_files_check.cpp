@@ -4,6 +4,8 @@
 //   gpt2_files_check DIR            the small model: every file, logits and loss, round trips
 //   gpt2_files_check DIR --124M     GPT-2 124M's shape: both loaders, the logits of a 64-token
 //                                   prompt, 32 decoded tokens, one training step
+//   gpt2_files_check FILE --load    loads FILE and nothing else (for /usr/bin/time -v: the peak
+//                                   memory of a load)
 //
 // Prints one line per check and exits 1 on the first failure (tests/gpt2_files_test.sh runs it).
 #include <seqgen/io/checkpoint.hpp>
@@ -245,6 +247,12 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
+    if (argc > 2 && std::string(argv[2]) == "--load") {
+      const auto t0 = std::chrono::steady_clock::now();
+      const Model m = load_gpt2_file(argv[1]);
+      std::printf("loaded '%s': %lld parameters in %.2f s\n", argv[1], (long long)count_params(m), seconds_since(t0));
+      return 0;
+    }
     const int status = argc > 2 && std::string(argv[2]) == "--124M" ? check_124m(argv[1]) : check_small(argv[1]);
     std::printf("gpt2_files_check: %s\n", status == 0 ? "all passed" : "FAILED");
     return status;

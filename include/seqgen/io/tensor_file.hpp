@@ -147,8 +147,8 @@ class TensorFileReader {
       const Index rows = std::min(rows_per_block, R - r0);
       block.resize(std::size_t(rows * K));
       read_values(offset + std::uint64_t(r0) * std::uint64_t(K) * w, d, std::uint64_t(rows * K), block.data());
-      for (Index r = 0; r < rows; ++r)
-        for (Index k = 0; k < K; ++k) dst(r0 + r, k) = block[std::size_t(r * K + k)];
+      using RowMajor = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+      dst.middleRows(r0, rows) = Eigen::Map<const RowMajor>(block.data(), rows, K);
     }
   }
 

@@ -6,6 +6,8 @@
 //                                   prompt, 32 decoded tokens, one training step
 //   gpt2_files_check FILE --load    loads FILE and nothing else (for /usr/bin/time -v: the peak
 //                                   memory of a load)
+//   gpt2_files_check FILE --step B T   loads FILE, then two AdamW training steps at B, T on random
+//                                   tokens (the peak memory of training, without a checkpoint save)
 //
 // Prints one line per check and exits 1 on the first failure (tests/gpt2_files_test.sh runs it).
 #include <seqgen/io/checkpoint.hpp>
@@ -251,6 +253,27 @@ int main(int argc, char** argv) {
       const auto t0 = std::chrono::steady_clock::now();
       const Model m = load_gpt2_file(argv[1]);
       std::printf("loaded '%s': %lld parameters in %.2f s\n", argv[1], (long long)count_params(m), seconds_since(t0));
+      return 0;
+    }
+    if (argc > 4 && std::string(argv[2]) == "--step") {
+      Model m = load_gpt2_file(argv[1]);
+      const Index B = std::stoll(argv[3]), T = std::stoll(argv[4]);
+      std::vector<Token> ids(std::size_t(B * T + 1));
+      Rng rng(1);
+      for (auto& id : ids) id = Token(rng.next_u64() % std::uint64_t(m.config.vocab_size));
+      const std::vector<Token> inputs(ids.begin(), ids.end() - 1), targets(ids.begin() + 1, ids.end());
+      Model::State state;
+      Model::Activations act;
+      AdamW<float> opt;
+      for (int step = 0; step < 2; ++step) {
+        const auto t0 = std::chrono::steady_clock::now();
+        zero_grad(m);
+        const double loss = m.forward(inputs, targets, B, T, state, act, rng, true);
+        m.backward(inputs, targets, B, T, act);
+        opt.step(m);
+        std::printf("step %d at B=%lld T=%lld: loss %.4f, %.2f s\n", step + 1, (long long)B, (long long)T, loss,
+                    seconds_since(t0));
+      }
       return 0;
     }
     const int status = argc > 2 && std::string(argv[2]) == "--124M" ? check_124m(argv[1]) : check_small(argv[1]);

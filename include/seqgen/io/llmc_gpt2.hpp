@@ -198,12 +198,4 @@ void save_llmc_gpt2(const Gpt<Scalar>& m, const std::string& path, TensorDtype d
   out.commit();
 }
 
-// Whether the file at `path` starts with llm.c's model magic.
-inline bool is_llmc_gpt2_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  unsigned char b[4] = {};
-  if (!in.read(reinterpret_cast<char*>(b), 4)) return false;
-  return std::int32_t(detail::load_le32(b)) == kLlmcModelMagic;
-}
-
 }  // namespace seqgen

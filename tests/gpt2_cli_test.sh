@@ -70,6 +70,10 @@ cmp -s ft6.bin model.bin && fail "fine-tuning did not change the weights"
 "$export_model" --checkpoint ft6.ckpt --format safetensors --out ft6.safetensors > /dev/null || fail "export safetensors failed"
 "$generate" --model ft6.safetensors --tokenizer tokenizer.bin "${g[@]}" > e.txt 2> /dev/null || fail "generate ft6.safetensors failed"
 cmp -s c.txt d.txt && cmp -s c.txt e.txt || fail "the checkpoint and its exports generate different text"
+# Read back outside seqgen: the script's own parsers (Hugging Face's safetensors rules, llm.c's
+# layout) find the same weights in both exports.
+/usr/bin/python3 "$src/tests/gpt2_reference.py" --read ft6.safetensors ft6.bin > read.txt 2>&1 ||
+  fail "the exports do not read back in PyTorch: $(cat read.txt)"
 # llm.c -> safetensors -> llm.c: the same bytes (the padded rows of model.bin hold junk, so compare
 # with a seqgen-written .bin).
 "$export_model" --checkpoint model.bin --format safetensors --out conv.safetensors > /dev/null || fail "llmc -> safetensors failed"

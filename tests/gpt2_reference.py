@@ -4,6 +4,7 @@ llm.c's file layouts, and the logits and loss of a GPT-2 forward written here fr
 definition (Radford et al., 2019; Vaswani et al., 2017), in float64, without seqgen.
 
     gpt2_reference.py OUT_DIR [--shape small|124M] [--seed N]
+    gpt2_reference.py --read A.safetensors B.bin     (files seqgen wrote: see read_files)
 
 Writes into OUT_DIR:
   model.safetensors        F32, unprefixed GPT2Model names, with the attn.bias mask buffers;
@@ -197,10 +198,80 @@ def write_toy_tokenizer(out, V):
             f.write(bytes([len(t)]) + t)
 
 
+def read_safetensors(path):
+    """A safetensors file read by the rules of Hugging Face's library: 8-aligned header, tensors
+    contiguous from offset 0 without holes, covering the data exactly. Returns name -> float64 tensor."""
+    data = open(path, "rb").read()
+    n = struct.unpack("<Q", data[:8])[0]
+    assert n % 8 == 0, f"{path}: header length {n} is not a multiple of 8"
+    header = json.loads(data[8:8 + n])
+    meta = header.pop("__metadata__", {})
+    assert meta.get("format") == "pt", f"{path}: metadata {meta} lacks format 'pt' (transformers requires it)"
+    buf = data[8 + n:]
+    entries = sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0])
+    end, out = 0, {}
+    dt = {"F32": (np.float32, 4), "F16": (np.float16, 2)}
+    for name, e in entries:
+        b, f = e["data_offsets"]
+        assert b == end, f"{path}: '{name}' starts at {b}, the previous tensor ended at {end}"
+        kind, width = dt[e["dtype"]]
+        assert f - b == width * int(np.prod(e["shape"])), name
+        out[name] = torch.from_numpy(np.frombuffer(buf[b:f], dtype=kind).astype(np.float64).reshape(e["shape"]))
+        end = f
+    assert end == len(buf), f"{path}: {len(buf) - end} bytes after the last tensor"
+    return out, meta
+
+
+def read_llmc(path):
+    """llm.c's v3 .bin as HF-named float64 tensors (Linear weights transposed back to Conv1D)."""
+    data = open(path, "rb").read()
+    h = np.frombuffer(data[:1024], dtype="<i4")
+    assert h[0] == 20240326 and h[1] == 3, h[:2]
+    T, V, L, NH, C, Vp = (int(x) for x in h[2:8])
+    w = torch.from_numpy(np.frombuffer(data[1024:], dtype="<f4").astype(np.float64))
+    sizes = [Vp * C, T * C, L * C, L * C, L * 3 * C * C, L * 3 * C, L * C * C, L * C, L * C, L * C,
+             L * 4 * C * C, L * 4 * C, L * C * 4 * C, L * C, C, C]
+    assert sum(sizes) == w.numel(), "size"
+    parts = list(torch.split(w, sizes))
+    p = {"wte.weight": parts[0].view(Vp, C)[:V], "wpe.weight": parts[1].view(T, C)}
+    assert torch.all(parts[0].view(Vp, C)[V:] == 0), "the padded rows of wte are not zero"
+    kinds = [("ln_1.weight", (C,), False), ("ln_1.bias", (C,), False), ("attn.c_attn.weight", (3 * C, C), True),
+             ("attn.c_attn.bias", (3 * C,), False), ("attn.c_proj.weight", (C, C), True),
+             ("attn.c_proj.bias", (C,), False), ("ln_2.weight", (C,), False), ("ln_2.bias", (C,), False),
+             ("mlp.c_fc.weight", (4 * C, C), True), ("mlp.c_fc.bias", (4 * C,), False),
+             ("mlp.c_proj.weight", (C, 4 * C), True), ("mlp.c_proj.bias", (C,), False)]
+    for (key, shape, transposed), part in zip(kinds, parts[2:14]):
+        for l, t in enumerate(part.view(L, *shape)):
+            p[f"h.{l}.{key}"] = t.T if transposed else t
+    p["ln_f.weight"], p["ln_f.bias"] = parts[14], parts[15]
+    return p, dict(V=V, context=T, C=C, L=L, NH=NH)
+
+
+def read_files(st_path, bin_path):
+    """Files seqgen wrote, read here with this script's own parsers: the two hold the same weights,
+    and this script's forward gives the same loss on them."""
+    st, meta = read_safetensors(st_path)
+    llmc, cfg = read_llmc(bin_path)
+    assert sorted(st) == sorted(llmc), sorted(set(st) ^ set(llmc))
+    for k in st:
+        assert st[k].shape == llmc[k].shape and torch.equal(st[k], llmc[k]), k
+    assert int(meta["n_head"]) == cfg["NH"], meta
+    gen = torch.Generator().manual_seed(5)
+    ids = torch.randint(0, cfg["V"], (2, cfg["context"] + 1), generator=gen)
+    with torch.no_grad():
+        a = cross_entropy(forward(st, cfg, ids[:, :-1]), ids[:, 1:])
+        b = cross_entropy(forward(llmc, cfg, ids[:, :-1]), ids[:, 1:])
+    assert a == b and math.isfinite(a), (a, b)
+    print(f"gpt2_reference: {st_path} and {bin_path} hold the same {len(st)} tensors; loss {a:.6f}")
+
+
 def main():
     args = sys.argv[1:]
     if not args:
         sys.exit(__doc__)
+    if args[0] == "--read":
+        read_files(args[1], args[2])
+        return
     out = args[0]
     shape = args[args.index("--shape") + 1] if "--shape" in args else "small"
     seed = int(args[args.index("--seed") + 1]) if "--seed" in args else 1234

@@ -159,6 +159,9 @@ Gpt<Scalar> load_safetensors_gpt2(const std::string& path, Index heads = 0) {
   if (head) {
     check<FormatError>(head->shape == wte->shape, name, ": lm_head.weight has shape ", detail::shape_text(head->shape),
                        ", expected wte's ", detail::shape_text(wte->shape));
+    TensorDtype d = TensorDtype::f32;
+    check<FormatError>(safetensors_float_dtype(head->dtype, d), name, ": tensor 'lm_head.weight' has dtype ",
+                       head->dtype, ", expected F32, F16 or BF16");
     expected.insert(head->name);
   }
   for (const SafetensorsTensor& t : index.tensors) {

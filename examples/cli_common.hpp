@@ -169,4 +169,53 @@ inline double file_size(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) ? double(st.st_size) : -1;
 }
 
+// ---- Pretrained GPT-2 files (llm.c's gpt2_124M.bin, Hugging Face's model.safetensors) ----------
+
+// GPT-2's tokenizer, from llm.c's tokenizer.bin or from encoder.json + vocab.bpe (Hugging Face:
+// vocab.json + merges.txt, the same formats).
+struct Gpt2TokenizerFiles {
+  std::string llmc, encoder_json, vocab_bpe;
+  bool given() const { return !llmc.empty() || !encoder_json.empty() || !vocab_bpe.empty(); }
+};
+
+// Adds the options; `llmc_names` is "--tokenizer,--llmc-tokenizer" where --tokenizer is free.
+inline void add_gpt2_tokenizer_options(CLI::App& app, Gpt2TokenizerFiles& f, const std::string& llmc_names) {
+  app.add_option(llmc_names, f.llmc, "GPT-2 file's tokenizer: llm.c's gpt2_tokenizer.bin");
+  app.add_option("--encoder-json", f.encoder_json,
+                 "GPT-2 file's tokenizer: encoder.json (or Hugging Face's vocab.json), with --vocab-bpe");
+  app.add_option("--vocab-bpe", f.vocab_bpe,
+                 "GPT-2 file's tokenizer: vocab.bpe (or Hugging Face's merges.txt), with --encoder-json");
+}
+
+inline seqgen::Tokenizer load_gpt2_tokenizer(const Gpt2TokenizerFiles& f, const std::string& model_path) {
+  using namespace seqgen;
+  check<ConfigError>(f.given(), "'", model_path,
+                     "' is a GPT-2 file, which holds no tokenizer: give llm.c's --tokenizer gpt2_tokenizer.bin, or "
+                     "--encoder-json with --vocab-bpe");
+  const bool llmc = !f.llmc.empty(), pair = !f.encoder_json.empty() || !f.vocab_bpe.empty();
+  check<ConfigError>(llmc != pair, "give one tokenizer: llm.c's tokenizer.bin or --encoder-json with --vocab-bpe, "
+                                   "not both");
+  if (llmc) {
+    require_regular_file(f.llmc, "tokenizer.bin");
+    return Tokenizer::bpe(LlmcTokenizer::load(f.llmc).to_vocab("tokenizer.bin '" + f.llmc + "'"));
+  }
+  check<ConfigError>(!f.encoder_json.empty() && !f.vocab_bpe.empty(), "--encoder-json and --vocab-bpe go together");
+  require_regular_file(f.encoder_json, "--encoder-json");
+  require_regular_file(f.vocab_bpe, "--vocab-bpe");
+  return gpt2::load_tokenizer(f.encoder_json, f.vocab_bpe);
+}
+
+// A GPT-2 file's model and a tokenizer that fits it. `heads` 0: as load_gpt2_file decides.
+inline seqgen::Gpt<float> load_gpt2_model(const std::string& path, seqgen::Index heads, const seqgen::Tokenizer& tok) {
+  using namespace seqgen;
+  require_regular_file(path, "GPT-2 model");
+  const double size = file_size(path);
+  // The weights, their gradients (a model is trained or decoded), and float16/bfloat16 widening.
+  if (size > 0) require_memory(4 * size, "loading '" + path + "' (" + format_bytes(size) + ")");
+  Gpt<float> m = load_gpt2_file<float>(path, heads);
+  check<ConfigError>(tok.vocab_size() == m.config.vocab_size, "the tokenizer has ", tok.vocab_size(),
+                     " tokens but the model '", path, "' has a vocabulary of ", m.config.vocab_size);
+  return m;
+}
+
 }  // namespace cli

@@ -1,8 +1,12 @@
 // generate: writes text with a model trained by `train`, streaming it as it is produced. It reads
-// a training checkpoint or a model written by `export` (float32 or float16), of any model kind.
+// a training checkpoint or a model written by `export` (float32 or float16), of any model kind,
+// and pretrained GPT-2 files: llm.c's gpt2_124M.bin or Hugging Face's model.safetensors, with
+// GPT-2's tokenizer (llm.c's gpt2_tokenizer.bin, or encoder.json + vocab.bpe).
 //
 //   ./generate --checkpoint model.ckpt --prompt "Once upon a time" --tokens 200 --temperature 0.8 --top-p 0.95
 //   ./generate --checkpoint model.bin --samples 4 --tokens 100 --stop $'\n\n'
+//   ./generate --model gpt2_124M.bin --tokenizer gpt2_tokenizer.bin --prompt "The meaning of life is"
+//   ./generate --model model.safetensors --encoder-json vocab.json --vocab-bpe merges.txt --prompt "Hello"
 //
 // A prompt character outside the model's vocabulary is skipped by default, with a note on stderr
 // (--unknown replace --replacement '?' replaces it, --unknown error refuses the prompt).
@@ -31,14 +35,13 @@ struct Args {
   seqgen::PromptOptions prompt_options;
   std::uint64_t seed = 1;
   int threads = 0;
+  cli::Gpt2TokenizerFiles gpt2_tokenizer;  // for a GPT-2 file
+  seqgen::Index heads = 0;                 // a safetensors file's heads (0: its metadata or GPT-2's)
 };
 
 template <typename Model>
-int generate(const seqgen::CheckpointReader& ckpt, const Args& args, int threads) {
+int generate(const Model& model, const seqgen::Tokenizer& tokenizer, const Args& args, int threads) {
   using namespace seqgen;
-  g_phase = "loading the model";
-  const Model model = load_model<Model>(ckpt);
-  const Tokenizer tokenizer = load_tokenizer(ckpt, model.config.vocab_size);
   Index unknown = 0;  // an unknown character is reported here under --unknown error
   const Index prompt_tokens = Index(encode_prompt(tokenizer, args.prompt, args.prompt_options, &unknown).size());
   if (unknown > 0)
@@ -91,8 +94,13 @@ int main(int argc, char** argv) {
   SamplingOptions& s = args.sampling;
   CLI::App app{"Generate text with a seqgen checkpoint"};
   app.option_defaults()->always_capture_default();  // --help shows every default
-  app.add_option("--checkpoint,-m", args.checkpoint, "Checkpoint written by train, or a model written by export")
+  app.add_option("--checkpoint,-m,--model", args.checkpoint,
+                 "Checkpoint written by train, a model written by export, or a GPT-2 file (llm.c's .bin, "
+                 "model.safetensors)")
       ->required();
+  cli::add_gpt2_tokenizer_options(app, args.gpt2_tokenizer, "--tokenizer,--llmc-tokenizer");
+  add_number(app, "--heads", args.heads, Index(0), Index(1) << 24,
+             "A safetensors file's attention heads (0: its metadata, else GPT-2's count for its width)");
   auto* prompt = app.add_option("--prompt,-p", args.prompt, "Text to continue (default: none)");
   app.add_option("--prompt-file", args.prompt_file, "Read the prompt from a file")->excludes(prompt);
   add_number(app, "--tokens,-n", args.tokens, std::int64_t(0), std::int64_t(1) << 32, "Tokens to generate per sample");
@@ -140,10 +148,23 @@ int main(int argc, char** argv) {
       args.prompt = read_text_file(args.prompt_file);
     }
     cli::require_regular_file(args.checkpoint, "--checkpoint");
+    if (!cli::looks_like_checkpoint(args.checkpoint) && looks_like_gpt2_file(args.checkpoint)) {
+      g_phase = "loading the GPT-2 model";
+      const Tokenizer tokenizer = cli::load_gpt2_tokenizer(args.gpt2_tokenizer, args.checkpoint);
+      const Gpt<float> model = cli::load_gpt2_model(args.checkpoint, args.heads, tokenizer);
+      return generate(model, tokenizer, args, threads);
+    }
+    check<ConfigError>(!args.gpt2_tokenizer.given() && args.heads == 0, "--tokenizer, --encoder-json, --vocab-bpe "
+                       "and --heads apply to GPT-2 files; '", args.checkpoint, "' is a seqgen checkpoint, which "
+                       "carries its tokenizer");
     g_phase = "reading the checkpoint";
     const CheckpointReader ckpt = CheckpointReader::load(args.checkpoint);
     return visit_model_kind(checkpoint_model_kind(ckpt), [&](auto type) {
-      return generate<typename decltype(type)::type>(ckpt, args, threads);
+      using Model = typename decltype(type)::type;
+      g_phase = "loading the model";
+      const Model model = load_model<Model>(ckpt);
+      const Tokenizer tokenizer = load_tokenizer(ckpt, model.config.vocab_size);
+      return generate(model, tokenizer, args, threads);
     });
   } catch (const std::bad_alloc&) {
     std::fprintf(stderr, "generate: error: out of memory while %s (an allocation failed): lower --samples or "

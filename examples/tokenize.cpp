@@ -10,7 +10,8 @@
 //
 // A vocabulary is one of: --vocab (a file written by `tokenize train`: the tokenizer blob of
 // data/tokenizer.hpp), --checkpoint (the tokenizer a seqgen checkpoint carries), --gpt2 DIR or
-// --encoder-json + --vocab-bpe (GPT-2's files), --llmc (llm.c's tokenizer.bin: decoding only).
+// --encoder-json + --vocab-bpe (GPT-2's files), --llmc (llm.c's tokenizer.bin; for encoding, its
+// merges are rebuilt from the tokens' order, LlmcTokenizer::to_vocab).
 //
 // Text ids: encode writes each input line's ids (the line without its '\n') on one line, separated
 // by spaces; with --whole, the ids of the whole input on one line. decode reads ids separated by
@@ -44,7 +45,7 @@ void add_source(CLI::App& app, Source& s, bool llmc) {
   app.add_option("--gpt2", s.gpt2_dir, "Folder with GPT-2's encoder.json and vocab.bpe");
   app.add_option("--encoder-json", s.encoder_json, "GPT-2's encoder.json (with --vocab-bpe)");
   app.add_option("--vocab-bpe", s.vocab_bpe, "GPT-2's vocab.bpe (with --encoder-json)");
-  if (llmc) app.add_option("--llmc", s.llmc, "llm.c's tokenizer.bin (decoding only)");
+  if (llmc) app.add_option("--llmc", s.llmc, "llm.c's tokenizer.bin (GPT-2's gpt2_tokenizer.bin)");
 }
 
 std::string read_input(const std::string& path) {
@@ -70,12 +71,13 @@ void write_output(const std::string& path, const std::string& data) {
   check<IoError>(!out.fail(), "--output '", path, "': the write failed (disk full?)");
 }
 
-// The tokenizer of a source; exactly one must be given (--llmc is handled by the caller).
+// The tokenizer of a source; exactly one must be given (decode reads --llmc as it is).
 Tokenizer load(const Source& s) {
   const int given = !s.vocab.empty() + !s.checkpoint.empty() + !s.gpt2_dir.empty() +
                     (!s.encoder_json.empty() || !s.vocab_bpe.empty()) + !s.llmc.empty();
   check<ConfigError>(given == 1, "give one vocabulary: --vocab, --checkpoint, --gpt2, --encoder-json with "
-                                 "--vocab-bpe, or (decode only) --llmc; found ", given);
+                                 "--vocab-bpe, or --llmc; found ", given);
+  if (!s.llmc.empty()) return Tokenizer::bpe(LlmcTokenizer::load(s.llmc).to_vocab("--llmc '" + s.llmc + "'"));
   if (!s.vocab.empty()) {
     cli::require_regular_file(s.vocab, "--vocab");
     const std::string blob = gpt2::read_file(s.vocab, std::uint64_t(1) << 30, "--vocab");
@@ -174,7 +176,7 @@ int main(int argc, char** argv) {
   train->add_option("--out", out_vocab, "Vocabulary file to write")->required();
 
   CLI::App* encode = app.add_subcommand("encode", "Text to token ids");
-  add_source(*encode, src, false);
+  add_source(*encode, src, true);
   encode->add_option("--input", input, "Text (default: standard input)");
   encode->add_option("--output", output, "Ids (default: standard output)");
   encode->add_flag("--whole", whole, "The whole input as one text, its ids on one line");

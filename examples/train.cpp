@@ -2,6 +2,12 @@
 //
 //   ./train --data input.txt --model gpt --minutes 3 --out model.ckpt
 //   ./train --data input.txt --resume model.ckpt --steps 2000     # continue exactly where it stopped
+//   ./train --data my.txt --init gpt2_124M.bin --llmc-tokenizer gpt2_tokenizer.bin --out ft.ckpt  # fine-tune GPT-2
+//
+// --init starts from a pretrained GPT-2 (llm.c's gpt2_124M.bin or Hugging Face's model.safetensors)
+// with GPT-2's tokenizer (--llmc-tokenizer, or --encoder-json with --vocab-bpe): the file fixes
+// the model's shape and the tokenizer; the run is an ordinary one, saved as a seqgen checkpoint
+// that --resume continues and generate reads.
 //
 // Every --log-interval steps and every evaluation also go to a JSON-lines log, by default next to
 // the checkpoint (model.metrics.jsonl for model.ckpt; metrics_log.hpp), continued on --resume.
@@ -95,6 +101,8 @@ struct Args {
   int threads = 0;
   bool zero = false;  // under mpirun: the AdamW moments sharded over the ranks
   bool warmup_given = false;
+  std::string init;                        // a pretrained GPT-2 file to start from
+  cli::Gpt2TokenizerFiles gpt2_tokenizer;  // its tokenizer
 };
 
 // A checkpoint could not be written: reported as it is, not followed by another attempt to save.
@@ -418,7 +426,8 @@ int run(seqgen::Trainer<Model>& trainer, const Args& args, const Units& units, d
 template <typename Model>
 int start_or_resume(const CLI::App& app, const Args& args, const seqgen::Tokenizer& tok,
                     const seqgen::TokenDataset& data, const seqgen::CheckpointReader* ckpt,
-                    const decltype(Model::config)& fresh_config, int threads) {
+                    const decltype(Model::config)& fresh_config, int threads,
+                    std::optional<seqgen::Gpt<float>>& pretrained) {
   using namespace seqgen;
   Units cpt;
   {
@@ -465,7 +474,13 @@ int start_or_resume(const CLI::App& app, const Args& args, const seqgen::Tokeniz
                            std::to_string(args.train.seq_len),
                  "lower --batch, --seq-len, --channels or --layers");
   Rng init_rng(args.train.seed);
-  Trainer<Model> trainer(Model(fresh_config, init_rng), tok, data, args.train);
+  const auto fresh_model = [&]() -> Model {
+    if constexpr (std::is_same_v<Model, Gpt<float>>)
+      if (pretrained) return std::move(*pretrained);  // --init: the weights of the GPT-2 file
+    return Model(fresh_config, init_rng);
+  };
+  Trainer<Model> trainer(fresh_model(), tok, data, args.train);
+  if (!args.init.empty()) std::printf("init: the weights of '%s'\n", args.init.c_str());
   std::printf("model: %s, %lld parameters, %.1f MFLOP per token per step; data: %lld train / %lld val tokens\n",
               args.model.c_str(), (long long)count_params(trainer.model),
               trainer.model.train_flops_per_token(trainer.options.seq_len) / 1e6,
@@ -583,6 +598,10 @@ int train_main(int argc, char** argv) {
   app.add_flag("--zero", args.zero,
                "Under mpirun: each rank keeps the AdamW moments of 1/N of the weights only (ZeRO stage 1); the "
                "same training and checkpoints (no effect on one process)");
+  app.add_option("--init", args.init,
+                 "Fine-tune a pretrained GPT-2: llm.c's gpt2_124M.bin or Hugging Face's model.safetensors (it fixes "
+                 "the model's shape; give its tokenizer with --llmc-tokenizer or --encoder-json + --vocab-bpe)");
+  cli::add_gpt2_tokenizer_options(app, args.gpt2_tokenizer, "--llmc-tokenizer");
   add_number(app, "--skip-nonfinite", t.skip_nonfinite, std::int64_t(0), kMaxSteps,
              "Steps with a NaN/Inf loss or gradient norm to skip (no update) before stopping, over the whole run");
   try {
@@ -626,7 +645,35 @@ int train_main(int argc, char** argv) {
     Tokenizer tok = Tokenizer::bytes();
     std::string kind = args.model;
     std::optional<CheckpointReader> ckpt;
+    std::optional<Gpt<float>> pretrained;  // --init
+    check<ConfigError>(!args.gpt2_tokenizer.given() || app.count("--init"), "--llmc-tokenizer, --encoder-json and "
+                       "--vocab-bpe give the tokenizer of an --init GPT-2 file");
     g_phase = "reading the checkpoint";
+    if (app.count("--init")) {
+      check<ConfigError>(!resume, "--init starts a new run from a GPT-2 file; --resume continues a seqgen checkpoint: "
+                                  "give one of them");
+      check<ConfigError>(!args.init.empty(), "--init is empty: give the GPT-2 file to start from");
+      for (const char* option : {"--layers", "--channels", "--context", "--untie", "--tokenizer", "--vocab-size",
+                                 "--embedding"})
+        check<ConfigError>(app.count(option) == 0, option, " comes from --init '", args.init,
+                           "' (a GPT-2 file fixes the model's shape and its tokenizer)");
+      check<ConfigError>(args.model == "gpt", "--init loads a gpt model, not ", args.model);
+      g_phase = "loading the --init model";
+      tok = cli::load_gpt2_tokenizer(args.gpt2_tokenizer, args.init);
+      pretrained = cli::load_gpt2_model(args.init, app.count("--heads") ? args.heads : 0, tok);
+      // Dropout is a training option, not part of the file.
+      pretrained->config.dropout = args.dropout;
+      pretrained->drop = Dropout<float>(args.dropout);
+      for (auto& block : pretrained->blocks) block.drop = Dropout<float>(args.dropout);
+      check<ConfigError>(t.seq_len <= pretrained->config.context, "--seq-len ", t.seq_len,
+                         " exceeds the context ", pretrained->config.context, " of --init '", args.init, "'");
+      args.tokenizer = "bpe";
+      std::printf("init: '%s' (%s), GPT-2 of C = %lld, L = %lld, NH = %lld, V = %lld, context %lld\n",
+                  args.init.c_str(), gpt2_format_name(gpt2_file_format(args.init)),
+                  (long long)pretrained->config.channels, (long long)pretrained->config.layers,
+                  (long long)pretrained->config.heads, (long long)pretrained->config.vocab_size,
+                  (long long)pretrained->config.context);
+    }
     if (resume) {
       ckpt = CheckpointReader::load(args.resume);
       check<ConfigError>(!is_exported_model(*ckpt), "--resume '", args.resume,
@@ -642,7 +689,7 @@ int train_main(int argc, char** argv) {
       args.model = kind;
       args.val_fraction = ckpt->get_double("data.val_fraction", 0, 0.9);  // the split the run trained on
     } else {
-      check_model_options(app, kind);
+      if (!pretrained) check_model_options(app, kind);
       check<ConfigError>(t.min_lr <= t.lr, "--min-lr ", t.min_lr, " must not exceed --lr ", t.lr);
       check<ConfigError>(t.warmup <= t.steps, "--warmup ", t.warmup, " must not exceed --steps ", t.steps);
       t.validate();  // before the model is allocated
@@ -655,8 +702,8 @@ int train_main(int argc, char** argv) {
                                                 ", read and tokenized)");
     g_phase = "reading --data";
     const std::string text = read_text_file(args.data);
-    if (!resume && args.tokenizer == "char") tok = Tokenizer::characters(text);
-    if (!resume && args.tokenizer == "bpe") tok = learn_bpe(text, args.vocab_size, args.val_fraction);
+    if (!resume && !pretrained && args.tokenizer == "char") tok = Tokenizer::characters(text);
+    if (!resume && !pretrained && args.tokenizer == "bpe") tok = learn_bpe(text, args.vocab_size, args.val_fraction);
     check<ConfigError>(resume || args.tokenizer == "bpe" || app.count("--vocab-size") == 0,
                        "--vocab-size applies to --tokenizer bpe, not ", args.tokenizer);
     const TokenDataset data = TokenDataset::from_text(text, tok, args.val_fraction);
@@ -688,8 +735,10 @@ int train_main(int argc, char** argv) {
         c.embedding = args.embedding;
         c.hidden = args.channels;
       }
+      if constexpr (std::is_same_v<Model, Gpt<float>>)
+        if (pretrained) c = pretrained->config;
       if (!resume) c.validate();
-      return start_or_resume<Model>(app, args, tok, data, stored, c, threads);
+      return start_or_resume<Model>(app, args, tok, data, stored, c, threads, pretrained);
     });
   } catch (const std::bad_alloc&) {
     std::fprintf(stderr, "train: error: out of memory while %s (an allocation failed): lower --batch, --seq-len, "

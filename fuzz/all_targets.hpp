@@ -13,3 +13,5 @@
 #include "targets/dataset.hpp"
 #include "targets/stop_strings.hpp"
 #include "targets/generate.hpp"
+#include "targets/gpt2_llmc.hpp"
+#include "targets/gpt2_safetensors.hpp"

@@ -19,7 +19,8 @@ ensure_packages() {
 
 # Debian packages the library and its programs need, and those only the tests need.
 SEQGEN_BUILD_PACKAGES=(cmake make g++ pkg-config libeigen3-dev libcli11-dev libpcre2-dev nlohmann-json3-dev)
-SEQGEN_TEST_PACKAGES=(catch2 pkg-config libbenchmark-dev ninja-build python3)  # python3: cli_test.sh reads the metrics log
+# python3: cli_test.sh reads the metrics log; python3-torch, python3-numpy: the GPT-2 reference (tests/gpt2_reference.py)
+SEQGEN_TEST_PACKAGES=(catch2 pkg-config libbenchmark-dev ninja-build python3 python3-numpy python3-torch)
 # Data-parallel training on MPI (seqgen::mpi, tests/mpi): without them the MPI test is skipped with a
 # message (test.sh goes on).
 SEQGEN_MPI_PACKAGES=(libopenmpi-dev openmpi-bin)

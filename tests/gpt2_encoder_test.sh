@@ -131,6 +131,11 @@ cmp corpus.txt decoded.txt || { echo "gpt2_encoder_test: FAIL: decode(encode(cor
 "$tokenize" encode --gpt2 "$ref" --input corpus.txt --binary --output corpus.bin
 "$tokenize" decode --llmc gpt2_tokenizer.bin --binary --input corpus.bin >decoded_llmc.txt
 cmp corpus.txt decoded_llmc.txt || { echo "gpt2_encoder_test: FAIL: llm.c tokenizer.bin decode differs" >&2; fail=1; }
+# Encoding with llm.c's tokenizer.bin alone: the merges rebuilt from its tokens' order give the
+# reference's ids.
+"$tokenize" encode --llmc gpt2_tokenizer.bin --whole --input corpus.txt >actual_llmc.whole
+cmp expected.whole actual_llmc.whole ||
+  { echo "gpt2_encoder_test: FAIL: ids encoded with the merges rebuilt from tokenizer.bin differ" >&2; fail=1; }
 
 # Bytes that are not UTF-8 (the reference takes Unicode strings only): they round-trip exactly.
 "$tokenize" encode --gpt2 "$ref" --whole --input "$tokenize" >binary.ids

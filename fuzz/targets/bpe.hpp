@@ -6,7 +6,7 @@
 // Input: [u8 mode] then, by mode % 5:
 //   0  text, encoded with a vocabulary learned from a fixed text
 //   1  [sized16 encoder.json] [rest: vocab.bpe]
-//   2  llm.c's tokenizer.bin
+//   2  llm.c's tokenizer.bin (decoded, and encoding with the merges rebuilt from it)
 //   3  [u16 vocabulary size - 256] [u8 split] [rest: text to learn from]
 //   4  a serialized tokenizer (Tokenizer::from_bytes)
 #pragma once
@@ -74,6 +74,8 @@ inline int fuzz_bpe(const std::uint8_t* data, std::size_t size) {
       SEQGEN_FUZZ_EXPECT(t.eot >= 0 && std::size_t(t.eot) < t.tokens.size(), "eot out of range");
       const LlmcTokenizer back = LlmcTokenizer::from_bytes(t.to_bytes(), "tokenizer.bin");
       SEQGEN_FUZZ_EXPECT(back.tokens == t.tokens && back.eot == t.eot, "tokenizer.bin does not round-trip");
+      // Its merges rebuilt from the tokens' order (LlmcTokenizer::to_vocab) encode any text.
+      check_bpe_text(Tokenizer::bpe(t.to_vocab("tokenizer.bin")), "To be, or not to be: 1234 caf\xc3\xa9 \xff");
     } else if (mode == 3) {
       BpeTrainOptions o;
       o.vocab_size = 256 + in.u16() % 512;

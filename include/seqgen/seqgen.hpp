@@ -25,6 +25,7 @@
 #include "seqgen/layers/transformer_block.hpp"
 
 #include "seqgen/models/gpt.hpp"
+#include "seqgen/models/gpt2.hpp"
 #include "seqgen/models/memory_estimate.hpp"
 #include "seqgen/models/recurrent_lm.hpp"
 
@@ -57,6 +58,7 @@
 #include "seqgen/models/model_io.hpp"
 #include "seqgen/train/trainer.hpp"
 #include "seqgen/generate/pretrained.hpp"
+#include "seqgen/io/gpt2_files.hpp"  // llm.c's and Hugging Face's GPT-2 files
 #else
 #define SEQGEN_HAS_CHECKPOINTS 0
 #endif

@@ -9,7 +9,8 @@
 // U+0100, U+0101, ... (the space 0x20 is 'Ġ' = U+0120). A merge "A B" makes the token "AB". Ids that
 // are neither a byte nor a merge's result are special tokens ("<|endoftext|>", 50256).
 //
-// llm.c's tokenizer.bin (gpt2_tokenizer.bin), little-endian, decoding only (it has no merges):
+// llm.c's tokenizer.bin (gpt2_tokenizer.bin), little-endian; it has no merges, which to_vocab()
+// rebuilds from the tokens' order for encoding:
 //   256 u32 header: [0] magic 20240328, [1] version (1 or 2), [2] vocabulary size V,
 //                   [3] id of <|endoftext|> (version 2; version 1 means 50256 with V = 50257)
 //   V times: u8 length n (at least 1), n bytes
@@ -274,6 +275,67 @@ struct LlmcTokenizer {
     t.eot = eot;
     for (Token id = 0; id < v->vocab_size(); ++id) t.tokens.emplace_back(v->token(id));
     return t;
+  }
+
+  // A BPE vocabulary that encodes as GPT-2's, rebuilt from the tokens alone (tokenizer.bin keeps no
+  // merges). In GPT-2 a merge's result has the id 256 + its rank, so the id is the rank: the merge
+  // that made token i is the pair its bytes reduce to when pairs are merged by the lowest id of
+  // their concatenation, among ids below i (tiktoken's rule; Hugging Face rebuilds merges from
+  // tiktoken's ranks the same way). A token that does not reduce to exactly two parts, or repeats
+  // an earlier token's bytes, is a special token (decoding only), as <|endoftext|> is; so is eot.
+  // The pre-split is GPT-2's. FormatError when a byte has no single-byte token.
+  BpeVocab to_vocab(const std::string& name) const {
+    const std::size_t V = tokens.size();
+    check<FormatError>(V >= 256 && V <= std::size_t(BpeVocab::max_vocab), name, ": ", V,
+                       " tokens, a byte-level vocabulary needs 256 to ", BpeVocab::max_vocab);
+    std::array<Token, 256> byte_ids;
+    byte_ids.fill(-1);
+    std::unordered_map<std::string, Token> made;  // bytes -> id, of the bytes and the merges' results
+    for (std::size_t id = 0; id < V; ++id) {
+      if (tokens[id].size() != 1 || Token(id) == eot) continue;
+      const auto b = static_cast<unsigned char>(tokens[id][0]);
+      if (byte_ids[b] >= 0) continue;
+      byte_ids[b] = Token(id);
+      made.emplace(tokens[id], Token(id));
+    }
+    for (unsigned b = 0; b < 256; ++b)
+      check<FormatError>(byte_ids[b] >= 0, name, ": the byte 0x", utf8::byte_name(static_cast<unsigned char>(b)).substr(2),
+                         " has no single-byte token; a byte-level vocabulary needs all 256");
+    std::vector<BpeMerge> merges;
+    std::vector<BpeSpecial> specials;
+    std::vector<std::string> parts;
+    for (std::size_t id = 0; id < V; ++id) {
+      const std::string& s = tokens[id];
+      const auto it = made.find(s);
+      if (it != made.end() && it->second == Token(id)) continue;  // a byte
+      bool merged = false;
+      if (s.size() >= 2 && Token(id) != eot && it == made.end()) {
+        parts.clear();
+        for (char c : s) parts.emplace_back(1, c);
+        // Merge the pair of lowest id below `id` until none is left (parts.size() − 1 rounds at most).
+        while (parts.size() > 2) {
+          std::size_t best_at = 0;
+          Token best = Token(id);
+          for (std::size_t k = 0; k + 1 < parts.size(); ++k) {
+            const auto m = made.find(parts[k] + parts[k + 1]);
+            if (m != made.end() && m->second < best) {
+              best = m->second;
+              best_at = k;
+            }
+          }
+          if (best == Token(id)) break;
+          parts[best_at] += parts[best_at + 1];
+          parts.erase(parts.begin() + std::ptrdiff_t(best_at) + 1);
+        }
+        if (parts.size() == 2) {
+          merges.push_back({made.at(parts[0]), made.at(parts[1]), Token(id)});
+          made.emplace(s, Token(id));
+          merged = true;
+        }
+      }
+      if (!merged) specials.push_back({Token(id), s});
+    }
+    return BpeVocab(Index(V), byte_ids, std::move(merges), std::move(specials), PreSplit::gpt2, name);
   }
 
   std::string to_bytes() const {

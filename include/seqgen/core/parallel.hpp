@@ -180,13 +180,14 @@ void parallel_team_barriers(int threads, Body&& body) {
 
 // Chooses between a team of `threads` and the calling thread alone, by measuring both, for work
 // that repeats many times at about the same size: a decoding step. Such a team meets at barriers
-// many times per run, microseconds apart. On a quiet machine that pays (2 threads decode gpt_s
-// 1.6× faster than 1); on a machine where another program runs, a barrier often waits for a thread
-// that has lost its core, and the same team ran 2–2.5× slower than one thread (2026-12-01). Which
-// holds changes with the load, so it is measured, not guessed:
-//   every kPeriod runs, kTrial runs with the team and kTrial alone, each timed by the caller;
-//   the rest of the period uses whichever took less time.
-// At most kTrial of every kPeriod runs use the slower choice. The results do not depend on the
+// many times per run, microseconds apart. On a quiet machine that pays (2 threads decoded gpt_s
+// 1.3–1.9× faster than 1); on a machine where another program runs, a barrier often waits for a
+// thread that has lost its core, and the same team ran 2–2.5× slower than one thread (2026-12-01).
+// Which holds changes with the load, so it is measured, not guessed:
+//   every kPeriod runs, one run with the team that is not counted (it wakes the workers, asleep
+//   since the last trial), then kTrial runs with the team and kTrial alone, each timed by the
+//   caller; the rest of the period uses whichever took less time.
+// At most kTrial + 1 of every kPeriod runs use the slower choice. The results do not depend on the
 // choice (a team splits rows and (token, head) pairs, never a sum).
 class TeamChoice {
  public:
@@ -198,10 +199,9 @@ class TeamChoice {
   // The wall-clock seconds the run took.
   void record(double seconds) {
     const long r = runs_ % kPeriod;
-    if (r < 2 * kTrial) {
-      const int o = option();
-      total_[o] += seconds;
-      if (r == 2 * kTrial - 1) {
+    if (r >= 1 && r <= 2 * kTrial) {
+      total_[option()] += seconds;
+      if (r == 2 * kTrial) {
         best_ = total_[kAlone] < total_[kTeam] ? kAlone : kTeam;
         total_[kTeam] = total_[kAlone] = 0;
       }
@@ -214,8 +214,8 @@ class TeamChoice {
   static constexpr long kTrial = 4, kPeriod = 512;
 
   int option() const {
-    const long r = runs_ % kPeriod;
-    return r < kTrial ? kTeam : r < 2 * kTrial ? kAlone : best_;
+    const long r = runs_ % kPeriod;  // 0: the warm-up, 1 … kTrial: team, then kTrial alone
+    return r <= kTrial ? kTeam : r <= 2 * kTrial ? kAlone : best_;
   }
 
   int threads_;

@@ -185,7 +185,7 @@ void parallel_team_barriers(int threads, Body&& body) {
 // that repeats many times at about the same size: a decoding step. Such a team meets at barriers
 // many times per run, microseconds apart. On a quiet machine that pays (2 threads decoded gpt_s
 // 1.3–1.9× faster than 1); on a machine where another program runs, a barrier often waits for a
-// thread that has lost its core, and the same team ran 2–2.5× slower than one thread (2026-12-01).
+// thread that has lost its core, and the same team ran 1.8–2.8× slower than one thread (2026-12-01).
 // Which holds changes with the load, so it is measured, not guessed:
 //   every kPeriod runs, one run with the team that is not counted (it wakes the workers, asleep
 //   since the last trial), then kTrial runs with the team and kTrial alone, each timed by the

@@ -5,7 +5,7 @@
 // team's threads share cores with it, and libgomp's waiting threads spin (GOMP_SPINCOUNT, about
 // 300,000 iterations by default) at every barrier and between regions. A spinning thread takes the
 // core from the one it waits for, so with one competing process a 2-thread training step on 2
-// cores ran 1.4–1.7× slower than 1 thread (measured 2026-12-01; OMP_WAIT_POLICY=passive, which
+// cores ran 1.3–1.5× slower than 1 thread (measured 2026-12-01; OMP_WAIT_POLICY=passive, which
 // sleeps at once, removed most of the loss but makes every barrier of a decoding step a system
 // call). The pool below waits the way the measurements asked for:
 //   - a waiting thread spins for at most kSpinMicros (a quiet machine's barrier, most of a

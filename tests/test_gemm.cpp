@@ -137,6 +137,7 @@ TEST_CASE("gemm: float through the AVX2 kernel and through Eigen's, across every
       check_shape<float>(17, 7, 5, 1e-6);      // ragged tiles
       check_shape<float>(3, 4, 0, 1e-6);       // K = 0: C = 0
       check_shape<float>(401, 53, 600, 1e-6);  // three row blocks and three k blocks, all ragged
+      check_shape<float>(35, 13, 203, 1e-6);   // k steps of 8 (the transposing packs) and a tail of 3
       check_shape<float>(9, 4100, 20, 1e-6);   // two column blocks
     }
   }

@@ -51,13 +51,70 @@ inline bool& enabled() {
 inline Index packed_a_size(Index M, Index K) { return std::min(kKC, K) * (std::min(kMC, M) + kMR); }
 inline Index packed_b_size(Index N, Index K) { return std::min(kKC, K) * (std::min(kNC, N) + kNR); }
 
+// Eight rows of eight floats transposed in registers: r[q] becomes column q.
+__attribute__((target("avx2,fma"), always_inline)) inline void transpose8(__m256 r[8]) {
+  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+  const __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  const __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  const __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+  const __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  r[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
+  r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+  r[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
+  r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+  r[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
+  r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+  r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
+  r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
+
+// The packings that are transposes (a full 16-row panel of a row-major op(A), a full 6-column
+// panel of a column-major op(B)) move 8 steps of k at a time through transpose8 (copied one value
+// at a time, the packings took about 12% of gpt_s's training step on one thread, by perf). The
+// last kc mod 8 steps are copied one at a time.
+__attribute__((target("avx2,fma"))) inline void pack_a_rows16(Index kc, const float* a, Index lda, float* out) {
+  Index k0 = 0;
+  for (; k0 + 8 <= kc; k0 += 8)
+    for (Index h = 0; h < kMR; h += 8) {  // rows h … h + 7 of the panel
+      __m256 r[8];
+      for (int q = 0; q < 8; ++q) r[q] = _mm256_loadu_ps(a + (h + q) * lda + k0);
+      transpose8(r);
+      for (int q = 0; q < 8; ++q) _mm256_storeu_ps(out + (k0 + q) * kMR + h, r[q]);
+    }
+  for (; k0 < kc; ++k0)
+    for (Index i = 0; i < kMR; ++i) out[k0 * kMR + i] = a[i * lda + k0];
+}
+
+__attribute__((target("avx2,fma"))) inline void pack_b_columns6(Index kc, const float* b, Index ldb, float* out) {
+  Index k0 = 0;
+  for (; k0 + 8 <= kc; k0 += 8) {
+    __m256 r[8];
+    for (int j = 0; j < kNR; ++j) r[j] = _mm256_loadu_ps(b + j * ldb + k0);
+    r[6] = r[7] = _mm256_setzero_ps();
+    transpose8(r);
+    // Step q's 6 values, and 2 zeros that step q + 1 overwrites (a masked store is slow on AMD);
+    // the last step stores its 6 values only.
+    for (int q = 0; q < 7; ++q) _mm256_storeu_ps(out + (k0 + q) * kNR, r[q]);
+    float* last = out + (k0 + 7) * kNR;
+    _mm_storeu_ps(last, _mm256_castps256_ps128(r[7]));
+    _mm_storel_pi(reinterpret_cast<__m64*>(last + 4), _mm256_extractf128_ps(r[7], 1));
+  }
+  for (; k0 < kc; ++k0)
+    for (Index j = 0; j < kNR; ++j) out[k0 * kNR + j] = b[j * ldb + k0];
+}
+
 // op(A)[0..mc, 0..kc] into mc/MR panels, each kc steps of MR rows (zeros past row mc).
 // op(A)(i, k) is a[i + k·lda], or a[k + i·lda] when transposed.
 template <bool TransA>
 void pack_a(Index mc, Index kc, const float* a, Index lda, float* out) {
   for (Index i0 = 0; i0 < mc; i0 += kMR, out += kc * kMR) {
     const Index m = std::min(kMR, mc - i0);
-    if (TransA) {  // a row of op(A) is contiguous: copy a row at a time
+    if (TransA && m == kMR) {  // a row of op(A) is contiguous: 16 rows transposed into the panel
+      pack_a_rows16(kc, a + i0 * lda, lda, out);
+    } else if (TransA) {
       for (Index r = 0; r < m; ++r) {
         const float* src = a + (i0 + r) * lda;
         for (Index k = 0; k < kc; ++k) out[k * kMR + r] = src[k];
@@ -86,11 +143,8 @@ void pack_b(Index kc, Index nc, const float* b, Index ldb, float* out) {
     } else if (TransB) {
       for (Index k = 0; k < kc; ++k)
         for (Index j = 0; j < kNR; ++j) out[k * kNR + j] = j < n ? b[j0 + j + k * ldb] : 0.0f;
-    } else if (n == kNR) {  // a column of op(B) is contiguous: read the NR columns side by side
-      const float* col[kNR];
-      for (Index j = 0; j < kNR; ++j) col[j] = b + (j0 + j) * ldb;
-      for (Index k = 0; k < kc; ++k)
-        for (Index j = 0; j < kNR; ++j) out[k * kNR + j] = col[j][k];
+    } else if (n == kNR) {  // a column of op(B) is contiguous: 6 columns transposed into the panel
+      pack_b_columns6(kc, b + j0 * ldb, ldb, out);
     } else {
       for (Index j = 0; j < n; ++j) {
         const float* src = b + (j0 + j) * ldb;

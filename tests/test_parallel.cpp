@@ -1,5 +1,9 @@
 #include <seqgen/seqgen.hpp>
 
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <stdexcept>
 #include <thread>
@@ -90,6 +94,33 @@ TEST_CASE("Parallel: nested and concurrent calls run on the caller's thread and 
     });
   for (std::thread& t : callers) t.join();
   for (const Mat<float>& m : concurrent) CHECK(m == expected);
+}
+
+TEST_CASE("Parallel: after a fork, the child's loops run on its one thread and finish", "[parallel]") {
+  Threads two(2);
+  std::atomic<long> sum{0};
+  parallel_for(1000, true, [&](Index i) { sum.fetch_add(i); });  // the workers exist now
+  REQUIRE(sum.load() == 999 * 1000 / 2);
+  const pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    std::atomic<long> child_sum{0};
+    parallel_for(1000, true, [&](Index i) { child_sum.fetch_add(i); });
+    _exit(child_sum.load() == 999 * 1000 / 2 ? 0 : 1);
+  }
+  int status = -1;
+  // A child that waited for the parent's workers would never end: give it 10 s.
+  for (int waited = 0; waited < 1000 && waitpid(pid, &status, WNOHANG) == 0; ++waited) usleep(10000);
+  if (status == -1) {
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+  }
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  // And the parent's pool still works.
+  sum = 0;
+  parallel_for(1000, true, [&](Index i) { sum.fetch_add(i); });
+  CHECK(sum.load() == 999 * 1000 / 2);
 }
 
 TEST_CASE("Parallel: TeamChoice uses whichever of the team and one thread measured faster, and measures again",

@@ -21,6 +21,8 @@
 // false). An exception thrown by a worker's body is caught and rethrown to the caller once every
 // thread has finished the job.
 //
+// A child process made by fork() has none of the workers: there every job runs on the caller.
+//
 // Memory: the workers are made on the first job that needs them and when a job needs more; a
 // job itself allocates nothing. When the system refuses a thread (ulimit -u, a memory limit), the
 // jobs run on the threads there are, and on the caller alone when there are none.
@@ -33,9 +35,12 @@
 #include <cstdint>
 #include <exception>
 #include <mutex>
+#include <new>
 #include <system_error>
 #include <thread>
 #include <vector>
+
+#include <pthread.h>
 
 #if defined(__linux__)
 #include <linux/futex.h>
@@ -50,8 +55,9 @@ namespace seqgen {
 namespace detail {
 
 // How long a waiting thread spins before it sleeps. A barrier of a decoding step on a quiet
-// machine is met within a few microseconds; a futex sleep and wake costs 5–50 µs. 50 µs of
-// spinning keeps a quiet machine's waits free of system calls and bounds what a busy machine loses.
+// machine is met within a few microseconds; sleeping on a futex and being woken costs two system
+// calls and a reschedule. 50 µs of spinning keeps a quiet machine's waits free of system calls and
+// bounds what a busy machine loses.
 // (With one competing process, 5, 50 and 200 µs gave the same step times within the noise.)
 constexpr long kSpinMicros = 50;
 
@@ -81,8 +87,8 @@ class WaitWord {
     return old;
   }
   // fetch_sub without waking: for counts that a waiter only needs to see reach zero (see
-  // ThreadPool::finish).
-  uint32_t fetch_sub_quiet(uint32_t v) { return word_.fetch_sub(v, std::memory_order_acq_rel); }
+  // ThreadPool::finish). seq_cst as store is, for the argument in wait_while.
+  uint32_t fetch_sub_quiet(uint32_t v) { return word_.fetch_sub(v, std::memory_order_seq_cst); }
   void wake_all() { wake(); }
 
   // Returns the word once it is not `value`: spins for up to kSpinMicros, then sleeps.
@@ -155,7 +161,7 @@ class ThreadPool {
   // inside a job or no second thread can be had (the caller then runs the work itself).
   template <class Body>
   bool run(int nt, Body& body) {
-    if (nt < 2 || in_job()) return false;
+    if (nt < 2 || in_job() || forked_) return false;
     std::unique_lock<std::mutex> lock(busy_, std::try_to_lock);
     if (!lock.owns_lock()) return false;
     if (int(workers_.size()) < nt - 1 && !refused_) start_workers(nt - 1);
@@ -182,7 +188,15 @@ class ThreadPool {
   }
 
  private:
-  ThreadPool() = default;
+  ThreadPool() { pthread_atfork(nullptr, nullptr, [] { instance().forget_workers(); }); }
+
+  // In the child of a fork only the forking thread exists: the workers' handles are dropped
+  // without a join (they name threads of the parent), and every job runs on the calling thread.
+  void forget_workers() {
+    forked_ = true;
+    for (std::thread& w : workers_) new (&w) std::thread();  // a handle of no thread, safe to destroy
+    workers_.clear();
+  }
 
   // Starts n workers; stops at the first the system refuses (and asks for no more after that).
   void start_workers(int n) {
@@ -238,6 +252,7 @@ class ThreadPool {
   int team_size_ = 1;
   bool stopping_ = false;
   bool refused_ = false;  // the system refused a thread: use the workers there are
+  bool forked_ = false;   // this process is the child of a fork: no workers, ever
   std::mutex error_lock_;
   std::exception_ptr error_;
 };

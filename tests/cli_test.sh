@@ -164,6 +164,10 @@ expect_error "not a seqgen checkpoint" "$export_model" --checkpoint "$dir/random
 "$export_model" --checkpoint "$dir/gpt2.ckpt" --out "$dir/gpt.bin" --overwrite > /dev/null || fail "export --overwrite failed"
 
 # --help shows the defaults.
-"$train" --help | grep -q -- "--channels INT=256" || fail "train --help shows no default for --channels"
-"$generate" --help | grep -q -- "--unknown.*=skip" || fail "generate --help shows no default for --unknown"
+# (Captured first: `grep -q` stops reading at its match, and under pipefail the program's next
+# write, a broken pipe, would fail the pipeline now that the help is longer than one write.)
+train_help=$("$train" --help)
+generate_help=$("$generate" --help)
+grep -q -- "--channels INT=256" <<<"$train_help" || fail "train --help shows no default for --channels"
+grep -q -- "--unknown.*=skip" <<<"$generate_help" || fail "generate --help shows no default for --unknown"
 echo "cli_test: all passed"

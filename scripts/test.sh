@@ -105,7 +105,7 @@ if [ -z "${SEQGEN_SKIP_SANITIZERS:-}" ]; then
     rm -rf build/asan
   fi
   cmake --preset asan -DSEQGEN_TEST_TOPICS="$SANITIZED_TOPICS" -DSEQGEN_USE_MPI=OFF >/dev/null
-  cmake --build build/asan -j "$jobs" --target seqgen_tests train generate export
+  cmake --build build/asan -j "$jobs" --target seqgen_tests train generate export gpt2_files_check
   # Not the no-allocation test (it replaces malloc, as ASan does), the crash-safety script (it
   # kills train at random moments, minutes when sanitized; its save and resume code runs here in
   # the trainer tests and the hostile-input script) nor the memory estimate (ASan's shadow memory

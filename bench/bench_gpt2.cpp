@@ -24,19 +24,9 @@ namespace {
 
 using namespace seqgen;
 
-GptConfig gpt2_124m() {
-  GptConfig c;
-  c.vocab_size = 50257;
-  c.context = 1024;
-  c.channels = 768;
-  c.layers = 12;
-  c.heads = 12;
-  return c;
-}
-
 void train_step_gpt2_124m(benchmark::State& state) {
   const Index B = 4, T = 64;
-  const GptConfig c = gpt2_124m();
+  const GptConfig c = gpt2_config("124M");
   Rng rng(1);
   Gpt<float> model(c, rng);
   Gpt<float>::Activations act;
@@ -64,7 +54,7 @@ void train_step_gpt2_124m(benchmark::State& state) {
 
 void decode_gpt2_124m(benchmark::State& state) {
   constexpr Index kNewTokens = 32;
-  const GptConfig c = gpt2_124m();
+  const GptConfig c = gpt2_config("124M");
   Rng rng(1);
   const Gpt<float> model(c, rng);
   GptDecoder<float> decoder(model, 1);

@@ -31,12 +31,14 @@ ensure_packages "${SEQGEN_MPI_PACKAGES[@]}" ||
 jobs=$(nproc)
 build=${BUILD_DIR:-$root/build/test}
 start=$(date +%s)
+# A step's heading, with the seconds since the start (where the time goes).
+step() { echo "== [$(( $(date +%s) - start )) s] $*"; }
 
 # Ninja for a new build folder: it keeps both cores busy across targets.
 generator=()
 [ -f "$build/CMakeCache.txt" ] || generator=(-G Ninja)
 
-echo "== configure and build ($build)"
+step "configure and build ($build)"
 cmake -S . -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DSEQGEN_BUILD_TESTS=ON -DSEQGEN_BUILD_EXAMPLES=ON \
   -DSEQGEN_BUILD_BENCHMARKS=ON >/dev/null
 cmake --build "$build" -j "$jobs"
@@ -45,7 +47,7 @@ cmake --build "$build" -j "$jobs"
 # spinning OpenMP barrier can make a two-thread test a hundred times slower.
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 
-echo "== unit tests"
+step "unit tests"
 (cd "$build" && ctest -j "$jobs" --output-on-failure --timeout 300)
 
 if [ -n "$quick" ]; then
@@ -53,7 +55,7 @@ if [ -n "$quick" ]; then
   exit 0
 fi
 
-echo "== consumer through find_package after cmake --install"
+step "consumer through find_package after cmake --install"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 cmake --install "$build" --prefix "$tmp/prefix" >/dev/null
@@ -71,7 +73,7 @@ else
   echo "SKIPPED: consumer_mpi (seqgen::mpi not installed: MPI not found)"
 fi
 
-echo "== consumer through pkg-config"
+step "consumer through pkg-config"
 PKG_CONFIG_PATH="$tmp/prefix/share/pkgconfig" pkg-config --exists seqgen
 g++ -O1 tests/consumer/main.cpp $(PKG_CONFIG_PATH="$tmp/prefix/share/pkgconfig" pkg-config --cflags --libs seqgen) \
   -o "$tmp/pc_consumer"
@@ -83,7 +85,7 @@ if [ "${pc_says##*OpenMP }" != "${package_says##*OpenMP }" ]; then
   exit 1
 fi
 
-echo "== consumer through add_subdirectory"
+step "consumer through add_subdirectory"
 cmake -S tests/consumer -B "$tmp/subdir" -DSEQGEN_CONSUMER_MODE=subdirectory -DSEQGEN_SOURCE_DIR="$root" >/dev/null
 cmake --build "$tmp/subdir" -j "$jobs" >/dev/null
 "$tmp/subdir/consumer"
@@ -97,7 +99,7 @@ bash tests/consumer/run_readme_program.sh "$tmp/subdir/readme_program" "$build/e
 SANITIZED_TOPICS="attention;flash_attention;checkpoint;dataset;decoder;gemm;parallel;pretrained;sampler;tokenizer;trainer"
 
 if [ -z "${SEQGEN_SKIP_SANITIZERS:-}" ]; then
-  echo "== unit tests under AddressSanitizer + UndefinedBehaviorSanitizer (asan preset)"
+  step "unit tests under AddressSanitizer + UndefinedBehaviorSanitizer (asan preset)"
   ensure_packages "${SEQGEN_SANITIZER_PACKAGES[@]}"
   # A folder configured by an older version of this script (another generator or compiler) is
   # configured again from scratch.
@@ -117,7 +119,7 @@ if [ -z "${SEQGEN_SKIP_SANITIZERS:-}" ]; then
   # Every test that runs thread teams: GEMM slices, attention per (b, h), the recurrent layers'
   # sequence shares, the decoders' barrier-synchronised passes, whole training steps.
   THREADED_TOPICS="attention;decoder;determinism;flash_attention;gemm;parallel;recurrent;transformer_block"
-  echo "== threaded unit tests under ThreadSanitizer (tsan preset)"
+  step "threaded unit tests under ThreadSanitizer (tsan preset)"
   archer=/usr/lib/llvm-14/lib/libarcher.so  # from libomp-14-dev
   [ -f "$archer" ] || { echo "ThreadSanitizer needs $archer (libomp-14-dev)"; exit 1; }
   cmake --preset tsan -DSEQGEN_TEST_TOPICS="$THREADED_TOPICS" -DSEQGEN_USE_MPI=OFF >/dev/null
@@ -128,7 +130,7 @@ fi
 
 fuzz_seconds=${SEQGEN_FUZZ_SECONDS:-15}
 if [ "$fuzz_seconds" -gt 0 ]; then
-  echo "== fuzzing, $fuzz_seconds s per target"
+  step "fuzzing, $fuzz_seconds s per target"
   ./scripts/fuzz.sh "$fuzz_seconds"
 fi
 

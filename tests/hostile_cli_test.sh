@@ -92,6 +92,8 @@ cp "$dir/rnn.ckpt" "$dir/rnn_as_gru.ckpt"
 patch "$dir/rnn_as_gru.ckpt" $(($(offset_of "$dir/rnn_as_gru.ckpt" model.kind) + 10 + 8)) 'gru'
 : > "$dir/empty.ckpt"
 head -c 4096 /dev/urandom > "$dir/random.ckpt"
+# Random bytes with '{' at byte 8, as a safetensors file has (a random one did this once in 256 runs).
+patch "$dir/random.ckpt" 8 '{'
 printf 'SEQGENCK' > "$dir/magic_only.ckpt"
 head -c 100 "$dir/gpt.ckpt" > "$dir/cut.ckpt"
 mkfifo "$dir/fifo"

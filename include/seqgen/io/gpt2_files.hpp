@@ -9,6 +9,8 @@
 // checkpoint (train --init), and generate decodes it.
 #pragma once
 
+#include <algorithm>
+#include <cstdint>
 #include <fstream>
 #include <string>
 
@@ -23,15 +25,21 @@ enum class Gpt2Format { llmc, safetensors };
 inline const char* gpt2_format_name(Gpt2Format f) { return f == Gpt2Format::llmc ? "llm.c" : "safetensors"; }
 
 // Which format the file at `path` is, from its first bytes: llm.c's magic, or a safetensors header
-// length followed by '{'. IoError when it cannot be read, FormatError when it is neither.
+// length that fits in the file (and under the reader's limit) followed by '{'. IoError when it
+// cannot be read, FormatError when it is neither. (The length must fit: '{' alone at byte 8 would
+// take one file of random bytes in 256 for safetensors.)
 inline Gpt2Format gpt2_file_format(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
   check<IoError>(in.is_open(), "GPT-2 model '", path, "': cannot open it");
+  const auto size = std::uint64_t(std::max<std::streamoff>(in.tellg(), 0));
+  in.seekg(0);
   unsigned char b[9] = {};
   in.read(reinterpret_cast<char*>(b), 9);
   const std::streamsize got = in.gcount();
   if (got >= 4 && std::int32_t(detail::load_le32(b)) == kLlmcModelMagic) return Gpt2Format::llmc;
-  if (got == 9 && b[8] == '{') return Gpt2Format::safetensors;
+  const std::uint64_t header = got == 9 ? detail::load_le64(reinterpret_cast<const char*>(b)) : 0;
+  if (got == 9 && b[8] == '{' && header >= 2 && header <= size - 8 && header <= kMaxSafetensorsHeaderBytes)
+    return Gpt2Format::safetensors;
   throw FormatError("GPT-2 model '" + path +
                     "' is neither an llm.c model (magic 20240326) nor a safetensors file (a header length, then "
                     "'{')");

@@ -100,6 +100,7 @@ struct Args {
   bool no_metrics = false;
   int threads = 0;
   bool zero = false;  // under mpirun: the AdamW moments sharded over the ranks
+  bool recompute = false;  // GPT: activation checkpointing (Trainer::set_recompute)
   bool warmup_given = false;
   std::string init;                        // a pretrained GPT-2 file to start from
   cli::Gpt2TokenizerFiles gpt2_tokenizer;  // its tokenizer
@@ -437,12 +438,18 @@ int start_or_resume(const CLI::App& app, const Args& args, const seqgen::Tokeniz
     cpt.cpt = scored_text(data, tok, T, args.eval_windows).chars_per_token();
   }
   g_phase = "building the model";
+  // The memory a run will need (--recompute is checked against the model kind by Trainer).
+  const auto training_need = [&](const decltype(Model::config)& config, Index B, Index T) {
+    if constexpr (std::is_same_v<Model, Gpt<float>>) return training_bytes(config, B, T, threads, args.recompute);
+    return training_bytes(config, B, T, threads);
+  };
   if (ckpt) {
     const TrainOptions stored = read_options(*ckpt);
-    const double need = training_bytes(load_config<Model>(*ckpt), stored.batch, stored.seq_len, threads);
+    const double need = training_need(load_config<Model>(*ckpt), stored.batch, stored.seq_len);
     require_memory(need, "resuming '" + args.resume + "' (batch " + std::to_string(stored.batch) + ", seq_len " +
                              std::to_string(stored.seq_len) + ", fixed by the checkpoint)");
     auto trainer = Trainer<Model>::load(*ckpt, data);
+    trainer.set_recompute(args.recompute);
     // Options that may change on resume are applied, and said so.
     TrainOptions o = trainer.options;
     const auto change = [&](const char* option, auto& field, auto value) {
@@ -469,7 +476,7 @@ int start_or_resume(const CLI::App& app, const Args& args, const seqgen::Tokeniz
                 (long long)trainer.options.steps);
     return run(trainer, args, cpt, need);
   }
-  const double need = training_bytes(fresh_config, args.train.batch, args.train.seq_len, threads);
+  const double need = training_need(fresh_config, args.train.batch, args.train.seq_len);
   require_memory(need, "training this model at --batch " + std::to_string(args.train.batch) + " --seq-len " +
                            std::to_string(args.train.seq_len),
                  "lower --batch, --seq-len, --channels or --layers");
@@ -480,6 +487,7 @@ int start_or_resume(const CLI::App& app, const Args& args, const seqgen::Tokeniz
     return Model(fresh_config, init_rng);
   };
   Trainer<Model> trainer(fresh_model(), tok, data, args.train);
+  trainer.set_recompute(args.recompute);
   if (!args.init.empty()) std::printf("init: the weights of '%s'\n", args.init.c_str());
   std::printf("model: %s, %lld parameters, %.1f MFLOP per token per step; data: %lld train / %lld val tokens\n",
               args.model.c_str(), (long long)count_params(trainer.model),
@@ -491,7 +499,7 @@ int start_or_resume(const CLI::App& app, const Args& args, const seqgen::Tokeniz
 // Options that belong to one family of models are an error with another.
 void check_model_options(const CLI::App& app, const std::string& kind) {
   const bool gpt = kind == "gpt";
-  for (const char* option : {"--heads", "--context", "--dropout", "--untie"})
+  for (const char* option : {"--heads", "--context", "--dropout", "--untie", "--recompute"})
     seqgen::check<seqgen::ConfigError>(gpt || app.count(option) == 0, option, " applies to gpt models, not ", kind);
   seqgen::check<seqgen::ConfigError>(!gpt || app.count("--embedding") == 0,
                                      "--embedding applies to rnn, lstm and gru models, not gpt (use --channels)");
@@ -595,6 +603,9 @@ int train_main(int argc, char** argv) {
   app.add_option("--resume", args.resume, "Checkpoint to continue from");
   add_number(app, "--seed", t.seed, std::uint64_t(0), std::numeric_limits<std::uint64_t>::max(), "Random seed");
   add_number(app, "--threads", args.threads, 0, 4096, "Threads (0: every usable CPU; more than that are capped)");
+  app.add_flag("--recompute", args.recompute,
+               "GPT: keep only each block's input and run its forward again in backward: much less memory for long "
+               "--seq-len, a slower step, the same results (any run may resume with or without it)");
   app.add_flag("--zero", args.zero,
                "Under mpirun: each rank keeps the AdamW moments of 1/N of the weights only (ZeRO stage 1); the "
                "same training and checkpoints (no effect on one process)");

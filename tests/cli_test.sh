@@ -24,6 +24,17 @@ grep -q '^final: steps=30 train_loss=[0-9.]* val_loss=[0-9.]* val_bits_per_char=
   --sample-tokens 0 --threads 1 --out "$dir/gpt2.ckpt" > "$dir/out2.txt"
 grep -q '^final: steps=40 ' "$dir/out2.txt" || { cat "$dir/out2.txt"; fail "resume did not reach step 40"; }
 
+# --recompute (activation checkpointing) trains the same model: the same losses, the same checkpoint
+# weights (checked through the final line, which has the losses). Two blocks, dropout on.
+for flag in "" --recompute; do
+  "$train" --data "$dir/text.txt" --model gpt --channels 16 --layers 2 --heads 2 -T 16 -B 4 --steps 6 --dropout 0.1 \
+    --eval-interval 0 --eval-windows 4 --sample-tokens 0 --threads 1 --no-metrics $flag --out "$dir/rc$flag.ckpt" \
+    > "$dir/rc$flag.txt" || { cat "$dir/rc$flag.txt"; fail "train $flag failed"; }
+done
+[ "$(grep -o '^final: steps=6 train_loss=[0-9.]* val_loss=[0-9.]*' "$dir/rc.txt")" = \
+  "$(grep -o '^final: steps=6 train_loss=[0-9.]* val_loss=[0-9.]*' "$dir/rc--recompute.txt")" ] ||
+  { cat "$dir/rc.txt" "$dir/rc--recompute.txt"; fail "--recompute changed the losses"; }
+
 # A byte-level BPE run: bits/char = nats/token x tokens / characters / ln 2 over the scored
 # held-out tokens (more characters than tokens: merges were learned), and generation.
 "$train" --data "$dir/text.txt" --model gpt --channels 16 --layers 1 --heads 2 -T 16 -B 4 --steps 5 \
@@ -81,6 +92,8 @@ grep -q "2 prompt characters are not in the model's vocabulary of [0-9]* charact
 expect_error "top-p must be in (0, 1]" "$generate" --checkpoint "$dir/gpt.ckpt" --top-p 1.5
 expect_error "temperature must be in \[0, " "$generate" --checkpoint "$dir/gpt.ckpt" --temperature -1
 expect_error "not a seqgen checkpoint" "$train" --data "$dir/text.txt" --resume "$dir/random.ckpt" --out "$dir/x.ckpt"
+expect_error "--recompute applies to gpt models, not lstm" "$train" --data "$dir/text.txt" --model lstm --recompute \
+  --steps 1 --out "$dir/x.ckpt"
 # SIGINT mid-run: the checkpoint is saved, the exit status is 130, and the run resumes from it.
 "$train" --data "$dir/text.txt" --model gpt --channels 16 --layers 1 --heads 2 -T 16 -B 4 --steps 1000000 \
   --eval-interval 0 --eval-windows 4 --threads 1 --out "$dir/int.ckpt" > "$dir/int.txt" 2> "$dir/int_err.txt" &

@@ -164,6 +164,24 @@ TEST_CASE("Mlp: backward adds into gradients, a reused cache gives the same resu
   REQUIRE(dx1 == dx2);
 }
 
+TEST_CASE("Mlp: backward computes GELU(h) again, so another cache may take the scratch", "[mlp]") {
+  Rng rng(11);
+  Mlp<double> mlp("mlp", 4, rng);
+  Mat<double> x = random_mat(4, 5, 12), dy = random_mat(4, 5, 13), y, dx1, dx2;
+  Mlp<double>::Cache cache, other;
+  mlp.forward(x, y, cache);
+  zero_grad(mlp);
+  mlp.backward(x, dy, cache, dx1);
+  const Mat<double> once = mlp.proj.weight.grad;
+  mlp.forward(x, y, cache);
+  other.take_scratch(cache);  // cache.a is now empty
+  REQUIRE(cache.a.size() == 0);
+  zero_grad(mlp);
+  mlp.backward(x, dy, cache, dx2);
+  REQUIRE(mlp.proj.weight.grad == once);
+  REQUIRE(dx1 == dx2);
+}
+
 TEST_CASE("Mlp: clear errors for bad sizes and shapes", "[mlp][errors]") {
   Rng rng(1);
   SEQGEN_THROWS_WITH(Mlp<float>("mlp", 0, rng), ConfigError, "Mlp 'mlp': C must be positive, got C=0");

@@ -103,6 +103,45 @@ TEST_CASE("Trainer: LSTM and GRU resume bit-identically, carried state included"
   check_exact_resume(GruLm<float>(cfg, rng), tok, data);
 }
 
+TEST_CASE("Trainer: recomputing a GPT's activations changes no loss or weight; recurrent models refuse it",
+          "[trainer][resume]") {
+  set_num_threads(1);
+  const Tokenizer tok = Tokenizer::characters(kText);
+  const TokenDataset data = TokenDataset::from_text(kText, tok, 0.2);
+  GptConfig cfg;
+  cfg.vocab_size = tok.vocab_size();
+  cfg.context = 8;
+  cfg.channels = 16;
+  cfg.layers = 3;
+  cfg.heads = 2;
+  cfg.dropout = 0.1;
+  Rng rng(5);
+  const Gpt<float> fresh(cfg, rng);
+  Trainer<Gpt<float>> straight(fresh, tok, data, small_options());
+  std::vector<double> straight_losses;
+  for (int i = 0; i < 9; ++i) straight_losses.push_back(straight.step());
+  // With recompute, saved, and resumed with recompute again.
+  const auto path = temp_path("seqgen_test_recompute");
+  Trainer<Gpt<float>> first(fresh, tok, data, small_options());
+  first.set_recompute(true);
+  std::vector<double> losses;
+  for (int i = 0; i < 4; ++i) losses.push_back(first.step());
+  first.save(path);
+  auto resumed = Trainer<Gpt<float>>::load(path, data);
+  std::filesystem::remove(path);
+  resumed.set_recompute(true);
+  for (int i = 0; i < 5; ++i) losses.push_back(resumed.step());
+  REQUIRE(losses == straight_losses);
+  REQUIRE(flat_params(resumed.model) == flat_params(straight.model));
+
+  RecurrentConfig rcfg;
+  rcfg.vocab_size = tok.vocab_size();
+  rcfg.cell = CellKind::lstm;
+  Trainer<LstmLm<float>> lstm(LstmLm<float>(rcfg, rng), tok, data, small_options());
+  lstm.set_recompute(false);
+  SEQGEN_THROWS_WITH(lstm.set_recompute(true), ConfigError, "recomputing activations is for GPT models, not lstm");
+}
+
 TEST_CASE("Trainer: loading a checkpoint of another model kind is a clear error", "[trainer][errors]") {
   const Tokenizer tok = Tokenizer::characters(kText);
   const TokenDataset data = TokenDataset::from_text(kText, tok, 0.2);

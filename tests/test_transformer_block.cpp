@@ -1,6 +1,7 @@
 #include <seqgen/layers/transformer_block.hpp>
 
 #include <tuple>
+#include <vector>
 
 #include "test_util.hpp"
 
@@ -165,6 +166,53 @@ TEST_CASE("TransformerBlock: reused cache does not reallocate, backward adds", "
   for (int i = 0; i < 6; ++i) REQUIRE(pointers[i] == after[i]);
   REQUIRE((block.mlp.fc.weight.grad - 2 * once).norm() < 1e-12);
   REQUIRE(dx1 == dx2);
+}
+
+TEST_CASE("TransformerBlock: two blocks sharing one set of scratch give what their own caches give", "[block]") {
+  const Index B = 2, T = 5, C = 8, NH = 2;
+  Rng init(23);
+  TransformerBlock<double> first("first", C, NH, init, 0.25), second("second", C, NH, init, 0.25);
+  const Mat<double> x = random_mat(C, B * T, 24), dy = random_mat(C, B * T, 25);
+  for (bool training : {false, true}) {
+    // Each block on its own cache.
+    TransformerBlock<double>::Cache own1, own2;
+    Mat<double> h, y, dh, dx;
+    Rng rng(26);
+    first.forward(x, B, T, h, own1, rng, training);
+    second.forward(h, B, T, y, own2, rng, training);
+    zero_grad(first);
+    zero_grad(second);
+    second.backward(h, dy, B, T, own2, dh, training);
+    first.backward(x, dh, B, T, own1, dx, training);
+    std::vector<Mat<double>> grads;
+    first.for_each_param([&](Param<double>& p) { grads.push_back(p.grad); });
+    second.for_each_param([&](Param<double>& p) { grads.push_back(p.grad); });
+    // The same with the scratch handed over before each block runs, as Gpt does it.
+    TransformerBlock<double>::Cache c1, c2;
+    Mat<double> h2, y2, dh2, dx2;
+    Rng rng2(26);
+    first.forward(x, B, T, h2, c1, rng2, training);
+    c2.take_scratch(c1);
+    second.forward(h2, B, T, y2, c2, rng2, training);
+    zero_grad(first);
+    zero_grad(second);
+    second.backward(h2, dy, B, T, c2, dh2, training);
+    c1.take_scratch(c2);
+    first.backward(x, dh2, B, T, c1, dx2, training);
+    REQUIRE(y2 == y);
+    REQUIRE(dx2 == dx);
+    std::size_t i = 0;
+    first.for_each_param([&](Param<double>& p) { REQUIRE(p.grad == grads[i++]); });
+    second.for_each_param([&](Param<double>& p) { REQUIRE(p.grad == grads[i++]); });
+    // The scratch is in c1 alone; c2 kept only what backward reads.
+    CHECK(c2.dln.size() == 0);
+    CHECK(c2.mlp.a.size() == 0);
+    CHECK(c2.attn.dqkv.size() == 0);
+    CHECK(c1.dln.size() == C * B * T);
+    CHECK(c1.mlp.a.size() == 4 * C * B * T);
+    // The branch outputs before dropout are kept only when dropout ran.
+    CHECK(c2.attn_out.size() == (training ? C * B * T : 0));
+  }
 }
 
 namespace {

@@ -98,6 +98,16 @@ struct CausalSelfAttention {
     Mat<Scalar> dp;    // reference: (T, T · threads): dP, then dS, one (T, T) block per thread
     Mat<Scalar> delta;  // flash: (T, B·NH), D = rowsum(dY ⊙ Y) of each query
     Mat<Scalar> flash_scratch;  // flash: (kFlashKeyBlock, ≥ flash_scratch_cols(T) · threads): S_b, P_b, dS_b
+
+    // Trades this cache's scratch for `other`'s (the buffers, not their contents), so that layers
+    // run one after another can share one set (TransformerBlock::Cache::take_scratch).
+    void take_scratch(Cache& other) {
+      dy.swap(other.dy);
+      dqkv.swap(other.dqkv);
+      dp.swap(other.dp);
+      delta.swap(other.delta);
+      flash_scratch.swap(other.flash_scratch);
+    }
   };
 
   CausalSelfAttention() = default;

@@ -109,9 +109,17 @@ struct Mlp {
   Linear<Scalar> proj;  // 4C -> C
 
   struct Cache {
-    Mat<Scalar> h;   // (4C, N) before GELU
-    Mat<Scalar> a;   // (4C, N) after GELU, the input of proj
-    Mat<Scalar> dh;  // (4C, N) backward scratch: da, then dh in place
+    Mat<Scalar> h;   // (4C, N) before GELU, kept for backward
+    // scratch
+    Mat<Scalar> a;   // (4C, N) after GELU, the input of proj: backward computes it again from h
+    Mat<Scalar> dh;  // (4C, N) backward: da, then dh in place
+
+    // Trades this cache's scratch for `other`'s (the buffers, not their contents), so that layers
+    // run one after another can share one set (TransformerBlock::Cache::take_scratch).
+    void take_scratch(Cache& other) {
+      a.swap(other.a);
+      dh.swap(other.dh);
+    }
   };
 
   Mlp() = default;
@@ -160,8 +168,11 @@ struct Mlp {
     const Index C = channels(), N = x.cols();
     check<ShapeError>(dy.rows() == C && dy.cols() == N, "Mlp '", name, "': dy is (", dy.rows(), ", ", dy.cols(),
                       "), expected (", C, ", ", N, ")");
-    check<ShapeError>(cache.h.cols() == N && cache.a.cols() == N, "Mlp '", name, "': cache holds ", cache.h.cols(),
-                      " columns, expected ", N, " (call forward with this x first)");
+    check<ShapeError>(cache.h.cols() == N, "Mlp '", name, "': cache holds ", cache.h.cols(), " columns, expected ",
+                      N, " (call forward with this x first)");
+    // GELU(h) again rather than kept from forward: 4C floats per token less to keep, for one
+    // element-wise pass (the products around it cost 16·C² per token).
+    Gelu<Scalar>().forward(cache.h, cache.a);
     proj.backward(cache.a, dy, &cache.dh);          // dh = da = W_projᵀ dy
     Gelu<Scalar>().backward(cache.h, cache.dh, cache.dh);  // dh = da ⊙ gelu'(h), in place
     fc.backward(x, cache.dh, &dx);

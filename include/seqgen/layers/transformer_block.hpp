@@ -12,6 +12,12 @@
 // cache (attention's forward_cached), on packed copies of the four weight matrices, by a thread
 // team: x1 = x + Attn(LN1(x)), x1 + Mlp(LN2(x1)), in place in x. No dropout (inference).
 //
+// Memory: per token the cache keeps what backward reads, 11·C floats and the attention kernel's
+// (LN1(x), q, k, v, the attention's output, x1, LN2(x1), the MLP's hidden layer before GELU), and
+// with dropout active the branch outputs and the masks. The rest is scratch (backward's gradients,
+// GELU's output, the kernels' work space): Cache::take_scratch hands it from one block's cache to
+// the next, so a model of L blocks holds one set of it rather than L (Gpt does this).
+//
 // Contract: forward ASSIGNS y and the cache. backward ADDS into every Param::grad and ASSIGNS dx;
 // it reads the same x forward was given, with the same `training`.
 #pragma once
@@ -43,14 +49,26 @@ struct TransformerBlock {
     typename Mlp<Scalar>::Cache mlp;
     typename Dropout<Scalar>::Cache drop1, drop2;
     Mat<Scalar> ln1_out;   // (C, N) LN1(x)
-    Mat<Scalar> attn_out;  // (C, N) Attn(LN1(x)), before dropout
     Mat<Scalar> x1;        // (C, N) residual stream after the attention branch
     Mat<Scalar> ln2_out;   // (C, N) LN2(x1)
-    Mat<Scalar> mlp_out;   // (C, N) Mlp(LN2(x1)), before dropout
-    // backward scratch
+    // The branch outputs before dropout, (C, N) each: only while dropout is active (otherwise
+    // the branches write x1 and y directly).
+    Mat<Scalar> attn_out, mlp_out;
+    // scratch
     Mat<Scalar> dx1;       // (C, N)
-    Mat<Scalar> dbranch;   // (C, N) gradient of a branch output (attn_out or mlp_out)
+    Mat<Scalar> dbranch;   // (C, N) gradient of a branch output, with dropout active
     Mat<Scalar> dln;       // (C, N) gradient of a LayerNorm output
+
+    // Trades this cache's scratch, its layers' included, for `other`'s (the buffers, not their
+    // contents). Blocks run one after another can then share one set: before a block runs
+    // (forward or backward), its cache takes the scratch from the cache of the block that ran last.
+    void take_scratch(Cache& other) {
+      attn.take_scratch(other.attn);
+      mlp.take_scratch(other.mlp);
+      dx1.swap(other.dx1);
+      dbranch.swap(other.dbranch);
+      dln.swap(other.dln);
+    }
   };
 
   TransformerBlock() = default;
@@ -68,13 +86,22 @@ struct TransformerBlock {
   void forward(const ConstMatRef<Scalar>& x, Index B, Index T, Mat<Scalar>& y, Cache& cache, Rng& rng,
                bool training) const {
     check_input(x, B, T);
+    const bool dropout = drop.active(training);
     ln1.forward(x, cache.ln1_out, cache.ln1);
-    attn.forward(cache.ln1_out, B, T, cache.attn_out, cache.attn);
-    drop.forward(cache.attn_out, cache.x1, cache.drop1, rng, training);
+    if (dropout) {
+      attn.forward(cache.ln1_out, B, T, cache.attn_out, cache.attn);
+      drop.forward(cache.attn_out, cache.x1, cache.drop1, rng, training);
+    } else {
+      attn.forward(cache.ln1_out, B, T, cache.x1, cache.attn);
+    }
     parallel_add<Scalar>(cache.x1, x);
     ln2.forward(cache.x1, cache.ln2_out, cache.ln2);
-    mlp.forward(cache.ln2_out, cache.mlp_out, cache.mlp);
-    drop.forward(cache.mlp_out, y, cache.drop2, rng, training);
+    if (dropout) {
+      mlp.forward(cache.ln2_out, cache.mlp_out, cache.mlp);
+      drop.forward(cache.mlp_out, y, cache.drop2, rng, training);
+    } else {
+      mlp.forward(cache.ln2_out, y, cache.mlp);
+    }
     parallel_add<Scalar>(y, cache.x1);
   }
 
@@ -117,14 +144,18 @@ struct TransformerBlock {
                       dy.rows(), ", ", dy.cols(), "), expected (", x.rows(), ", ", x.cols(), ")");
     check<ShapeError>(cache.x1.cols() == x.cols(), "TransformerBlock '", name, "': cache holds ", cache.x1.cols(),
                       " columns, expected ", x.cols(), " (call forward with this x first)");
+    // The gradient of a branch's output from the gradient after its dropout (the same without).
+    auto through_dropout = [&](const ConstMatRef<Scalar>& d, const typename Dropout<Scalar>::Cache& mask) {
+      if (!drop.active(training)) return d;
+      drop.backward(d, mask, cache.dbranch, training);
+      return ConstMatRef<Scalar>(cache.dbranch);
+    };
     // MLP branch: dx1 = dy + (gradient through LN2, Mlp, Drop)
-    drop.backward(dy, cache.drop2, cache.dbranch, training);
-    mlp.backward(cache.ln2_out, cache.dbranch, cache.mlp, cache.dln);
+    mlp.backward(cache.ln2_out, through_dropout(dy, cache.drop2), cache.mlp, cache.dln);
     ln2.backward(cache.x1, cache.dln, cache.ln2, cache.dx1);
     parallel_add<Scalar>(cache.dx1, dy);
     // attention branch: dx = dx1 + (gradient through LN1, Attn, Drop)
-    drop.backward(cache.dx1, cache.drop1, cache.dbranch, training);
-    attn.backward(cache.ln1_out, cache.dbranch, B, T, cache.attn, cache.dln);
+    attn.backward(cache.ln1_out, through_dropout(cache.dx1, cache.drop1), B, T, cache.attn, cache.dln);
     ln1.backward(x, cache.dln, cache.ln1, dx);
     parallel_add<Scalar>(dx, cache.dx1);
   }

@@ -102,7 +102,17 @@ struct Gpt : NamedParams<Gpt<Scalar>, Scalar> {
     std::vector<Mat<Scalar>> residual;                      // L+1 of (C, N): x₀ … x_L
     Mat<Scalar> embedded;                                   // (C, N) before dropout
     typename Dropout<Scalar>::Cache drop;
-    std::vector<typename TransformerBlock<Scalar>::Cache> blocks;  // L
+    std::vector<typename TransformerBlock<Scalar>::Cache> blocks;  // L (one in use when recomputing)
+    Index scratch_at = 0;  // the block whose cache holds the blocks' one set of scratch
+    // Set before a training forward: keep each block's input only, and run the block's forward
+    // again just before its backward, on one cache the blocks share (activation checkpointing,
+    // Chen et al., 2016). The per-token memory of the blocks falls from L caches to one, for one
+    // more forward of L − 1 blocks per step (the last block's cache is still there). The results
+    // are the same bit for bit: the recomputation repeats the same operations, and the dropout
+    // masks come from the generator as each block first found it.
+    bool recompute = false;
+    bool recomputing = false;   // the mode the last forward ran in (recompute and training)
+    std::vector<Rng> block_rng;  // recomputing: the generator before each block's forward
     Mat<Scalar> final_norm;                                 // (C, N) LN_f(x_L)
     typename LayerNorm<Scalar>::Cache ln_f;
     typename SoftmaxHead<Scalar>::Cache head;
@@ -139,8 +149,16 @@ struct Gpt : NamedParams<Gpt<Scalar>, Scalar> {
                  bool training) {
     embed(inputs, B, T, act, rng, training);
     act.training = training;
-    for (Index l = 0; l < config.layers; ++l)
-      blocks[l].forward(act.residual[l], B, T, act.residual[l + 1], act.blocks[l], rng, training);
+    act.recomputing = act.recompute && training;
+    if (act.recomputing) {
+      act.block_rng.resize(config.layers, rng);
+      take_scratch(act, 0);
+    }
+    for (Index l = 0; l < config.layers; ++l) {
+      if (act.recomputing) act.block_rng[l] = rng;
+      else take_scratch(act, l);
+      blocks[l].forward(act.residual[l], B, T, act.residual[l + 1], block_cache(act, l), rng, training);
+    }
     ln_f.forward(act.residual[config.layers], act.final_norm, act.ln_f);
     return head.forward(head_weight(), act.final_norm, targets, act.head);
   }
@@ -159,7 +177,13 @@ struct Gpt : NamedParams<Gpt<Scalar>, Scalar> {
     ln_f.backward(act.residual[config.layers], act.grad_a, act.ln_f, act.grad_b);
     if (ready) ready(embeddings + config.layers * per_block);  // ln_f, lm_head (wte, if tied, is not)
     for (Index l = config.layers - 1; l >= 0; --l) {
-      blocks[l].backward(act.residual[l], act.grad_b, B, T, act.blocks[l], act.grad_a, training);
+      if (!act.recomputing) {
+        take_scratch(act, l);
+      } else if (l < config.layers - 1) {  // the shared cache holds the last block's forward
+        Rng rng = act.block_rng[l];
+        blocks[l].forward(act.residual[l], B, T, act.grad_a, block_cache(act, l), rng, training);  // x_{l+1} again
+      }
+      blocks[l].backward(act.residual[l], act.grad_b, B, T, block_cache(act, l), act.grad_a, training);
       std::swap(act.grad_a, act.grad_b);
       if (ready) ready(embeddings + l * per_block);
     }
@@ -173,8 +197,11 @@ struct Gpt : NamedParams<Gpt<Scalar>, Scalar> {
   void logits(TokenSpan inputs, Index B, Index T, State& /*state*/, Activations& act, Mat<Scalar>& out) {
     Rng unused(0);
     embed(inputs, B, T, act, unused, false);
-    for (Index l = 0; l < config.layers; ++l)
+    act.recomputing = false;
+    for (Index l = 0; l < config.layers; ++l) {
+      take_scratch(act, l);
       blocks[l].forward(act.residual[l], B, T, act.residual[l + 1], act.blocks[l], unused, false);
+    }
     ln_f.forward(act.residual[config.layers], act.final_norm, act.ln_f);
     head.logits(head_weight(), act.final_norm, out);
   }
@@ -202,6 +229,19 @@ struct Gpt : NamedParams<Gpt<Scalar>, Scalar> {
     parallel_for(N, worth_a_team(act.embedded.size()),
                  [&](Index n) { act.embedded.col(n) += wpe.weight.value.col(n % T); });
     drop.forward(act.embedded, act.residual[0], act.drop, rng, training);
+  }
+
+  // Block l's cache: its own, or when recomputing the one the blocks share.
+  static typename TransformerBlock<Scalar>::Cache& block_cache(Activations& act, Index l) {
+    return act.blocks[act.recomputing ? 0 : l];
+  }
+
+  // The blocks share one set of scratch (TransformerBlock::Cache::take_scratch): block l takes it
+  // before it runs.
+  static void take_scratch(Activations& act, Index l) {
+    if (act.scratch_at == l) return;
+    act.blocks[l].take_scratch(act.blocks[act.scratch_at]);
+    act.scratch_at = l;
   }
 
   void prepare(Activations& act, Index B, Index T) const {

@@ -5,12 +5,16 @@
 //   parameters        value, gradient and the two AdamW moments: 4 per parameter; a save then
 //                     encodes values and moments once more (CheckpointWriter holds the file)
 //   GPT, per token    residual stream, embedding, LN_f, the head's probabilities (V), backward
-//                     scratch: (L + 5)·C + V + 3; per block 28·C + A + 4 (LayerNorms, q/k/v,
-//                     attention, MLP hidden 3 × 4C, branch outputs and their gradients), + C per
-//                     dropout mask, where A is what the attention kernel keeps per token: 2·NH for
-//                     the flash kernel (each query's log-sum-exp, and D in backward), NH·T for the
-//                     reference (its probabilities P); CausalSelfAttention::flash_by_default(T)
-//                     says which runs
+//                     scratch: (L + 5)·C + V + 3; the blocks' one shared set of scratch
+//                     (TransformerBlock::Cache::take_scratch: gradients, GELU's output) 15·C; per
+//                     block 11·C + A + 4 (two LayerNorm outputs and statistics, q/k/v, attention
+//                     output, x1, MLP hidden before GELU), + 4·C with dropout (branch outputs, masks)
+//                     and C for the embedding's mask, where A is what the attention kernel keeps
+//                     per token: 2·NH for the flash kernel (each query's log-sum-exp, and D in
+//                     backward), NH·T for the reference (its probabilities P), whose backward also
+//                     has a (T, T) scratch per thread; CausalSelfAttention::flash_by_default(T)
+//                     says which runs; with recompute (Gpt::Activations::recompute) one block's
+//                     cache in place of L
 //   GPT evaluation    the forward alone on windows of 32 sequences, kept beside the training ones
 //   recurrent         per token: embedding and its gradient 2·E, the head V + 1, scratch 2·H, and
 //                     per layer H of output plus what its cell keeps (RNN 3·H, LSTM and GRU 11·H)
@@ -44,16 +48,19 @@ inline double attention_floats_per_token(const GptConfig& c, Index T, bool train
 }
 
 // Floats a GPT forward (training: with backward) keeps per token, at sequence length T.
-inline double gpt_floats_per_token(const GptConfig& c, Index T, bool training, bool reference_attention = false) {
+// `recompute`: Gpt::Activations::recompute (one block's cache in place of L).
+inline double gpt_floats_per_token(const GptConfig& c, Index T, bool training, bool reference_attention = false,
+                                   bool recompute = false) {
   const double C = double(c.channels), V = double(c.vocab_size), L = double(c.layers);
   const bool dropout = training && c.dropout > 0;
-  double model = training ? (L + 5) * C + V + 3 : (L + 3) * C + V + 1;
-  double block = (training ? 28 * C : 17 * C) + attention_floats_per_token(c, T, training, reference_attention) + 4;
+  // The model's own buffers and the blocks' shared scratch (in inference, GELU's output alone).
+  double model = training ? (L + 5) * C + V + 3 + 15 * C : (L + 3) * C + V + 1 + 4 * C;
+  double block = 11 * C + attention_floats_per_token(c, T, training, reference_attention) + 4;
   if (dropout) {
     model += C;
-    block += 2 * C;
+    block += 4 * C;
   }
-  return model + L * block;
+  return model + (recompute && training ? 1 : L) * block;
 }
 
 // Floats a recurrent LM keeps per token in a training step.
@@ -66,12 +73,17 @@ inline double recurrent_floats_per_token(const RecurrentConfig& c) {
 // The text of `file_bytes` bytes read, tokenized and split.
 inline double text_bytes(double file_bytes) { return 7 * file_bytes; }
 
-// Peak bytes of training at batch B and sequence length T (text excluded).
-inline double training_bytes(const GptConfig& c, Index B, Index T, int threads) {
+// Peak bytes of training at batch B and sequence length T (text excluded); `recompute` as
+// Gpt::Activations::recompute.
+inline double training_bytes(const GptConfig& c, Index B, Index T, int threads, bool recompute = false) {
   const double P = c.num_params<double>();
   const double eval_tokens = 32.0 * double(T);
-  return detail::kMargin * (detail::kFloat * (7 * P + gpt_floats_per_token(c, T, true) * double(B) * double(T) +
-                                              gpt_floats_per_token(c, T, false) * eval_tokens) +
+  // The reference attention's backward: a (T, T) block per thread.
+  const double reference_scratch =
+      CausalSelfAttention<float>::flash_by_default(T) ? 0 : double(T) * double(T) * double(std::max(threads, 1));
+  return detail::kMargin * (detail::kFloat * (7 * P +
+                                              gpt_floats_per_token(c, T, true, false, recompute) * double(B) * double(T) +
+                                              gpt_floats_per_token(c, T, false) * eval_tokens + reference_scratch) +
                             detail::process_bytes(threads));
 }
 inline double training_bytes(const RecurrentConfig& c, Index B, Index T, int threads) {

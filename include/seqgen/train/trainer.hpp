@@ -42,6 +42,14 @@
 
 namespace seqgen {
 
+namespace detail {
+// Whether a model's Activations can recompute (Gpt::Activations::recompute).
+template <class Activations, class = void>
+struct has_recompute : std::false_type {};
+template <class Activations>
+struct has_recompute<Activations, std::void_t<decltype(Activations::recompute)>> : std::true_type {};
+}  // namespace detail
+
 // Training met a NaN or infinite loss or gradient norm (beyond TrainOptions::skip_nonfinite), or
 // save() was asked to write non-finite weights.
 struct NonFiniteError : Error {
@@ -168,6 +176,18 @@ class Trainer {
     if constexpr (kStreams) streams_.emplace(data, Split::train, options.batch, options.seq_len);
     state_ = model.zero_state(options.batch);  // all B streams until set_shard
     optimizer_.init_state(model);
+  }
+
+  // A GPT's activation checkpointing (Gpt::Activations::recompute): a training step keeps one
+  // block's activations instead of every block's and runs L − 1 blocks' forward twice. The steps'
+  // results are the same bit for bit, so it is no part of the run's state: a run may resume with
+  // or without it. ConfigError for a recurrent model (it keeps no per-block activations to drop).
+  void set_recompute(bool on) {
+    if constexpr (detail::has_recompute<typename Model::Activations>::value) {
+      act_.recompute = on;
+    } else {
+      check<ConfigError>(!on, "Trainer: recomputing activations is for GPT models, not ", Model::kind());
+    }
   }
 
   // Resumes a run from a checkpoint saved by save(). The model kind must be Model's.

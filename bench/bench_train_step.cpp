@@ -3,8 +3,10 @@
 //   TrainStep/gpt_s    V=65, C=256, L=4, NH=4, T=256, B=8   torch_gpt_step.py 8 256 256 4 4 65 5 {1,2}
 //   TrainStep/lstm_s   V=65, H=256 (embedding 256), L=2, T=128, B=32
 //                                                          torch_rnn_step.py lstm 32 128 256 2 65 5 {1,2}
-//   TrainStep/gpt_s_T2048/{reference,flash}   gpt_s widths at T=2048, B=1 (context 2048), with the
-//                      attention's reference kernel (P kept, (T, T) per head) or the flash kernel.
+//   TrainStep/gpt_s_T2048/{reference,flash,flash_recompute}   gpt_s widths at T=2048, B=1 (context
+//                      2048), with the attention's reference kernel (P kept, (T, T) per head) or the
+//                      flash kernel, and the flash kernel with the blocks recomputed in backward
+//                      (Trainer::set_recompute).
 //                      Counter heap_mib: the heap in use after the first step (mallinfo2), less
 //                      the heap before the trainer was made: weights, gradients, AdamW moments,
 //                      activations and scratch. The process's peak RSS (one variant per run):
@@ -71,7 +73,7 @@ double heap_in_use() {
 #endif
 }
 
-void train_step_gpt_s_long(benchmark::State& state, AttentionKernel kernel) {
+void train_step_gpt_s_long(benchmark::State& state, AttentionKernel kernel, bool recompute) {
   const Index T = 2048, B = 1;
   GptConfig c;
   c.vocab_size = kVocab;
@@ -84,6 +86,7 @@ void train_step_gpt_s_long(benchmark::State& state, AttentionKernel kernel) {
   const double heap_before = heap_in_use();
   Trainer<Gpt<float>> trainer(Gpt<float>(c, rng), tokenizer65(), data, options(B, T));
   for (auto& block : trainer.model.blocks) block.attn.kernel = kernel;
+  trainer.set_recompute(recompute);
   trainer.step();
   state.counters["heap_mib"] = (heap_in_use() - heap_before) / (1024.0 * 1024.0);
   run_steps(state, trainer, c.train_flops_per_token(T));
@@ -119,9 +122,13 @@ const bool train_step_registered = [] {
   benchmark::RegisterBenchmark("Loaded/TrainStep/lstm_s", loaded<train_step_lstm_s>)
       ->Unit(benchmark::kMillisecond)
       ->UseRealTime();
-  benchmark::RegisterBenchmark("TrainStep/gpt_s_T2048/reference", train_step_gpt_s_long, AttentionKernel::reference)
+  benchmark::RegisterBenchmark("TrainStep/gpt_s_T2048/reference", train_step_gpt_s_long, AttentionKernel::reference,
+                               false)
       ->Unit(benchmark::kMillisecond)->UseRealTime();
-  benchmark::RegisterBenchmark("TrainStep/gpt_s_T2048/flash", train_step_gpt_s_long, AttentionKernel::flash)
+  benchmark::RegisterBenchmark("TrainStep/gpt_s_T2048/flash", train_step_gpt_s_long, AttentionKernel::flash, false)
+      ->Unit(benchmark::kMillisecond)->UseRealTime();
+  benchmark::RegisterBenchmark("TrainStep/gpt_s_T2048/flash_recompute", train_step_gpt_s_long, AttentionKernel::flash,
+                               true)
       ->Unit(benchmark::kMillisecond)->UseRealTime();
   return true;
 }();

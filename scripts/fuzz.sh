@@ -7,6 +7,7 @@
 #   ./scripts/fuzz.sh 300             every target, 300 s each
 #   ./scripts/fuzz.sh 30 utf8 dataset some targets
 #   FUZZ_JOBS=1 ./scripts/fuzz.sh     one target at a time
+#   ./scripts/fuzz.sh --build         build the program only (scripts/test.sh, while it runs others)
 # The program goes to build/fuzz/seqgen_fuzz (rebuilt when a header changed), with a link
 # build/fuzz/<target> to it for each target; crash inputs to
 # build/fuzz/artifacts/<target>/; the repository's corpus is never written to.
@@ -16,6 +17,8 @@ cd "$root"
 source scripts/deps.sh
 ensure_packages "${SEQGEN_FUZZ_PACKAGES[@]}"
 
+build_only=
+if [ "${1:-}" = --build ]; then build_only=1; shift; fi
 seconds=${1:-${SEQGEN_FUZZ_SECONDS:-60}}
 shift || true
 [[ "$seconds" =~ ^[0-9]+$ ]] && [ "$seconds" -gt 0 ] || { echo "usage: $0 [seconds] [target...]" >&2; exit 2; }
@@ -38,6 +41,7 @@ if [ ! -x "$bin" ] || [ -n "$(find include fuzz -newer "$bin" -name '*pp' | head
   }
   mv "$bin.tmp" "$bin"
 fi
+[ -z "$build_only" ] || exit 0
 
 # The targets and their longest input, from the program itself (all_targets() in fuzz/all_targets.hpp).
 declare -A max_len=()

@@ -13,11 +13,6 @@
 //     reports as final (GradientsReady) only gradients that are.
 // `test_mpi --throw-on-rank R` instead throws on rank R while the others wait in a collective:
 // mpi_test.sh checks that the job ends at once, non-zero, with the message.
-#if defined(SEQGEN_CATCH2_V3)
-#include <catch2/catch_session.hpp>
-#else
-#define CATCH_CONFIG_RUNNER
-#endif
 #include "catch_compat.hpp"
 
 #include <seqgen/core/parallel.hpp>
@@ -34,6 +29,8 @@
 #include <unistd.h>
 
 using namespace seqgen;
+
+int run_catch_session(int argc, char** argv);  // catch_runner.cpp
 
 namespace {
 
@@ -456,7 +453,7 @@ int main(int argc, char** argv) {
       mpi.abort(1, e.what());
     }
   }
-  int failed = Catch::Session().run(argc, argv);
+  int failed = run_catch_session(argc, argv);
   MPI_Allreduce(MPI_IN_PLACE, &failed, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
   return failed != 0 ? 1 : 0;
 }

@@ -6,8 +6,9 @@
 //                                   prompt, 32 decoded tokens, one training step
 //   gpt2_files_check FILE --load    loads FILE and nothing else (for /usr/bin/time -v: the peak
 //                                   memory of a load)
-//   gpt2_files_check FILE --step B T   loads FILE, then two AdamW training steps at B, T on random
-//                                   tokens (the peak memory of training, without a checkpoint save)
+//   gpt2_files_check FILE --step B T [--recompute]   loads FILE, then two AdamW training steps at
+//                                   B, T on random tokens (the peak memory of training, without a
+//                                   checkpoint save); --recompute: Gpt::Activations::recompute
 //
 // Prints one line per check and exits 1 on the first failure (tests/gpt2_files_test.sh runs it).
 #include <seqgen/io/checkpoint.hpp>
@@ -264,6 +265,7 @@ int main(int argc, char** argv) {
       const std::vector<Token> inputs(ids.begin(), ids.end() - 1), targets(ids.begin() + 1, ids.end());
       Model::State state;
       Model::Activations act;
+      act.recompute = argc > 5 && std::string(argv[5]) == "--recompute";
       AdamW<float> opt;
       for (int step = 0; step < 2; ++step) {
         const auto t0 = std::chrono::steady_clock::now();

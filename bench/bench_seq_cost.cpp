@@ -14,7 +14,8 @@
 //   tokens_per_s      T tokens per iteration, as a rate
 //   gflops            model FLOPs per second, from the formulas in flops_per_token() below
 //   activation_bytes  bytes the layer's Cache holds after forward on a fresh Cache: what backward
-//                     keeps alive (backward's own scratch is still empty at that point)
+//                     keeps alive, and the scratch forward used (gpt_block: GELU's output; the
+//                     flash kernel's work space); backward's own scratch is still empty then
 // Each kind is one family (one name, one Arg per T), so Google Benchmark fits its times to the
 // stated complexity and prints SeqCost/<kind>_BigO and SeqCost/<kind>_RMS after the family.
 //   build/bench/bench/seqgen_bench --benchmark_filter=SeqCost --benchmark_min_time=0.05

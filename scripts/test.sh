@@ -102,11 +102,15 @@ SANITIZED_TOPICS="attention;flash_attention;checkpoint;dataset;decoder;gemm;para
 fuzz_seconds=${SEQGEN_FUZZ_SECONDS:-10}
 fuzz_build=
 if [ "$fuzz_seconds" -gt 0 ]; then
-  # Installed first: two apt-get at once would fight over dpkg's lock.
+  # Installed first, the sanitizers' too: two apt-get at once would fight over dpkg's lock, and
+  # the compiler must not change under the build.
   ensure_packages "${SEQGEN_FUZZ_PACKAGES[@]}"
+  [ -n "${SEQGEN_SKIP_SANITIZERS:-}" ] || ensure_packages "${SEQGEN_SANITIZER_PACKAGES[@]}"
   mkdir -p build
   ./scripts/fuzz.sh --build > build/fuzz_build.log 2>&1 &
   fuzz_build=$!
+  # A failure in the steps between must not leave the build running.
+  trap 'rm -rf "$tmp"; pkill -P "$fuzz_build" 2>/dev/null; kill "$fuzz_build" 2>/dev/null || true' EXIT
 fi
 
 if [ -z "${SEQGEN_SKIP_SANITIZERS:-}" ]; then

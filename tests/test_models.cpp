@@ -80,6 +80,24 @@ TEST_CASE("Gpt: the blocks hold one set of scratch between them", "[gpt]") {
     REQUIRE(holders == 1);
     REQUIRE(act.blocks[0].dln.size() == cfg.channels * B * T);  // backward ends at block 0
   }
+  // The same activations for a shallower model, after a forward that left the scratch in the
+  // deepest block: the same loss and gradients as fresh ones.
+  model.forward(inputs, targets, B, T, none, act, rng, false);
+  REQUIRE(act.scratch_at == cfg.layers - 1);
+  GptConfig shallow = cfg;
+  shallow.layers = 1;
+  Gpt<float> small(shallow, rng);
+  Gpt<float>::Activations fresh;
+  zero_grad(small);
+  const float loss = small.forward(inputs, targets, B, T, none, fresh, rng, false);
+  small.backward(inputs, targets, B, T, fresh);
+  std::vector<Mat<float>> grads;
+  small.for_each_param([&](Param<float>& p) { grads.push_back(p.grad); });
+  zero_grad(small);
+  REQUIRE(small.forward(inputs, targets, B, T, none, act, rng, false) == loss);
+  small.backward(inputs, targets, B, T, act);
+  std::size_t i = 0;
+  small.for_each_param([&](Param<float>& p) { REQUIRE(p.grad == grads[i++]); });
 }
 
 TEST_CASE("Gpt: recomputing the blocks gives the same loss and gradients bit for bit, from one block cache",
@@ -115,11 +133,16 @@ TEST_CASE("Gpt: recomputing the blocks gives the same loss and gradients bit for
         model.for_each_param([&](Param<float>& p) { REQUIRE(p.grad == grads[i++]); });
         for (Index l = 1; l < cfg.layers; ++l) REQUIRE(recomputed.blocks[l].mlp.h.size() == 0);
       }
-      // Evaluation through the same activations keeps every block's cache, as without recompute.
+      // Evaluation through the same activations keeps every block's cache, as without recompute;
+      // the next recomputing step frees them again.
       std::vector<Mat<float>> logits(2);
       model.logits(inputs, B, T, none, recomputed, logits[0]);
       model.logits(inputs, B, T, none, kept, logits[1]);
       REQUIRE(logits[0] == logits[1]);
+      REQUIRE(recomputed.blocks[1].mlp.h.size() > 0);
+      model.forward(inputs, targets, B, T, none, recomputed, rng_recomputed, true);
+      model.backward(inputs, targets, B, T, recomputed);
+      for (Index l = 1; l < cfg.layers; ++l) REQUIRE(recomputed.blocks[l].mlp.h.size() == 0);
     }
   }
 }

@@ -38,7 +38,8 @@ inline Gpt2Format gpt2_file_format(const std::string& path) {
   const std::streamsize got = in.gcount();
   if (got >= 4 && std::int32_t(detail::load_le32(b)) == kLlmcModelMagic) return Gpt2Format::llmc;
   const std::uint64_t header = got == 9 ? detail::load_le64(reinterpret_cast<const char*>(b)) : 0;
-  if (got == 9 && b[8] == '{' && header >= 2 && header <= size - 8 && header <= kMaxSafetensorsHeaderBytes)
+  if (got == 9 && size >= 9 && b[8] == '{' && header >= 2 && header <= size - 8 &&
+      header <= kMaxSafetensorsHeaderBytes)
     return Gpt2Format::safetensors;
   throw FormatError("GPT-2 model '" + path +
                     "' is neither an llm.c model (magic 20240326) nor a safetensors file (a header length, then "

@@ -153,6 +153,9 @@ struct Gpt : NamedParams<Gpt<Scalar>, Scalar> {
     if (act.recomputing) {
       act.block_rng.resize(config.layers, rng);
       take_scratch(act, 0);
+      // Caches that a forward without recompute filled (an evaluation on these activations, or
+      // recompute switched on late) are freed: only block 0's is used. Nothing, once empty.
+      for (Index l = 1; l < config.layers; ++l) act.blocks[l] = {};
     }
     for (Index l = 0; l < config.layers; ++l) {
       if (act.recomputing) act.block_rng[l] = rng;
@@ -252,6 +255,7 @@ struct Gpt : NamedParams<Gpt<Scalar>, Scalar> {
     for (Index n = 0; n < B * T; ++n) act.positions[n] = Token(n % T);
     act.residual.resize(config.layers + 1);
     act.blocks.resize(config.layers);
+    if (act.scratch_at >= config.layers) act.scratch_at = 0;  // activations of a deeper model before
   }
 
   static bool ends_with(const std::string& s, const std::string& suffix) {

@@ -25,6 +25,18 @@ std::vector<Token> random_ids(Index n, Index V, std::uint64_t seed) {
   return ids;
 }
 
+// A GPT of 3 blocks, C = 8, small enough for exact comparisons of whole steps.
+GptConfig tiny_gpt_config(double dropout = 0) {
+  GptConfig cfg;
+  cfg.vocab_size = 7;
+  cfg.context = 8;
+  cfg.channels = 8;
+  cfg.layers = 3;
+  cfg.heads = 2;
+  cfg.dropout = dropout;
+  return cfg;
+}
+
 }  // namespace
 
 TEST_CASE("Gpt: whole-model gradient check, tied and untied, with a masked target", "[gpt][gradcheck]") {
@@ -57,12 +69,7 @@ TEST_CASE("Gpt: whole-model gradient check, tied and untied, with a masked targe
 }
 
 TEST_CASE("Gpt: the blocks hold one set of scratch between them", "[gpt]") {
-  GptConfig cfg;
-  cfg.vocab_size = 7;
-  cfg.context = 8;
-  cfg.channels = 8;
-  cfg.layers = 3;
-  cfg.heads = 2;
+  const GptConfig cfg = tiny_gpt_config();
   Rng rng(4);
   Gpt<float> model(cfg, rng);
   const Index B = 2, T = 8;
@@ -91,26 +98,18 @@ TEST_CASE("Gpt: the blocks hold one set of scratch between them", "[gpt]") {
   zero_grad(small);
   const float loss = small.forward(inputs, targets, B, T, none, fresh, rng, false);
   small.backward(inputs, targets, B, T, fresh);
-  std::vector<Mat<float>> grads;
-  small.for_each_param([&](Param<float>& p) { grads.push_back(p.grad); });
+  const auto grads = seqgen_test::gradients<float>(small);
   zero_grad(small);
   REQUIRE(small.forward(inputs, targets, B, T, none, act, rng, false) == loss);
   small.backward(inputs, targets, B, T, act);
-  std::size_t i = 0;
-  small.for_each_param([&](Param<float>& p) { REQUIRE(p.grad == grads[i++]); });
+  REQUIRE(seqgen_test::gradients<float>(small) == grads);
 }
 
 TEST_CASE("Gpt: recomputing the blocks gives the same loss and gradients bit for bit, from one block cache",
           "[gpt]") {
   for (double dropout : {0.0, 0.2}) {
     for (AttentionKernel kernel : {AttentionKernel::reference, AttentionKernel::flash}) {
-      GptConfig cfg;
-      cfg.vocab_size = 7;
-      cfg.context = 8;
-      cfg.channels = 8;
-      cfg.layers = 3;
-      cfg.heads = 2;
-      cfg.dropout = dropout;
+      const GptConfig cfg = tiny_gpt_config(dropout);
       Rng init(7);
       Gpt<float> model(cfg, init);
       for (auto& block : model.blocks) block.attn.kernel = kernel;
@@ -124,13 +123,11 @@ TEST_CASE("Gpt: recomputing the blocks gives the same loss and gradients bit for
         zero_grad(model);
         const float loss = model.forward(inputs, targets, B, T, none, kept, rng_kept, true);
         model.backward(inputs, targets, B, T, kept);
-        std::vector<Mat<float>> grads;
-        model.for_each_param([&](Param<float>& p) { grads.push_back(p.grad); });
+        const auto grads = seqgen_test::gradients<float>(model);
         zero_grad(model);
         REQUIRE(model.forward(inputs, targets, B, T, none, recomputed, rng_recomputed, true) == loss);
         model.backward(inputs, targets, B, T, recomputed);
-        std::size_t i = 0;
-        model.for_each_param([&](Param<float>& p) { REQUIRE(p.grad == grads[i++]); });
+        REQUIRE(seqgen_test::gradients<float>(model) == grads);
         for (Index l = 1; l < cfg.layers; ++l) REQUIRE(recomputed.blocks[l].mlp.h.size() == 0);
       }
       // Evaluation through the same activations keeps every block's cache, as without recompute;

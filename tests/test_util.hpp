@@ -27,6 +27,14 @@ Mat<Scalar> random_mat(Index rows, Index cols, std::uint64_t seed, double scale 
   return m;
 }
 
+// The gradient of every parameter of a module, in for_each_param order.
+template <typename Scalar, class Module>
+std::vector<Mat<Scalar>> gradients(Module& module) {
+  std::vector<Mat<Scalar>> out;
+  module.for_each_param([&](seqgen::Param<Scalar>& p) { out.push_back(p.grad); });
+  return out;
+}
+
 // Checks a gradient-check result and prints the worst element when it fails.
 inline void require_grad_ok(const seqgen::GradCheckResult& result) {
   INFO(result.message());

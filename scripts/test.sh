@@ -110,7 +110,7 @@ if [ "$fuzz_seconds" -gt 0 ]; then
   ./scripts/fuzz.sh --build > build/fuzz_build.log 2>&1 &
   fuzz_build=$!
   # A failure in the steps between must not leave the build running.
-  trap 'rm -rf "$tmp"; pkill -P "$fuzz_build" 2>/dev/null; kill "$fuzz_build" 2>/dev/null || true' EXIT
+  trap 'rc=$?; rm -rf "$tmp"; pkill -P "$fuzz_build" 2>/dev/null; kill "$fuzz_build" 2>/dev/null; exit $rc' EXIT
 fi
 
 if [ -z "${SEQGEN_SKIP_SANITIZERS:-}" ]; then

@@ -109,8 +109,9 @@ if [ "$fuzz_seconds" -gt 0 ]; then
   mkdir -p build
   ./scripts/fuzz.sh --build > build/fuzz_build.log 2>&1 &
   fuzz_build=$!
-  # A failure in the steps between must not leave the build running.
-  trap 'rc=$?; rm -rf "$tmp"; pkill -P "$fuzz_build" 2>/dev/null; kill "$fuzz_build" 2>/dev/null; exit $rc' EXIT
+  # A failure in the steps between must not leave the build running. set -e holds in the trap too,
+  # so a kill of a build that already ended must not fail it.
+  trap 'rc=$?; rm -rf "$tmp"; pkill -P "$fuzz_build" 2>/dev/null || true; kill "$fuzz_build" 2>/dev/null || true; exit $rc' EXIT
 fi
 
 if [ -z "${SEQGEN_SKIP_SANITIZERS:-}" ]; then

@@ -90,12 +90,12 @@ double cache_bytes(const CausalSelfAttention<float>::Cache& c) {
          bytes(c.delta) + bytes(c.flash_scratch);
 }
 double cache_bytes(const LayerNorm<float>::Cache& c) { return bytes(c.mean) + bytes(c.rstd); }
-double cache_bytes(const Mlp<float>::Cache& c) { return bytes(c.h) + bytes(c.a) + bytes(c.dh); }
+double cache_bytes(const Mlp<float>::Cache& c) { return bytes(c.h) + bytes(c.a); }
 double cache_bytes(const Dropout<float>::Cache& c) { return bytes(c.mask); }
 double cache_bytes(const TransformerBlock<float>::Cache& c) {
   return cache_bytes(c.ln1) + cache_bytes(c.ln2) + cache_bytes(c.attn) + cache_bytes(c.mlp) + cache_bytes(c.drop1) +
-         cache_bytes(c.drop2) + bytes(c.ln1_out) + bytes(c.attn_out) + bytes(c.x1) + bytes(c.ln2_out) +
-         bytes(c.mlp_out) + bytes(c.dx1) + bytes(c.dbranch) + bytes(c.dln);
+         cache_bytes(c.drop2) + bytes(c.attn_out) + bytes(c.x1) + bytes(c.mlp_out) + bytes(c.dx1) +
+         bytes(c.dbranch) + bytes(c.norm);
 }
 
 Mat<float> random_input(Index rows, Index cols, std::uint64_t seed) {

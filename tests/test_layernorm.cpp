@@ -200,6 +200,28 @@ TEST_CASE("LayerNorm: results do not depend on the thread count", "[layernorm]")
   REQUIRE(dw1 == ln.weight.grad);
 }
 
+TEST_CASE("LayerNorm: forward_again gives forward's output bit for bit", "[layernorm]") {
+  // The transformer block keeps the statistics, not the output, and computes it again in backward.
+  for (auto [C, N] : {std::pair<Index, Index>{1, 1}, {16, 5}, {70, 3000}}) {
+    INFO("C=" << C << " N=" << N);
+    LayerNorm<float> ln("ln", C);
+    ln.weight.value = random_mat(C, 1, 30, 2.0).cast<float>();
+    ln.bias.value = random_mat(C, 1, 31).cast<float>();
+    const Mat<float> x = (random_mat(C, N, 32, 3.0).array() + 5.0).matrix().cast<float>();
+    Mat<float> y, again;
+    LayerNorm<float>::Cache cache;
+    ln.forward(x, y, cache);
+    ln.forward_again(x, cache, again);
+    REQUIRE(again == y);
+  }
+  LayerNorm<float> ln("ln_f", 4);
+  Mat<float> x = Mat<float>::Ones(4, 2), y;
+  LayerNorm<float>::Cache cache;
+  ln.forward(x, y, cache);
+  SEQGEN_THROWS_WITH(ln.forward_again(Mat<float>::Ones(4, 3), cache, y), ShapeError,
+                     "LayerNorm 'ln_f': cache holds 2 columns, expected 3");
+}
+
 TEST_CASE("LayerNorm: bad shapes and sizes are clear errors", "[layernorm][errors]") {
   LayerNorm<float> ln("ln_f", 4);
   Mat<float> x = Mat<float>::Ones(3, 2), y, dx;

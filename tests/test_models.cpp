@@ -81,11 +81,11 @@ TEST_CASE("Gpt: the blocks hold one set of scratch between them", "[gpt]") {
     model.backward(inputs, targets, B, T, act);
     int holders = 0;
     for (const auto& c : act.blocks) {
-      holders += c.dln.size() > 0;
+      holders += c.norm.size() > 0;
       REQUIRE(c.mlp.h.size() == 4 * cfg.channels * B * T);  // what backward reads stays in every block
     }
     REQUIRE(holders == 1);
-    REQUIRE(act.blocks[0].dln.size() == cfg.channels * B * T);  // backward ends at block 0
+    REQUIRE(act.blocks[0].norm.size() == cfg.channels * B * T);  // backward ends at block 0
   }
   // The same activations for a shallower model, after a forward that left the scratch in the
   // deepest block: the same loss and gradients as fresh ones.

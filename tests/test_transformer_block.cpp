@@ -157,15 +157,20 @@ TEST_CASE("TransformerBlock: reused cache does not reallocate, backward adds", "
   zero_grad(block);
   block.backward(x, dy, B, T, cache, dx1, true);
   const Mat<double> once = block.mlp.fc.weight.grad;
-  const double* pointers[] = {cache.x1.data(), cache.dx1.data(), cache.dbranch.data(), cache.dln.data(),
-                              cache.mlp.dh.data(), cache.attn.dqkv.data()};
+  const double* pointers[] = {cache.x1.data(), cache.dx1.data(), cache.dbranch.data(), cache.norm.data(),
+                              cache.mlp.a.data(), cache.attn.dqkv.data()};
   block.forward(x, B, T, y, cache, rng, true);
   block.backward(x, dy, B, T, cache, dx2, true);
-  const double* after[] = {cache.x1.data(), cache.dx1.data(), cache.dbranch.data(), cache.dln.data(),
-                           cache.mlp.dh.data(), cache.attn.dqkv.data()};
+  const double* after[] = {cache.x1.data(), cache.dx1.data(), cache.dbranch.data(), cache.norm.data(),
+                           cache.mlp.a.data(), cache.attn.dqkv.data()};
   for (int i = 0; i < 6; ++i) REQUIRE(pointers[i] == after[i]);
   REQUIRE((block.mlp.fc.weight.grad - 2 * once).norm() < 1e-12);
   REQUIRE(dx1 == dx2);
+  // dx may be dy: backward reads dy only before it computes LN1's output again into dx.
+  Mat<double> inout = dy;
+  block.forward(x, B, T, y, cache, rng, true);
+  block.backward(x, inout, B, T, cache, inout, true);
+  REQUIRE(inout == dx1);
 }
 
 TEST_CASE("TransformerBlock: two blocks sharing one set of scratch give what their own caches give", "[block]") {
@@ -203,10 +208,10 @@ TEST_CASE("TransformerBlock: two blocks sharing one set of scratch give what the
     REQUIRE(seqgen_test::gradients<double>(first) == grads_first);
     REQUIRE(seqgen_test::gradients<double>(second) == grads_second);
     // The scratch is in c1 alone; c2 kept only what backward reads.
-    CHECK(c2.dln.size() == 0);
+    CHECK(c2.norm.size() == 0);
     CHECK(c2.mlp.a.size() == 0);
     CHECK(c2.attn.dqkv.size() == 0);
-    CHECK(c1.dln.size() == C * B * T);
+    CHECK(c1.norm.size() == C * B * T);
     CHECK(c1.mlp.a.size() == 4 * C * B * T);
     // The branch outputs before dropout are kept only when dropout ran.
     CHECK(c2.attn_out.size() == (training ? C * B * T : 0));

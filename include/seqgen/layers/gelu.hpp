@@ -111,15 +111,11 @@ struct Mlp {
   struct Cache {
     Mat<Scalar> h;   // (4C, N) before GELU, kept for backward
     // scratch
-    Mat<Scalar> a;   // (4C, N) after GELU, the input of proj: backward computes it again from h
-    Mat<Scalar> dh;  // (4C, N) backward: da, then dh in place
+    Mat<Scalar> a;   // (4C, N) GELU(h), the input of proj; in backward GELU(h) again, then da, then dh
 
-    // Trades this cache's scratch for `other`'s (the buffers, not their contents), so that layers
+    // Trades this cache's scratch for `other`'s (the buffer, not its contents), so that layers
     // run one after another can share one set (TransformerBlock::Cache::take_scratch).
-    void take_scratch(Cache& other) {
-      a.swap(other.a);
-      dh.swap(other.dh);
-    }
+    void take_scratch(Cache& other) { a.swap(other.a); }
   };
 
   Mlp() = default;
@@ -172,10 +168,11 @@ struct Mlp {
                       N, " (call forward with this x first)");
     // GELU(h) again rather than kept from forward: 4C floats per token less to keep, for one
     // element-wise pass (the products around it cost 16·C² per token).
+    // One (4C, N) buffer serves all three: proj's weight gradient reads a before da overwrites it.
     Gelu<Scalar>().forward(cache.h, cache.a);
-    proj.backward(cache.a, dy, &cache.dh);          // dh = da = W_projᵀ dy
-    Gelu<Scalar>().backward(cache.h, cache.dh, cache.dh);  // dh = da ⊙ gelu'(h), in place
-    fc.backward(x, cache.dh, &dx);
+    proj.backward(cache.a, dy, &cache.a);                 // dW_proj from a, then a = da = W_projᵀ dy
+    Gelu<Scalar>().backward(cache.h, cache.a, cache.a);  // a = dh = da ⊙ gelu'(h), in place
+    fc.backward(x, cache.a, &dx);
   }
 
   template <class Visit>

@@ -74,13 +74,25 @@ struct LayerNorm {
   }
 
   // x, dy: (C, N) -> dx: (C, N)
+  // y = LN(x) again from the statistics forward saved in `cache`: the same values forward gave,
+  // bit for bit, without the two reductions. Lets a caller keep the statistics instead of y.
+  void forward_again(const ConstMatRef<Scalar>& x, const Cache& cache, Mat<Scalar>& y) const {
+    check_input(x);
+    check_cache(x, cache);
+    ensure_shape(y, dim(), x.cols());
+    const auto g = weight.value.col(0).array();
+    const auto b = bias.value.col(0).array();
+    parallel_for(x.cols(), worth_a_team(x.size()), [&](Index n) {
+      y.col(n) = ((x.col(n).array() - cache.mean(n)) * cache.rstd(n) * g + b).matrix();
+    });
+  }
+
   void backward(const ConstMatRef<Scalar>& x, const ConstMatRef<Scalar>& dy, const Cache& cache, Mat<Scalar>& dx) {
     check_input(x);
     const Index C = dim(), N = x.cols();
     check<ShapeError>(dy.rows() == C && dy.cols() == N, "LayerNorm '", name, "': dy is (", dy.rows(), ", ", dy.cols(),
                       "), expected (", C, ", ", N, ")");
-    check<ShapeError>(cache.mean.size() == N && cache.rstd.size() == N, "LayerNorm '", name, "': cache holds ",
-                      cache.mean.size(), " columns, expected ", N, " (call forward with this x first)");
+    check_cache(x, cache);
     // dy is read in full by the parameter gradients before any column of dx is written, and each
     // column of dx only from the same column of dy, so dx may be dy. (A resize of dx would free dy's
     // memory, so an aliased dx already has dy's shape and is not resized.)
@@ -118,6 +130,12 @@ struct LayerNorm {
  private:
   void check_input(const ConstMatRef<Scalar>& x) const {
     check<ShapeError>(x.rows() == dim(), "LayerNorm '", name, "': input has ", x.rows(), " rows, expected ", dim());
+  }
+
+  void check_cache(const ConstMatRef<Scalar>& x, const Cache& cache) const {
+    check<ShapeError>(cache.mean.size() == x.cols() && cache.rstd.size() == x.cols(), "LayerNorm '", name,
+                      "': cache holds ", cache.mean.size(), " columns, expected ", x.cols(),
+                      " (call forward with this x first)");
   }
 
   static constexpr int kRowBlock = 32;  // rows summed at once (parallel_row_blocks' block, 32, is a multiple)

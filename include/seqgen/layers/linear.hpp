@@ -83,7 +83,8 @@ struct Linear {
     return {r0, r1};
   }
 
-  // x: (in, N), dy: (out, N) -> dx: (in, N). Pass dx = nullptr to skip the input gradient.
+  // x: (in, N), dy: (out, N) -> dx: (in, N). Pass dx = nullptr to skip the input gradient. dx may
+  // be x itself: the weight's gradient is taken before dx is written.
   void backward(const ConstMatRef<Scalar>& x, const ConstMatRef<Scalar>& dy, Mat<Scalar>* dx) {
     check_input(x);
     check<ShapeError>(dy.rows() == out_features() && dy.cols() == x.cols(), "Linear '", name, "': dy is (", dy.rows(),

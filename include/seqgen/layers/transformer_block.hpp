@@ -12,14 +12,17 @@
 // cache (attention's forward_cached), on packed copies of the four weight matrices, by a thread
 // team: x1 = x + Attn(LN1(x)), x1 + Mlp(LN2(x1)), in place in x. No dropout (inference).
 //
-// Memory: per token the cache keeps what backward reads, 11·C floats and the attention kernel's
-// (LN1(x), q, k, v, the attention's output, x1, LN2(x1), the MLP's hidden layer before GELU), and
-// with dropout active the branch outputs and the masks. The rest is scratch (backward's gradients,
-// GELU's output, the kernels' work space): Cache::take_scratch hands it from one block's cache to
-// the next, so a model of L blocks holds one set of it rather than L (Gpt does this).
+// Memory: per token the cache keeps what backward reads, 9·C floats and the attention kernel's
+// (q, k, v, the attention's output, x1, the MLP's hidden layer before GELU, and both LayerNorms'
+// statistics), and with dropout active the branch outputs and the masks. The LayerNorm outputs are
+// computed again in backward from the statistics (llm.c's recompute), into buffers that are free
+// at that moment: LN2(x1) into dx1 before dx1 is written, LN1(x) into dx. The rest is scratch
+// (backward's gradients, GELU's output, the kernels' work space): Cache::take_scratch hands it
+// from one block's cache to the next, so a model of L blocks holds one set of it rather than L
+// (Gpt does this).
 //
 // Contract: forward ASSIGNS y and the cache. backward ADDS into every Param::grad and ASSIGNS dx;
-// it reads the same x forward was given, with the same `training`.
+// it reads the same x forward was given, with the same `training`. dx may be dy, not x.
 #pragma once
 
 #include <string>
@@ -48,16 +51,14 @@ struct TransformerBlock {
     typename CausalSelfAttention<Scalar>::Cache attn;
     typename Mlp<Scalar>::Cache mlp;
     typename Dropout<Scalar>::Cache drop1, drop2;
-    Mat<Scalar> ln1_out;   // (C, N) LN1(x)
     Mat<Scalar> x1;        // (C, N) residual stream after the attention branch
-    Mat<Scalar> ln2_out;   // (C, N) LN2(x1)
     // The branch outputs before dropout, (C, N) each: only while dropout is active (otherwise
     // the branches write x1 and y directly).
     Mat<Scalar> attn_out, mlp_out;
     // scratch
-    Mat<Scalar> dx1;       // (C, N)
+    Mat<Scalar> dx1;       // (C, N) in backward LN2(x1) again, then the gradient of x1
     Mat<Scalar> dbranch;   // (C, N) gradient of a branch output, with dropout active
-    Mat<Scalar> dln;       // (C, N) gradient of a LayerNorm output
+    Mat<Scalar> norm;      // (C, N) in forward a LayerNorm's output, in backward its gradient
 
     // Trades this cache's scratch, its layers' included, for `other`'s (the buffers, not their
     // contents). Blocks run one after another can then share one set: before a block runs
@@ -67,7 +68,7 @@ struct TransformerBlock {
       mlp.take_scratch(other.mlp);
       dx1.swap(other.dx1);
       dbranch.swap(other.dbranch);
-      dln.swap(other.dln);
+      norm.swap(other.norm);
     }
   };
 
@@ -87,20 +88,20 @@ struct TransformerBlock {
                bool training) const {
     check_input(x, B, T);
     const bool dropout = drop.active(training);
-    ln1.forward(x, cache.ln1_out, cache.ln1);
+    ln1.forward(x, cache.norm, cache.ln1);
     if (dropout) {
-      attn.forward(cache.ln1_out, B, T, cache.attn_out, cache.attn);
+      attn.forward(cache.norm, B, T, cache.attn_out, cache.attn);
       drop.forward(cache.attn_out, cache.x1, cache.drop1, rng, training);
     } else {
-      attn.forward(cache.ln1_out, B, T, cache.x1, cache.attn);
+      attn.forward(cache.norm, B, T, cache.x1, cache.attn);
     }
     parallel_add<Scalar>(cache.x1, x);
-    ln2.forward(cache.x1, cache.ln2_out, cache.ln2);
+    ln2.forward(cache.x1, cache.norm, cache.ln2);
     if (dropout) {
-      mlp.forward(cache.ln2_out, cache.mlp_out, cache.mlp);
+      mlp.forward(cache.norm, cache.mlp_out, cache.mlp);
       drop.forward(cache.mlp_out, y, cache.drop2, rng, training);
     } else {
-      mlp.forward(cache.ln2_out, y, cache.mlp);
+      mlp.forward(cache.norm, y, cache.mlp);
     }
     parallel_add<Scalar>(y, cache.x1);
   }
@@ -150,13 +151,16 @@ struct TransformerBlock {
       drop.backward(d, mask, cache.dbranch, training);
       return ConstMatRef<Scalar>(cache.dbranch);
     };
-    // MLP branch: dx1 = dy + (gradient through LN2, Mlp, Drop)
-    mlp.backward(cache.ln2_out, through_dropout(dy, cache.drop2), cache.mlp, cache.dln);
-    ln2.backward(cache.x1, cache.dln, cache.ln2, cache.dx1);
+    // MLP branch: dx1 = dy + (gradient through LN2, Mlp, Drop). LN2(x1) is computed again into
+    // dx1, which LN2's backward then overwrites (it reads x1, not LN2(x1)).
+    ln2.forward_again(cache.x1, cache.ln2, cache.dx1);
+    mlp.backward(cache.dx1, through_dropout(dy, cache.drop2), cache.mlp, cache.norm);
+    ln2.backward(cache.x1, cache.norm, cache.ln2, cache.dx1);
     parallel_add<Scalar>(cache.dx1, dy);
-    // attention branch: dx = dx1 + (gradient through LN1, Attn, Drop)
-    attn.backward(cache.ln1_out, through_dropout(cache.dx1, cache.drop1), B, T, cache.attn, cache.dln);
-    ln1.backward(x, cache.dln, cache.ln1, dx);
+    // attention branch: dx = dx1 + (gradient through LN1, Attn, Drop), LN1(x) again into dx.
+    ln1.forward_again(x, cache.ln1, dx);
+    attn.backward(dx, through_dropout(cache.dx1, cache.drop1), B, T, cache.attn, cache.norm);
+    ln1.backward(x, cache.norm, cache.ln1, dx);
     parallel_add<Scalar>(dx, cache.dx1);
   }
 

@@ -100,7 +100,7 @@ struct Gpt : NamedParams<Gpt<Scalar>, Scalar> {
     bool training = false;  // the mode forward ran in; backward must match it
     std::vector<Token> positions;                           // (N) t of each token
     std::vector<Mat<Scalar>> residual;                      // L+1 of (C, N): x₀ … x_L
-    Mat<Scalar> embedded;                                   // (C, N) before dropout
+    Mat<Scalar> embedded;                                   // (C, N) before dropout, while it is active
     typename Dropout<Scalar>::Cache drop;
     std::vector<typename TransformerBlock<Scalar>::Cache> blocks;  // L (one in use when recomputing)
     Index scratch_at = 0;  // the block whose cache holds the blocks' one set of scratch
@@ -113,10 +113,11 @@ struct Gpt : NamedParams<Gpt<Scalar>, Scalar> {
     bool recompute = false;
     bool recomputing = false;   // the mode the last forward ran in (recompute and training)
     std::vector<Rng> block_rng;  // recomputing: the generator before each block's forward
-    Mat<Scalar> final_norm;                                 // (C, N) LN_f(x_L)
     typename LayerNorm<Scalar>::Cache ln_f;
     typename SoftmaxHead<Scalar>::Cache head;
-    Mat<Scalar> grad_a, grad_b;                             // (C, N) backward scratch
+    // (C, N) backward scratch. forward leaves LN_f(x_L) in grad_b, which the head's backward reads
+    // before anything else writes it.
+    Mat<Scalar> grad_a, grad_b;
   };
 
   Gpt() = default;
@@ -162,8 +163,8 @@ struct Gpt : NamedParams<Gpt<Scalar>, Scalar> {
       else take_scratch(act, l);
       blocks[l].forward(act.residual[l], B, T, act.residual[l + 1], block_cache(act, l), rng, training);
     }
-    ln_f.forward(act.residual[config.layers], act.final_norm, act.ln_f);
-    return head.forward(head_weight(), act.final_norm, targets, act.head);
+    ln_f.forward(act.residual[config.layers], act.grad_b, act.ln_f);
+    return head.forward(head_weight(), act.grad_b, targets, act.head);
   }
 
   // Backward of the mean loss of the last forward (same inputs, targets, B, T and act), in the
@@ -176,7 +177,7 @@ struct Gpt : NamedParams<Gpt<Scalar>, Scalar> {
                       act.B, " T=", act.T);
     // Tensors in for_each_param order: the embeddings, the blocks', ln_f's, lm_head (untied).
     const Index embeddings = count_tensors(wte) + count_tensors(wpe), per_block = count_tensors(blocks[0]);
-    head.backward(head_weight(), act.final_norm, targets, act.head, act.grad_a);
+    head.backward(head_weight(), act.grad_b, targets, act.head, act.grad_a);  // grad_b: LN_f(x_L)
     ln_f.backward(act.residual[config.layers], act.grad_a, act.ln_f, act.grad_b);
     if (ready) ready(embeddings + config.layers * per_block);  // ln_f, lm_head (wte, if tied, is not)
     for (Index l = config.layers - 1; l >= 0; --l) {
@@ -190,9 +191,12 @@ struct Gpt : NamedParams<Gpt<Scalar>, Scalar> {
       std::swap(act.grad_a, act.grad_b);
       if (ready) ready(embeddings + l * per_block);
     }
-    drop.backward(act.grad_b, act.drop, act.grad_a, training);
-    wte.backward(inputs, act.grad_a);
-    wpe.backward(act.positions, act.grad_a);
+    // grad_b holds ∂L/∂x₀: through dropout, if active, into grad_a.
+    const bool dropout = drop.active(training);
+    if (dropout) drop.backward(act.grad_b, act.drop, act.grad_a, training);
+    const Mat<Scalar>& d_embedded = dropout ? act.grad_a : act.grad_b;
+    wte.backward(inputs, d_embedded);
+    wpe.backward(act.positions, d_embedded);
     if (ready) ready(0);
   }
 
@@ -205,8 +209,8 @@ struct Gpt : NamedParams<Gpt<Scalar>, Scalar> {
       take_scratch(act, l);
       blocks[l].forward(act.residual[l], B, T, act.residual[l + 1], act.blocks[l], unused, false);
     }
-    ln_f.forward(act.residual[config.layers], act.final_norm, act.ln_f);
-    head.logits(head_weight(), act.final_norm, out);
+    ln_f.forward(act.residual[config.layers], act.grad_b, act.ln_f);
+    head.logits(head_weight(), act.grad_b, out);
   }
 
   using NamedParams<Gpt, Scalar>::for_each_param;  // the const overload
@@ -227,11 +231,13 @@ struct Gpt : NamedParams<Gpt<Scalar>, Scalar> {
     check<ShapeError>(is_product(inputs.size, B, T), "Gpt: got ", inputs.size, " input ids, expected B*T = ", B, "*",
                       T, " = ", product(B, T));
     prepare(act, B, T);
-    wte.forward(inputs, act.embedded);
+    // Without active dropout the sum goes straight to x₀.
+    const bool dropout = drop.active(training);
+    Mat<Scalar>& sum = dropout ? act.embedded : act.residual[0];
+    wte.forward(inputs, sum);
     const Index N = B * T;
-    parallel_for(N, worth_a_team(act.embedded.size()),
-                 [&](Index n) { act.embedded.col(n) += wpe.weight.value.col(n % T); });
-    drop.forward(act.embedded, act.residual[0], act.drop, rng, training);
+    parallel_for(N, worth_a_team(sum.size()), [&](Index n) { sum.col(n) += wpe.weight.value.col(n % T); });
+    if (dropout) drop.forward(act.embedded, act.residual[0], act.drop, rng, training);
   }
 
   // Block l's cache: its own, or when recomputing the one the blocks share.

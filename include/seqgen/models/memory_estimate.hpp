@@ -4,13 +4,14 @@
 //
 //   parameters        value, gradient and the two AdamW moments: 4 per parameter; a save then
 //                     encodes values and moments once more (CheckpointWriter holds the file)
-//   GPT, per token    residual stream, embedding, LN_f, the head's probabilities (V), backward
-//                     scratch: (L + 5)·C + V + 3; the blocks' one shared set of scratch
-//                     (TransformerBlock::Cache::take_scratch: gradients, GELU's output) 15·C; per
-//                     block 11·C + A + 4 (two LayerNorm outputs and statistics, q/k/v, attention
-//                     output, x1, MLP hidden before GELU), + 4·C with dropout (branch outputs, masks)
-//                     and C for the embedding's mask, where A is what the attention kernel keeps
-//                     per token: 2·NH for the flash kernel (each query's log-sum-exp, and D in
+//   GPT, per token    residual stream, the head's probabilities (V), backward scratch (which
+//                     holds LN_f's output after forward): (L + 3)·C + V + 3; the blocks' one
+//                     shared set of scratch (TransformerBlock::Cache::take_scratch: gradients,
+//                     GELU's output, a LayerNorm output) 10·C; per block 9·C + A + 4 (q/k/v,
+//                     attention output, x1, MLP hidden before GELU, two LayerNorms' statistics),
+//                     with dropout + 4·C per block (branch outputs, masks), + C of scratch and
+//                     2·C for the embedding (before dropout, mask); A is what the attention
+//                     kernel keeps per token: 2·NH for the flash kernel (each query's log-sum-exp, and D in
 //                     backward), NH·T for the reference (its probabilities P), whose backward also
 //                     has a (T, T) scratch per thread; CausalSelfAttention::flash_by_default(T)
 //                     says which runs; with recompute (Gpt::Activations::recompute) one block's
@@ -53,11 +54,12 @@ inline double gpt_floats_per_token(const GptConfig& c, Index T, bool training, b
                                    bool recompute = false) {
   const double C = double(c.channels), V = double(c.vocab_size), L = double(c.layers);
   const bool dropout = training && c.dropout > 0;
-  // The model's own buffers and the blocks' shared scratch (in inference, GELU's output alone).
-  double model = training ? (L + 5) * C + V + 3 + 15 * C : (L + 3) * C + V + 1 + 4 * C;
-  double block = 11 * C + attention_floats_per_token(c, T, training, reference_attention) + 4;
+  // The model's own buffers and the blocks' shared scratch (in inference, GELU's output and a
+  // LayerNorm output alone).
+  double model = training ? (L + 3) * C + V + 3 + 10 * C : (L + 2) * C + V + 1 + 5 * C;
+  double block = 9 * C + attention_floats_per_token(c, T, training, reference_attention) + 4;
   if (dropout) {
-    model += C;
+    model += 3 * C;
     block += 4 * C;
   }
   return model + (recompute && training ? 1 : L) * block;
